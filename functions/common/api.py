@@ -1,0 +1,65 @@
+"""The HTTP side shared by every API Lambda: the resolver, the error mapping and the caller.
+
+Every domain handler builds its resolver with ``build_resolver()`` so all of them answer errors the
+same way: ``{"error": "..."}`` (validation errors add ``details``) with the status the typed error
+carries. Anything unexpected is logged with its stack and answered as a bare 500 without internals.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from functions.common.auth import Caller, caller_from_event
+from functions.common.errors import DomainError
+from functions.common.observability import logger
+
+OPENAPI_TITLE = "plot-palette API"
+OPENAPI_VERSION = "1.0.0"
+
+
+def error_response(status: int, message: str, details: Any = None) -> Response:
+    body: dict[str, Any] = {"error": message}
+    if details is not None:
+        body["details"] = details
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
+    """A validating HTTP API resolver with the shared error mapping and the given domain routers."""
+    app = APIGatewayHttpResolver(enable_validation=True)
+    for router in routers:
+        app.include_router(router)
+
+    @app.exception_handler(DomainError)
+    def _domain_error(error: DomainError) -> Response:
+        return error_response(error.status_code, error.message, error.details)
+
+    @app.exception_handler(RequestValidationError)
+    def _validation_error(error: RequestValidationError) -> Response:
+        # Location and message only: never echo the input or pydantic internals back.
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in error.errors()
+        ]
+        return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "Request validation failed", details)
+
+    @app.not_found
+    def _not_found(_: Exception) -> Response:
+        return error_response(HTTPStatus.NOT_FOUND, "Not found")
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        logger.exception("Unhandled error")
+        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal server error")
+
+    return app
+
+
+def current_caller(router: APIGatewayHttpRouter | APIGatewayHttpResolver) -> Caller:
+    """The authenticated caller of the request being handled (401 without JWT claims)."""
+    return caller_from_event(router.current_event.raw_event)

@@ -1,0 +1,40 @@
+"""Typed domain errors. Each maps to one HTTP status in ``functions.common.api``.
+
+Services raise these; handlers never build error responses by hand and nothing maps errors by
+searching message text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of every error a client can cause. ``status_code`` is the HTTP answer."""
+
+    status_code = 400
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadRequestError(DomainError):
+    status_code = 400
+
+
+class UnauthorizedError(DomainError):
+    status_code = 401
+
+
+class ForbiddenError(DomainError):
+    status_code = 403
+
+
+class NotFoundError(DomainError):
+    status_code = 404
+
+
+class ConflictError(DomainError):
+    status_code = 409

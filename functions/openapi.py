@@ -1,0 +1,61 @@
+"""Generate the OpenAPI document of the whole API from the domain routers.
+
+``python -m functions.openapi docs/openapi.json`` (``make openapi``) writes it; a test fails when the
+committed document differs from what the code generates.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from aws_lambda_powertools.event_handler.openapi.models import Server
+
+from functions.common.api import OPENAPI_TITLE, OPENAPI_VERSION, build_resolver
+
+# Every module that defines API routes as ``router``.
+ROUTER_MODULES = (
+    "functions.health.handler",
+    "functions.jobs.handler",
+    "functions.templates.handler",
+    "functions.seed_data.handler",
+    "functions.dashboard.handler",
+)
+
+
+def openapi_document() -> dict:
+    routers = []
+    for name in ROUTER_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as missing:
+            if missing.name == name:
+                continue  # a domain not built yet
+            raise
+        routers.append(module.router)
+    app = build_resolver(*routers)
+    return json.loads(
+        app.get_openapi_json_schema(
+            title=OPENAPI_TITLE,
+            version=OPENAPI_VERSION,
+            description="REST API of plot-palette: generation jobs, prompt templates, seed data, dashboard.",
+            servers=[Server(url="/")],
+        )
+    )
+
+
+def render() -> str:
+    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+
+
+def main() -> None:
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/openapi.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render())
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()
