@@ -61,7 +61,7 @@ class Emulator:
             "endpoint_url": self.endpoint,
             "region_name": REGION,
             "aws_access_key_id": "test",
-            "aws_secret_access_key": "test",  # noqa: S106 - the emulator's fixed credentials
+            "aws_secret_access_key": "test",
         }
 
     def client(self, service: str) -> Any:
