@@ -16,25 +16,13 @@ from aws_lambda_powertools.event_handler.openapi.models import Server
 from functions.common.api import OPENAPI_TITLE, OPENAPI_VERSION, build_resolver
 
 # Every module that defines API routes as ``router``.
-ROUTER_MODULES = (
-    "functions.health.handler",
-    "functions.jobs.handler",
-    "functions.templates.handler",
-    "functions.seed_data.handler",
-    "functions.dashboard.handler",
-)
+ROUTER_MODULES = ("functions.health.handler",)
 
 
 def openapi_document() -> dict:
     routers = []
     for name in ROUTER_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as missing:
-            if missing.name == name:
-                continue  # a domain not built yet
-            raise
-        routers.append(module.router)
+        routers.append(importlib.import_module(name).router)
     app = build_resolver(*routers)
     return json.loads(
         app.get_openapi_json_schema(
