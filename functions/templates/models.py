@@ -1,0 +1,162 @@
+"""Templates: request, response, domain and stored-row models.
+
+``TemplateVersion`` is the domain model other domains (jobs API, generation worker) read through
+``TemplateRepository.get_version``; keep its fields stable. Stored rows follow docs/data-model.md
+(Templates table): immutable version items (``version >= 1``) and one head item (``version = 0``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_STEPS = 10
+MAX_DEFINITION_BYTES = 50 * 1024
+STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+
+class TemplateStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(
+        description="Identifier-like, unique in the template; later steps read `steps.<id>.output`."
+    )
+    prompt: str = Field(description="A Jinja2 template rendered with the seed record as its context.")
+    model: str | None = Field(default=None, max_length=256)
+    model_tier: str | None = Field(default=None, max_length=64)
+
+
+class TemplateDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[TemplateStep]
+
+
+# ---------------------------------------------------------------- domain
+
+
+class TemplateVersion(BaseModel):
+    """One immutable version of a template, as stored in its version item."""
+
+    model_config = ConfigDict(frozen=True)
+
+    template_id: str
+    version: int = Field(ge=1)
+    user_id: str
+    name: str
+    description: str | None = None
+    is_public: bool = False
+    template_definition: TemplateDefinition
+    schema_requirements: list[str] = Field(default_factory=list)
+    created_at: str
+
+    def is_readable_by(self, user_id: str) -> bool:
+        """The owner reads every version; anyone reads a version stored as public."""
+        return self.is_public or self.user_id == user_id
+
+    def is_owned_by(self, user_id: str) -> bool:
+        return self.user_id == user_id
+
+
+class TemplateHead(BaseModel):
+    """The head item (``version = 0``): the template's current name, visibility and latest version."""
+
+    model_config = ConfigDict(frozen=True)
+
+    template_id: str
+    user_id: str
+    latest_version: int = Field(ge=1)
+    name: str
+    description: str | None = None
+    is_public: bool = False
+    created_at: str
+    updated_at: str
+
+
+# ---------------------------------------------------------------- requests
+
+
+class CreateTemplateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    is_public: bool = False
+    template_definition: TemplateDefinition
+
+
+class UpdateTemplateRequest(BaseModel):
+    """A new version: the definition is required; name, description and visibility default to the
+    latest version's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    is_public: bool | None = None
+    template_definition: TemplateDefinition
+
+
+# ---------------------------------------------------------------- responses
+
+
+class TemplateWriteResponse(BaseModel):
+    template_id: str
+    version: int
+    schema_requirements: list[str]
+
+
+class TemplateResponse(BaseModel):
+    template_id: str
+    version: int
+    name: str
+    description: str | None = None
+    is_public: bool
+    is_owner: bool
+    template_definition: TemplateDefinition
+    schema_requirements: list[str]
+    created_at: str
+
+    @classmethod
+    def of(cls, template: TemplateVersion, caller: str) -> TemplateResponse:
+        return cls(
+            template_id=template.template_id,
+            version=template.version,
+            name=template.name,
+            description=template.description,
+            is_public=template.is_public,
+            is_owner=template.is_owned_by(caller),
+            template_definition=template.template_definition,
+            schema_requirements=list(template.schema_requirements),
+            created_at=template.created_at,
+        )
+
+
+class TemplateSummary(BaseModel):
+    template_id: str
+    latest_version: int
+    name: str
+    description: str | None = None
+    is_public: bool
+    is_owner: bool
+    created_at: str
+    updated_at: str
+
+
+class TemplateListResponse(BaseModel):
+    templates: list[TemplateSummary]
+    last_key: str | None = Field(
+        default=None, description="Opaque cursor; present while more templates remain. Pass it back."
+    )
+
+
+class TemplateDeleteResponse(BaseModel):
+    message: str
+    template_id: str
+    versions_deleted: int
+
+
+def definition_to_dict(definition: TemplateDefinition) -> dict[str, Any]:
+    """The definition as stored and as measured for the size limit (no null optional fields)."""
+    return definition.model_dump(exclude_none=True)

@@ -1,0 +1,329 @@
+"""Templates table access (docs/data-model.md, "Templates table").
+
+Version items (``version >= 1``) are immutable and written with ``attribute_not_exists(version)``.
+The head item (``version = 0``) holds ``latest_version`` and the sparse listing keys. A new version
+is one transaction: put the version (must not exist) and move the head from the latest version the
+writer read to the new one (condition on ``latest_version``), so two concurrent updates can never
+both claim the same number and the head never points at a missing version.
+
+``TemplateRepository(table_name, dynamodb_client).get_version(template_id, version=None)`` is the
+read other domains use; keep its signature stable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from functions.templates.models import TemplateHead, TemplateVersion, definition_to_dict
+
+HEAD_VERSION = 0
+PUBLIC_PARTITION = "PUBLIC"
+USER_TEMPLATES_INDEX = "user-templates-index"
+PUBLIC_TEMPLATES_INDEX = "public-templates-index"
+TEMPLATE_ID_INDEX = "template-id-index"  # on the Jobs table
+_MAX_KEY_BYTES = 1024  # DynamoDB allows 2048 for a partition key; ids here are UUIDs
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _to_item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def _from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; every number in a template row is an integer."""
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _valid_key(template_id: str) -> bool:
+    return bool(template_id) and len(template_id.encode()) <= _MAX_KEY_BYTES
+
+
+def _cancellation_codes(error: ClientError) -> list[str]:
+    return [r.get("Code", "") for r in error.response.get("CancellationReasons", [])]
+
+
+@dataclass(frozen=True)
+class HeadPage:
+    """One page of head items from a listing index and where to resume it (None: exhausted)."""
+
+    heads: list[TemplateHead]
+    last_evaluated_key: dict[str, Any] | None
+
+
+class TemplateRepository:
+    def __init__(self, table_name: str, dynamodb_client: Any) -> None:
+        self._table = table_name
+        self._ddb = dynamodb_client
+
+    # ------------------------------------------------------------------ reads
+
+    def get_version(self, template_id: str, version: int | None = None) -> TemplateVersion | None:
+        """One version of a template; ``None`` means the latest (read through the head item).
+
+        Answers ``None`` when the template or that version does not exist.
+        """
+        if not _valid_key(template_id):
+            return None
+        if version is None:
+            head = self.get_head(template_id)
+            if head is None:
+                return None
+            version = head.latest_version
+        if version < 1:
+            return None
+        answer = self._ddb.get_item(
+            TableName=self._table,
+            Key=_to_item({"template_id": template_id, "version": version}),
+            ConsistentRead=True,
+        )
+        item = answer.get("Item")
+        return TemplateVersion.model_validate(_from_item(item)) if item else None
+
+    def get_head(self, template_id: str) -> TemplateHead | None:
+        if not _valid_key(template_id):
+            return None
+        answer = self._ddb.get_item(
+            TableName=self._table,
+            Key=_to_item({"template_id": template_id, "version": HEAD_VERSION}),
+            ConsistentRead=True,
+        )
+        item = answer.get("Item")
+        return _head_from_item(item) if item else None
+
+    def query_heads(
+        self,
+        *,
+        owner_id: str | None = None,
+        public: bool = False,
+        exclude_user_id: str | None = None,
+        limit: int,
+        exclusive_start_key: dict[str, Any] | None = None,
+    ) -> HeadPage:
+        """Newest-updated-first head items of one owner, or public ones (minus one user's)."""
+        if (owner_id is None) == (not public):
+            raise ValueError("give exactly one of owner_id or public=True")
+        args: dict[str, Any] = {"TableName": self._table, "Limit": limit, "ScanIndexForward": False}
+        if public:
+            args["IndexName"] = PUBLIC_TEMPLATES_INDEX
+            args["KeyConditionExpression"] = "public_partition = :p"
+            values: dict[str, Any] = {":p": PUBLIC_PARTITION}
+            if exclude_user_id is not None:
+                args["FilterExpression"] = "user_id <> :me"
+                values[":me"] = exclude_user_id
+        else:
+            args["IndexName"] = USER_TEMPLATES_INDEX
+            args["KeyConditionExpression"] = "owner_id = :o"
+            values = {":o": owner_id}
+        args["ExpressionAttributeValues"] = _to_item(values)
+        if exclusive_start_key is not None:
+            args["ExclusiveStartKey"] = _to_item(exclusive_start_key)
+        answer = self._ddb.query(**args)
+        heads = [_head_from_item(item) for item in answer.get("Items", [])]
+        last = answer.get("LastEvaluatedKey")
+        return HeadPage(heads=heads, last_evaluated_key=_from_item(last) if last else None)
+
+    # ----------------------------------------------------------------- writes
+
+    def create(self, template: TemplateVersion) -> None:
+        """Write version 1 and the head item in one transaction (both must be new)."""
+        if template.version != 1:
+            raise ValueError("a new template starts at version 1")
+        head = _head_values(template, created_at=template.created_at)
+        self._ddb.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": _to_item(head),
+                        "ConditionExpression": "attribute_not_exists(template_id)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": _to_item(_version_values(template)),
+                        "ConditionExpression": "attribute_not_exists(version)",
+                    }
+                },
+            ]
+        )
+
+    def append_version(
+        self, template: TemplateVersion, *, expected_latest: int, head_created_at: str
+    ) -> bool:
+        """Write ``template`` (version ``expected_latest + 1``) and move the head to it, atomically.
+
+        Answers False when another writer got there first (the head moved, the version exists or
+        the transaction conflicted): read the head again and retry with the next number.
+        """
+        if template.version != expected_latest + 1:
+            raise ValueError("the new version must follow the expected latest one")
+        head = _head_values(template, created_at=head_created_at)
+        set_names = [k for k in head if k not in ("template_id", "version") and head[k] is not None]
+        removes = [k for k in ("description", "public_partition") if head.get(k) is None]
+        update = "SET " + ", ".join(f"#{k} = :{k}" for k in set_names)
+        if removes:
+            update += " REMOVE " + ", ".join(f"#{k}" for k in removes)
+        names = {f"#{k}": k for k in (*set_names, *removes)}
+        values = _to_item({f":{k}": head[k] for k in set_names})
+        values.update(_to_item({":expected": expected_latest, ":owner": template.user_id}))
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": _to_item(_version_values(template)),
+                            "ConditionExpression": "attribute_not_exists(version)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _to_item({"template_id": template.template_id, "version": HEAD_VERSION}),
+                            "UpdateExpression": update,
+                            "ConditionExpression": "#latest_version = :expected AND #user_id = :owner",
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code == "TransactionCanceledException" and all(
+                c in ("ConditionalCheckFailed", "TransactionConflict", "None", "")
+                for c in _cancellation_codes(error)
+            ):
+                return False
+            if code == "TransactionConflictException":
+                return False
+            raise
+        return True
+
+    def delete_head(self, template_id: str, owner_id: str) -> bool:
+        """Delete the head (owner only). After this no new version can be written. False if gone."""
+        try:
+            self._ddb.delete_item(
+                TableName=self._table,
+                Key=_to_item({"template_id": template_id, "version": HEAD_VERSION}),
+                ConditionExpression="attribute_exists(template_id) AND user_id = :owner",
+                ExpressionAttributeValues=_to_item({":owner": owner_id}),
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def delete_all_versions(self, template_id: str) -> int:
+        """Delete every remaining item of the template (paginated query, batches of 25)."""
+        deleted = 0
+        batch: list[dict[str, Any]] = []
+        for key in self._keys_of(template_id):
+            if key["version"] >= 1:
+                deleted += 1
+            batch.append(key)
+            if len(batch) == 25:
+                self._batch_delete(batch)
+                batch = []
+        if batch:
+            self._batch_delete(batch)
+        return deleted
+
+    def _keys_of(self, template_id: str) -> Iterator[dict[str, Any]]:
+        args: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "template_id = :t",
+            "ExpressionAttributeValues": _to_item({":t": template_id}),
+            "ProjectionExpression": "template_id, version",
+            "ConsistentRead": True,
+        }
+        while True:
+            answer = self._ddb.query(**args)
+            for item in answer.get("Items", []):
+                yield _from_item(item)
+            last = answer.get("LastEvaluatedKey")
+            if not last:
+                return
+            args["ExclusiveStartKey"] = last
+
+    def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
+        requests: list[dict[str, Any]] = [{"DeleteRequest": {"Key": _to_item(k)}} for k in keys]
+        for _ in range(10):
+            answer = self._ddb.batch_write_item(RequestItems={self._table: requests})
+            requests = answer.get("UnprocessedItems", {}).get(self._table, [])
+            if not requests:
+                return
+        raise RuntimeError(f"could not delete {len(requests)} template items after retries")
+
+
+class TemplateUsage:
+    """Whether any job references a template: one ``Limit=1`` query of the Jobs ``template-id-index``."""
+
+    def __init__(self, jobs_table: str, dynamodb_client: Any) -> None:
+        self._table = jobs_table
+        self._ddb = dynamodb_client
+
+    def is_referenced(self, template_id: str) -> bool:
+        answer = self._ddb.query(
+            TableName=self._table,
+            IndexName=TEMPLATE_ID_INDEX,
+            KeyConditionExpression="template_id = :t",
+            ExpressionAttributeValues={":t": {"S": template_id}},
+            Limit=1,
+        )
+        return bool(answer.get("Items"))
+
+
+def _version_values(template: TemplateVersion) -> dict[str, Any]:
+    return {
+        "template_id": template.template_id,
+        "version": template.version,
+        "user_id": template.user_id,
+        "name": template.name,
+        "description": template.description,
+        "is_public": template.is_public,
+        "template_definition": definition_to_dict(template.template_definition),
+        "schema_requirements": list(template.schema_requirements),
+        "created_at": template.created_at,
+    }
+
+
+def _head_values(template: TemplateVersion, *, created_at: str) -> dict[str, Any]:
+    return {
+        "template_id": template.template_id,
+        "version": HEAD_VERSION,
+        "latest_version": template.version,
+        "user_id": template.user_id,
+        "owner_id": template.user_id,
+        "public_partition": PUBLIC_PARTITION if template.is_public else None,
+        "name": template.name,
+        "description": template.description,
+        "is_public": template.is_public,
+        "created_at": created_at,
+        "updated_at": template.created_at,
+    }
+
+
+def _head_from_item(item: dict[str, Any]) -> TemplateHead:
+    values = _from_item(item)
+    return TemplateHead.model_validate({k: v for k, v in values.items() if k in TemplateHead.model_fields})
