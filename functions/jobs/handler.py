@@ -1,0 +1,153 @@
+"""Jobs API: POST/GET /jobs, GET/DELETE /jobs/{job_id}, GET /jobs/{job_id}/download.
+
+Routing and decorators only; the rules are in ``functions.jobs.service``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.common.api import build_resolver, current_caller
+from functions.common.aws import client
+from functions.common.events import EventPublisher
+from functions.common.observability import logger
+from functions.common.settings import (
+    BucketSettings,
+    EventBusSettings,
+    IdempotencyTableSettings,
+    JobsTableSettings,
+    QueueTableSettings,
+    TemplatesTableSettings,
+    load_settings,
+)
+from functions.jobs.models import (
+    CreateJobRequest,
+    CreateJobResponse,
+    DownloadResponse,
+    JobActionResponse,
+    JobDetail,
+    JobListResponse,
+    JobStatus,
+)
+from functions.jobs.repository import JobFiles, JobsRepository
+from functions.jobs.service import JobsService
+from functions.templates.repository import TemplateRepository
+
+
+class JobsApiSettings(
+    JobsTableSettings,
+    QueueTableSettings,
+    TemplatesTableSettings,
+    IdempotencyTableSettings,
+    BucketSettings,
+    EventBusSettings,
+):
+    pass
+
+
+router = APIGatewayHttpRouter()
+
+
+def _service() -> JobsService:
+    settings = load_settings(JobsApiSettings)
+    dynamodb = client("dynamodb")
+    return JobsService(
+        jobs=JobsRepository(dynamodb, settings.jobs_table, settings.queue_table, settings.templates_table),
+        files=JobFiles(client("s3"), settings.bucket_name),
+        templates=TemplateRepository(settings.templates_table, dynamodb),
+        publisher=EventPublisher(client("events"), settings.event_bus_name),
+        idempotency_store=DynamoDBPersistenceLayer(
+            table_name=settings.idempotency_table, boto3_client=dynamodb
+        ),
+        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        lambda_context=router.lambda_context,
+    )
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@router.post(
+    "/jobs",
+    tags=["jobs"],
+    summary="Queue a generation job",
+    description=(
+        "Queues a job for a template version readable by you and one of your seed-data uploads. "
+        "With an `Idempotency-Key` header a retry answers the first answer and creates nothing; the "
+        "same key with a different body is a 422, and a retry while the first is still running a 409."
+    ),
+    responses={
+        201: {"description": "Queued"},
+        403: {"description": "Another user's seed data"},
+        404: {"description": "Template version or seed data not found"},
+    },
+)
+def create_job(
+    request: CreateJobRequest,
+    idempotency_key: Annotated[
+        str | None, Header(alias="idempotency-key", description="Makes a retried create safe.")
+    ] = None,
+) -> Response[CreateJobResponse]:
+    caller = current_caller(router)
+    return _json(201, _service().create(caller.user_id, request, idempotency_key))
+
+
+@router.get("/jobs", tags=["jobs"], summary="Your jobs, newest first")
+def list_jobs(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    status: Annotated[JobStatus | None, Query()] = None,
+    last_key: Annotated[
+        str | None, Query(max_length=2048, description="Cursor from the previous page.")
+    ] = None,
+) -> JobListResponse:
+    caller = current_caller(router)
+    return _service().list(caller.user_id, limit, status, last_key)
+
+
+@router.get("/jobs/<job_id>", tags=["jobs"], summary="One of your jobs, with its config")
+def get_job(job_id: str) -> JobDetail:
+    caller = current_caller(router)
+    return _service().get(caller.user_id, job_id)
+
+
+@router.delete(
+    "/jobs/<job_id>",
+    tags=["jobs"],
+    summary="Cancel an active job, or delete a finished one",
+    description=(
+        "QUEUED or RUNNING: records the cancellation request and emits `Job Cancellation Requested` "
+        "(asking again answers 202 again). Terminal: emits `Job Deletion Requested`. A job that "
+        "finishes while being cancelled answers 409."
+    ),
+    responses={202: {"description": "Requested"}},
+)
+def delete_job(job_id: str) -> Response[JobActionResponse]:
+    caller = current_caller(router)
+    return _json(202, _service().delete(caller.user_id, job_id))
+
+
+@router.get(
+    "/jobs/<job_id>/download",
+    tags=["jobs"],
+    summary="A one-hour download link to a COMPLETED job's export",
+    responses={409: {"description": "The job is not COMPLETED"}},
+)
+def download_job(job_id: str) -> DownloadResponse:
+    caller = current_caller(router)
+    return _service().download(caller.user_id, job_id)
+
+
+app = build_resolver(router)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

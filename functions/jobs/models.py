@@ -1,0 +1,264 @@
+"""Jobs: request, response, domain and stored-row models.
+
+The stored row (``JobRecord``) follows docs/data-model.md (Jobs table) verbatim. Money is
+``Decimal`` end to end; in JSON answers every ``Decimal`` field is a **string** (``"12.50"``), which
+is what pydantic's JSON mode (and so the Powertools resolver) writes, so no float ever rounds a
+dollar amount. Counts (records, tokens, priority, versions) are JSON integers.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_EXPORT_CONFIG_BYTES = 8 * 1024
+MAX_EXPORT_CONFIG_DEPTH = 8
+MAX_NUMBER_DIGITS = 38  # DynamoDB numbers: 38 significant digits
+
+
+class JobStatus(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_active(self) -> bool:
+        return self in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class OutputFormat(StrEnum):
+    JSONL = "JSONL"
+    PARQUET = "PARQUET"
+    CSV = "CSV"
+
+    @property
+    def extension(self) -> str:
+        return self.value.lower()
+
+
+def export_key(job_id: str, output_format: OutputFormat) -> str:
+    """Where the worker writes a job's export (docs/data-model.md, S3 bucket)."""
+    return f"jobs/{job_id}/exports/dataset.{output_format.extension}"
+
+
+# ---------------------------------------------------------------- requests
+
+Money = Annotated[Decimal, Field(gt=0, le=1000, max_digits=12, decimal_places=6, allow_inf_nan=False)]
+
+
+def _to_dynamodb_value(value: Any, depth: int) -> Any:
+    """JSON config as DynamoDB can store it: floats become Decimal, with depth and digit limits."""
+    if depth > MAX_EXPORT_CONFIG_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_EXPORT_CONFIG_DEPTH} levels")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, Decimal)):
+        number = Decimal(str(value))
+        if not number.is_finite():
+            raise ValueError("numbers must be finite")
+        if len(number.as_tuple().digits) > MAX_NUMBER_DIGITS:
+            raise ValueError(f"numbers have at most {MAX_NUMBER_DIGITS} significant digits")
+        return number
+    if isinstance(value, list):
+        return [_to_dynamodb_value(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _to_dynamodb_value(v, depth + 1) for k, v in value.items()}
+    raise ValueError(f"unsupported value of type {type(value).__name__}")
+
+
+class CreateJobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template_id: str = Field(min_length=1, max_length=128)
+    template_version: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Default: the template's latest version."
+    )
+    seed_data_path: str = Field(
+        min_length=1, max_length=1024, description="An uploaded object's key, under `seed-data/{you}/`."
+    )
+    budget_limit: Money = Field(description="Dollars, 0 < x <= 1000.")
+    output_format: OutputFormat
+    num_records: int = Field(ge=1, le=1_000_000)
+    priority: int = Field(default=5, ge=1, le=10, description="1..10, 10 is the most urgent.")
+    task_size: str | None = Field(default=None, min_length=1, max_length=64)
+    partition_strategy: str | None = Field(default=None, min_length=1, max_length=64)
+    export_config: dict[str, Any] | None = Field(
+        default=None, description="Stored as given (a JSON object of at most 8 KB)."
+    )
+
+    @field_validator("export_config")
+    @classmethod
+    def _storable_config(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if len(json.dumps(value, default=str)) > MAX_EXPORT_CONFIG_BYTES:
+            raise ValueError(f"export_config is larger than {MAX_EXPORT_CONFIG_BYTES} bytes")
+        stored: dict[str, Any] = _to_dynamodb_value(value, 0)
+        return stored
+
+
+class ListJobsQuery(BaseModel):
+    limit: int = Field(default=20, ge=1, le=100)
+    status: JobStatus | None = None
+    last_key: str | None = None
+
+
+# ---------------------------------------------------------------- stored row / domain
+
+
+class Cost(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    bedrock: Decimal = Decimal(0)
+    fargate: Decimal = Decimal(0)
+    s3: Decimal = Decimal(0)
+    total: Decimal = Decimal(0)
+
+
+class JobResult(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    records: int | None = None
+    output_key: str | None = None
+
+
+class JobRecord(BaseModel):
+    """One Jobs item. Unknown attributes are ignored; ``task_token`` is never read into it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    job_id: str
+    user_id: str
+    status: JobStatus
+    template_id: str
+    template_version: int
+    seed_data_path: str
+    budget_limit: Decimal
+    output_format: OutputFormat
+    num_records: int
+    priority: int
+    task_size: str | None = None
+    partition_strategy: str | None = None
+    export_config: dict[str, Any] | None = None
+    created_at: str
+    updated_at: str
+    records_generated: int = 0
+    tokens_used: int = 0
+    cost: Cost = Field(default_factory=Cost)
+    budget_exceeded: bool = False
+    cancel_requested_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    result: JobResult | None = None
+    error: str | None = None
+    cause: str | None = None
+
+    def is_owned_by(self, user_id: str) -> bool:
+        return self.user_id == user_id
+
+
+# ---------------------------------------------------------------- responses
+
+
+class CreateJobResponse(BaseModel):
+    job_id: str
+    status: JobStatus
+    created_at: str
+
+
+class JobSummary(BaseModel):
+    job_id: str
+    status: JobStatus
+    template_id: str
+    created_at: str
+    updated_at: str
+    records_generated: int
+    cost_estimate: Decimal = Field(description="Dollars spent so far (the rolled-up `cost.total`).")
+    budget_limit: Decimal
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobSummary:
+        return cls(
+            job_id=job.job_id,
+            status=job.status,
+            template_id=job.template_id,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            records_generated=job.records_generated,
+            cost_estimate=job.cost.total,
+            budget_limit=job.budget_limit,
+        )
+
+
+class JobListResponse(BaseModel):
+    jobs: list[JobSummary]
+    last_key: str | None = Field(
+        default=None, description="Opaque cursor; present while more jobs remain. Pass it back unchanged."
+    )
+
+
+def _plain_json(value: Any) -> Any:
+    """Stored config back to what the client sent: integral numbers as int, others as float."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain_json(v) for k, v in value.items()}
+    return value
+
+
+class JobDetail(BaseModel):
+    """The whole job: its config, progress, cost and outcome (never the lifecycle's task token)."""
+
+    job_id: str
+    user_id: str
+    status: JobStatus
+    template_id: str
+    template_version: int
+    seed_data_path: str
+    budget_limit: Decimal
+    output_format: OutputFormat
+    num_records: int
+    priority: int
+    task_size: str | None = None
+    partition_strategy: str | None = None
+    export_config: dict[str, Any] | None = None
+    created_at: str
+    updated_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    cancel_requested_at: str | None = None
+    records_generated: int
+    tokens_used: int
+    cost: Cost
+    budget_exceeded: bool
+    result: JobResult | None = None
+    error: str | None = None
+    cause: str | None = None
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobDetail:
+        data = job.model_dump()
+        data["export_config"] = _plain_json(job.export_config)
+        return cls.model_validate(data)
+
+
+class JobActionResponse(BaseModel):
+    message: str
+    job_id: str
+
+
+class DownloadResponse(BaseModel):
+    job_id: str
+    download_url: str
+    s3_key: str
+    output_format: OutputFormat
+    expires_in: int = Field(description="Seconds the URL stays valid.")

@@ -1,0 +1,222 @@
+"""Jobs and Queue tables, and the job's objects in S3, behind small interfaces.
+
+Item layouts, index names and conditions follow docs/data-model.md verbatim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from functions.jobs.models import JobRecord, JobStatus
+
+USER_ID_INDEX = "user-id-index"
+USER_STATUS_INDEX = "user-status-index"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def user_status_key(user_id: str, status: JobStatus | str) -> str:
+    return f"{user_id}#{status}"
+
+
+def queue_key(priority: int, created_at: str, job_id: str) -> str:
+    """Most urgent first (priority 10 sorts as ``00``), then oldest first."""
+    return f"{10 - priority:02d}#{created_at}#{job_id}"
+
+
+class JobIdTakenError(Exception):
+    """The transaction's ``attribute_not_exists(job_id)`` failed (a reused job id)."""
+
+
+class TemplateVersionGoneError(Exception):
+    """The ConditionCheck on the template version failed: it was deleted meanwhile."""
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[JobRecord]
+    # The index key of the last job returned, when more remain.
+    last_key: dict[str, str] | None
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """``recorded``: this call wrote ``cancel_requested_at``. Otherwise ``job`` is the item as it was
+    when the condition failed (already cancelling, or no longer QUEUED/RUNNING), or None if gone."""
+
+    recorded: bool
+    job: JobRecord | None
+
+
+class JobsRepository:
+    def __init__(self, dynamodb_client: Any, jobs_table: str, queue_table: str, templates_table: str) -> None:
+        self._ddb = dynamodb_client
+        self._jobs = jobs_table
+        self._queue = queue_table
+        self._templates = templates_table
+
+    # ------------------------------------------------------------ writes
+
+    def create(self, job: dict[str, Any]) -> None:
+        """Jobs item + Queue item + template version check, in one transaction (lifecycle step 1)."""
+        queue_item = {
+            "status": JobStatus.QUEUED.value,
+            "queue_key": job["queue_key"],
+            "job_id": job["job_id"],
+            "user_id": job["user_id"],
+            "priority": job["priority"],
+            "created_at": job["created_at"],
+        }
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._jobs,
+                            "Item": to_item(job),
+                            "ConditionExpression": "attribute_not_exists(job_id)",
+                        }
+                    },
+                    {"Put": {"TableName": self._queue, "Item": to_item(queue_item)}},
+                    {
+                        "ConditionCheck": {
+                            "TableName": self._templates,
+                            "Key": to_item(
+                                {"template_id": job["template_id"], "version": job["template_version"]}
+                            ),
+                            "ConditionExpression": "attribute_exists(template_id)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if len(reasons) == 3 and reasons[2] == "ConditionalCheckFailed":
+                raise TemplateVersionGoneError from error
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise JobIdTakenError from error
+            raise
+
+    def request_cancel(self, job_id: str, requested_at: str) -> CancelOutcome:
+        """Record the cancellation request once: condition status QUEUED or RUNNING and not yet asked."""
+        try:
+            self._ddb.update_item(
+                TableName=self._jobs,
+                Key=to_item({"job_id": job_id}),
+                UpdateExpression="SET cancel_requested_at = :now, updated_at = :now",
+                ConditionExpression=(
+                    "attribute_exists(job_id) AND #status IN (:queued, :running) "
+                    "AND attribute_not_exists(cancel_requested_at)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":now": requested_at,
+                        ":queued": JobStatus.QUEUED.value,
+                        ":running": JobStatus.RUNNING.value,
+                    }
+                ),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
+            # Some emulators omit the old item: read it (one extra read, only on this path).
+            job = JobRecord.model_validate(from_item(old)) if old else self.get(job_id)
+            return CancelOutcome(recorded=False, job=job)
+        return CancelOutcome(recorded=True, job=None)
+
+    # ------------------------------------------------------------ reads
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """One GetItem (strongly consistent). The dashboard relies on this being the only read."""
+        answer = self._ddb.get_item(
+            TableName=self._jobs, Key=to_item({"job_id": job_id}), ConsistentRead=True
+        )
+        item = answer.get("Item")
+        return JobRecord.model_validate(from_item(item)) if item else None
+
+    def list_for_user(
+        self,
+        user_id: str,
+        limit: int,
+        status: JobStatus | None = None,
+        start_key: dict[str, str] | None = None,
+    ) -> Page:
+        """Newest first. With a status, the status is the index key, so pages are full."""
+        if status is None:
+            index, key_name, key_value = USER_ID_INDEX, "user_id", user_id
+        else:
+            index, key_name, key_value = USER_STATUS_INDEX, "user_status", user_status_key(user_id, status)
+        arguments: dict[str, Any] = {
+            "TableName": self._jobs,
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :k",
+            "ExpressionAttributeNames": {"#k": key_name},
+            "ExpressionAttributeValues": to_item({":k": key_value}),
+            "ScanIndexForward": False,
+        }
+        if start_key is not None:
+            arguments["ExclusiveStartKey"] = to_item(start_key)
+        jobs: list[JobRecord] = []
+        # One more than asked tells whether more remain; loop in case DynamoDB's 1 MB page cuts short.
+        while len(jobs) <= limit:
+            arguments["Limit"] = limit + 1 - len(jobs)
+            answer = self._ddb.query(**arguments)
+            jobs.extend(JobRecord.model_validate(from_item(i)) for i in answer.get("Items", []))
+            if "LastEvaluatedKey" not in answer:
+                break
+            arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        if len(jobs) <= limit:
+            return Page(jobs=jobs, last_key=None)
+        page = jobs[:limit]
+        last = page[-1]
+        return Page(
+            jobs=page, last_key={"job_id": last.job_id, key_name: key_value, "created_at": last.created_at}
+        )
+
+
+class JobFiles:
+    """The objects a job reads and produces in the bucket."""
+
+    def __init__(self, s3_client: Any, bucket: str) -> None:
+        self._s3 = s3_client
+        self._bucket = bucket
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound") or status == 404:
+                return False
+            raise
+        return True
+
+    def presigned_get(self, key: str, expires_in: int, filename: str) -> str:
+        url: str = self._s3.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self._bucket,
+                "Key": key,
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+            },
+            ExpiresIn=expires_in,
+        )
+        return url

@@ -1,0 +1,327 @@
+"""The jobs rules: create (optionally idempotent), list, read, cancel or delete, download.
+
+Collaborators come in through the constructor; nothing here reads the environment or builds a client.
+
+Decisions where the issue is silent (also in the report and the route descriptions):
+
+* ``Idempotency-Key``: the idempotency record is keyed by the caller **and** the key, so two users'
+  identical keys never collide. A retry with the same key and the same body answers the first
+  answer (201, same ``job_id``) and writes nothing. The same key with a *different* body is a 422;
+  while the first request is still running, a retry is a 409. Keys are 1..128 printable ASCII
+  characters and are remembered for ``IDEMPOTENCY_TTL_SECONDS`` (default one hour).
+* ``Job Queued`` is informational (the promoter reacts to the Jobs stream, not to the event): if it
+  cannot be published after the job is committed, the failure is logged and the create still
+  answers 201, because answering 500 would make clients retry into a duplicate job.
+* ``DELETE`` on an active job that already has a cancellation request answers 202 again and re-emits
+  ``Job Cancellation Requested`` with the first ``requested_at`` (the cancellation state machine is
+  idempotent); so a client whose first call lost the event can simply retry. If the job reached a
+  terminal status between the read and the conditional write, the answer is 409 (DELETE again to
+  delete it): a cancel never silently turns into a deletion.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aws_lambda_powertools.utilities.idempotency import (
+    BasePersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
+
+from functions.common.clock import now_iso
+from functions.common.cursor import decode_cursor, encode_cursor
+from functions.common.errors import (
+    BadRequestError,
+    ConflictError,
+    DomainError,
+    ForbiddenError,
+    NotFoundError,
+)
+from functions.common.events import (
+    EventPublisher,
+    JobCancellationRequested,
+    JobDeletionRequested,
+    JobQueued,
+)
+from functions.common.observability import logger
+from functions.jobs.models import (
+    CreateJobRequest,
+    CreateJobResponse,
+    DownloadResponse,
+    JobActionResponse,
+    JobDetail,
+    JobListResponse,
+    JobRecord,
+    JobStatus,
+    JobSummary,
+    export_key,
+)
+from functions.jobs.repository import (
+    JobFiles,
+    JobIdTakenError,
+    JobsRepository,
+    TemplateVersionGoneError,
+    queue_key,
+    user_status_key,
+)
+
+DOWNLOAD_EXPIRES_SECONDS = 3600
+IDEMPOTENCY_KEY_PREFIX = "plot-palette.jobs.create"
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+_JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class UnprocessableError(DomainError):
+    status_code = 422
+
+
+class ReadableTemplate(Protocol):
+    @property
+    def template_id(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    def is_readable_by(self, user_id: str) -> bool: ...
+
+
+class TemplateReader(Protocol):
+    """What the service needs of ``functions.templates.repository.TemplateRepository``."""
+
+    def get_version(self, template_id: str, version: int | None = None) -> ReadableTemplate | None: ...
+
+
+class JobsService:
+    def __init__(
+        self,
+        *,
+        jobs: JobsRepository,
+        files: JobFiles,
+        templates: TemplateReader,
+        publisher: EventPublisher,
+        idempotency_store: BasePersistenceLayer | None = None,
+        idempotency_ttl_seconds: int = 3600,
+        lambda_context: Any = None,
+        clock: Callable[[], str] = now_iso,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._jobs = jobs
+        self._files = files
+        self._templates = templates
+        self._publisher = publisher
+        self._clock = clock
+        self._new_id = new_id
+        self._idempotent_create: Callable[..., CreateJobResponse] | None = None
+        if idempotency_store is not None:
+            # The record is found by (caller, key); the stored hash of the body makes a reused key
+            # with a different body an IdempotencyValidationError.
+            config = IdempotencyConfig(
+                event_key_jmespath="[user_id, idempotency_key]",
+                payload_validation_jmespath="request",
+                raise_on_no_idempotency_key=True,
+                expires_after_seconds=idempotency_ttl_seconds,
+                lambda_context=lambda_context,
+            )
+            self._idempotent_create = idempotent_function(
+                self._create_idempotently,
+                data_keyword_argument="idempotency",
+                persistence_store=idempotency_store,
+                config=config,
+                output_serializer=PydanticSerializer(model=CreateJobResponse),
+                key_prefix=IDEMPOTENCY_KEY_PREFIX,
+            )
+
+    # ------------------------------------------------------------ create
+
+    def create(
+        self, user_id: str, request: CreateJobRequest, idempotency_key: str | None = None
+    ) -> CreateJobResponse:
+        if idempotency_key is None:
+            return self._create(user_id, request)
+        if not _IDEMPOTENCY_KEY.match(idempotency_key):
+            raise BadRequestError("Idempotency-Key must be 1..128 printable ASCII characters without spaces")
+        if self._idempotent_create is None:
+            raise RuntimeError("idempotency is not configured")
+        payload = {
+            "user_id": user_id,
+            "idempotency_key": idempotency_key,
+            "request": request.model_dump(mode="json"),
+        }
+        try:
+            return self._idempotent_create(user_id=user_id, request=request, idempotency=payload)
+        except IdempotencyValidationError:
+            raise UnprocessableError(
+                "Idempotency-Key was already used with a different request body"
+            ) from None
+        except IdempotencyAlreadyInProgressError:
+            raise ConflictError("A request with this Idempotency-Key is still in progress") from None
+
+    def _create_idempotently(
+        self, *, user_id: str, request: CreateJobRequest, idempotency: dict[str, Any]
+    ) -> CreateJobResponse:
+        return self._create(user_id, request)
+
+    def _create(self, user_id: str, request: CreateJobRequest) -> CreateJobResponse:
+        template = self._templates.get_version(request.template_id, request.template_version)
+        if template is None or not template.is_readable_by(user_id):
+            # Another user's private template answers like a missing one: no existence leak.
+            raise NotFoundError("Template version not found")
+        prefix = f"seed-data/{user_id}/"
+        if not request.seed_data_path.startswith(prefix) or len(request.seed_data_path) == len(prefix):
+            raise ForbiddenError(
+                "seed_data_path must be one of your uploads, under seed-data/{your user id}/"
+            )
+        if not self._files.exists(request.seed_data_path):
+            raise NotFoundError("Seed data not found")
+
+        job_id = self._new_id()
+        created_at = self._clock()
+        job = {
+            "job_id": job_id,
+            "user_id": user_id,
+            "status": JobStatus.QUEUED.value,
+            "user_status": user_status_key(user_id, JobStatus.QUEUED),
+            "template_id": template.template_id,
+            "template_version": template.version,
+            "seed_data_path": request.seed_data_path,
+            "budget_limit": request.budget_limit,
+            "output_format": request.output_format.value,
+            "num_records": request.num_records,
+            "priority": request.priority,
+            "task_size": request.task_size,
+            "partition_strategy": request.partition_strategy,
+            "export_config": request.export_config,
+            "queue_key": queue_key(request.priority, created_at, job_id),
+            "created_at": created_at,
+            "updated_at": created_at,
+            "records_generated": 0,
+            "tokens_used": 0,
+            "cost": {"bedrock": 0, "fargate": 0, "s3": 0, "total": 0},
+        }
+        try:
+            self._jobs.create(job)
+        except TemplateVersionGoneError:
+            raise NotFoundError("Template version not found") from None
+        except JobIdTakenError:
+            raise ConflictError("Job id collision; retry the request") from None
+        try:
+            self._publisher.publish(
+                JobQueued(
+                    job_id=job_id,
+                    user_id=user_id,
+                    template_id=template.template_id,
+                    template_version=template.version,
+                    priority=request.priority,
+                    num_records=request.num_records,
+                    created_at=created_at,
+                )
+            )
+        except Exception:
+            logger.exception("Job Queued not published; the job is committed", extra={"job_id": job_id})
+        logger.info("Job queued", extra={"job_id": job_id, "template_id": template.template_id})
+        return CreateJobResponse(job_id=job_id, status=JobStatus.QUEUED, created_at=created_at)
+
+    # ------------------------------------------------------------ reads
+
+    def list(
+        self, user_id: str, limit: int, status: JobStatus | None, last_key: str | None
+    ) -> JobListResponse:
+        start_key = self._decode_list_cursor(user_id, status, last_key) if last_key else None
+        page = self._jobs.list_for_user(user_id, limit, status, start_key)
+        return JobListResponse(
+            jobs=[JobSummary.of(job) for job in page.jobs],
+            last_key=encode_cursor(page.last_key) if page.last_key else None,
+        )
+
+    @staticmethod
+    def _decode_list_cursor(user_id: str, status: JobStatus | None, cursor: str) -> dict[str, str]:
+        key_name = "user_id" if status is None else "user_status"
+        expected = user_id if status is None else user_status_key(user_id, status)
+        payload = decode_cursor(cursor, ("job_id", key_name, "created_at"))
+        # Another user's cursor, or one from a listing with another filter, is as bad as garbage.
+        if payload[key_name] != expected or not all(isinstance(v, str) for v in payload.values()):
+            raise BadRequestError("Invalid pagination cursor")
+        if not _JOB_ID.match(payload["job_id"]) or len(payload["created_at"]) > 64:
+            raise BadRequestError("Invalid pagination cursor")
+        return payload
+
+    def owned_job(self, user_id: str, job_id: str) -> JobRecord:
+        """The caller's job: 404 when missing (or not a job id at all), 403 when another user's."""
+        job = self._jobs.get(job_id) if _JOB_ID.match(job_id) else None
+        if job is None:
+            raise NotFoundError("Job not found")
+        if not job.is_owned_by(user_id):
+            raise ForbiddenError("Forbidden")
+        return job
+
+    def get(self, user_id: str, job_id: str) -> JobDetail:
+        return JobDetail.of(self.owned_job(user_id, job_id))
+
+    # ------------------------------------------------------------ cancel / delete
+
+    def delete(self, user_id: str, job_id: str) -> JobActionResponse:
+        job = self.owned_job(user_id, job_id)
+        if job.status.is_active:
+            return self._cancel(job)
+        return self._request_deletion(job)
+
+    def _cancel(self, job: JobRecord) -> JobActionResponse:
+        requested_at = self._clock()
+        outcome = self._jobs.request_cancel(job.job_id, requested_at)
+        current = outcome.job
+        if not outcome.recorded:
+            if current is None:
+                raise NotFoundError("Job not found")
+            if not current.status.is_active:
+                raise ConflictError(
+                    f"The job finished ({current.status.value}) before it could be cancelled; "
+                    "DELETE it again to delete it"
+                )
+            # Already asked: answer the same and re-emit with the first request time.
+            requested_at = current.cancel_requested_at or requested_at
+        status = current.status if current is not None else job.status
+        self._publisher.publish(
+            JobCancellationRequested(
+                job_id=job.job_id, user_id=job.user_id, requested_at=requested_at, status=status.value
+            )
+        )
+        logger.info("Job cancellation requested", extra={"job_id": job.job_id, "status": status.value})
+        return JobActionResponse(message="Cancellation requested", job_id=job.job_id)
+
+    def _request_deletion(self, job: JobRecord) -> JobActionResponse:
+        self._publisher.publish(
+            JobDeletionRequested(
+                job_id=job.job_id, user_id=job.user_id, requested_at=self._clock(), status=job.status.value
+            )
+        )
+        logger.info("Job deletion requested", extra={"job_id": job.job_id, "status": job.status.value})
+        return JobActionResponse(message="Deletion requested", job_id=job.job_id)
+
+    # ------------------------------------------------------------ download
+
+    def download(self, user_id: str, job_id: str) -> DownloadResponse:
+        job = self.owned_job(user_id, job_id)
+        if job.status is not JobStatus.COMPLETED:
+            raise ConflictError(f"The job is {job.status.value}; only a COMPLETED job has an export")
+        key = export_key(job.job_id, job.output_format)
+        if not self._files.exists(key):
+            raise NotFoundError("Export not found")
+        url = self._files.presigned_get(
+            key, DOWNLOAD_EXPIRES_SECONDS, f"{job.job_id}.{job.output_format.extension}"
+        )
+        return DownloadResponse(
+            job_id=job.job_id,
+            download_url=url,
+            s3_key=key,
+            output_format=job.output_format,
+            expires_in=DOWNLOAD_EXPIRES_SECONDS,
+        )
