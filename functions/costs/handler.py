@@ -1,0 +1,47 @@
+"""Cost rollup: the CostTracking stream (NEW_IMAGE) → the Jobs item's progress, cost and budget.
+
+Only INSERT records carry a new delta. MODIFY records are the rollup's own ``rolled_up_at`` write
+and REMOVE records are TTL or cleanup deletions: both are skipped. A record whose delta does not
+parse, or whose rollup fails, is reported alone in ``batchItemFailures``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.common.aws import client
+from functions.common.observability import logger
+from functions.common.settings import load_settings
+from functions.costs.models import CostDelta, CostRollupSettings
+from functions.costs.repository import CostRepository
+from functions.costs.service import CostRollupService
+
+
+def build_service(settings: CostRollupSettings) -> CostRollupService:
+    return CostRollupService(
+        CostRepository(client("dynamodb"), settings.cost_tracking_table, settings.jobs_table)
+    )
+
+
+class _RecordHandler:
+    def __init__(self, service: CostRollupService) -> None:
+        self._service = service
+
+    def handle(self, record: DynamoDBStreamRecordModel) -> None:
+        if record.eventName != "INSERT":
+            return
+        delta = CostDelta.model_validate(record.dynamodb.NewImage)
+        self._service.roll_up(delta)
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams, model=DynamoDBStreamRecordModel)
+    records = _RecordHandler(build_service(load_settings(CostRollupSettings)))
+    return process_partial_response(
+        event=event, record_handler=records.handle, processor=processor, context=context
+    )

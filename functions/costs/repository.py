@@ -1,0 +1,133 @@
+"""DynamoDB access of the cost rollup: apply a delta exactly once, mark the budget reached."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import ClientError
+
+from functions.costs.models import CostDelta, RollupOutcome
+
+_SERIALIZER = TypeSerializer()
+
+TRANSIENT_REASONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+)
+
+# ``cost`` is a map the API creates with every part at 0 (docs/data-model.md); if_not_exists keeps a
+# part that is missing from an older item from failing the rollup.
+_COST_PARTS = ("bedrock", "fargate", "s3", "total")
+
+
+class TransientRollupError(Exception):
+    """The rollup transaction was cancelled for a transient reason (conflict, throttling)."""
+
+
+class UnexpectedCancellation(Exception):
+    """The rollup transaction was cancelled for a reason the protocol does not foresee."""
+
+
+def _av(value: Any) -> dict[str, Any]:
+    return _SERIALIZER.serialize(value)
+
+
+def _code(reason: dict[str, Any]) -> str:
+    return str(reason.get("Code") or "None")
+
+
+class CostRepository:
+    def __init__(self, dynamodb: Any, cost_tracking_table: str, jobs_table: str) -> None:
+        self._db = dynamodb
+        self._cost_table = cost_tracking_table
+        self._jobs_table = jobs_table
+
+    def apply_delta(self, delta: CostDelta, now: str) -> RollupOutcome:
+        """Mark the delta rolled up and add it to the job, in one transaction."""
+        cost_sets = ", ".join(f"#cost.#{p} = if_not_exists(#cost.#{p}, :zero) + :{p}" for p in _COST_PARTS)
+        amounts = {
+            "bedrock": delta.cost.bedrock,
+            "fargate": delta.cost.fargate,
+            "s3": delta.cost.s3,
+            "total": delta.cost.total,
+        }
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._cost_table,
+                            "Key": {"job_id": _av(delta.job_id), "record_id": _av(delta.record_id)},
+                            "UpdateExpression": "SET rolled_up_at = :now",
+                            "ConditionExpression": (
+                                "attribute_exists(record_id) AND attribute_not_exists(rolled_up_at)"
+                            ),
+                            "ExpressionAttributeValues": {":now": _av(now)},
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._jobs_table,
+                            "Key": {"job_id": _av(delta.job_id)},
+                            "UpdateExpression": (
+                                f"ADD records_generated :records, tokens_used :tokens "
+                                f"SET {cost_sets}, updated_at = :now"
+                            ),
+                            "ConditionExpression": "attribute_exists(job_id)",
+                            "ExpressionAttributeNames": {"#cost": "cost"} | {f"#{p}": p for p in _COST_PARTS},
+                            "ExpressionAttributeValues": {
+                                ":records": _av(delta.records),
+                                ":tokens": _av(delta.tokens_used),
+                                ":zero": _av(Decimal(0)),
+                                ":now": _av(now),
+                            }
+                            | {f":{p}": _av(amount) for p, amount in amounts.items()},
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            return self._outcome(delta, error.response.get("CancellationReasons") or [])
+        return RollupOutcome.APPLIED
+
+    @staticmethod
+    def _outcome(delta: CostDelta, reasons: list[dict[str, Any]]) -> RollupOutcome:
+        where = f"rollup of {delta.job_id}/{delta.record_id}"
+        if len(reasons) != 2:
+            raise UnexpectedCancellation(f"{where} cancelled without reasons: {reasons}")
+        codes = {_code(r) for r in reasons}
+        if codes & TRANSIENT_REASONS:
+            raise TransientRollupError(f"{where}: {sorted(codes)}")
+        if codes - {"None", "ConditionalCheckFailed"}:
+            raise UnexpectedCancellation(f"{where}: {sorted(codes)}")
+        tracking, _job = reasons
+        if _code(tracking) == "ConditionalCheckFailed":
+            item = tracking.get("Item") or {}
+            if "rolled_up_at" in item:
+                return RollupOutcome.ALREADY_APPLIED
+            return RollupOutcome.DELTA_GONE
+        return RollupOutcome.JOB_GONE
+
+    def mark_budget_exceeded(self, job_id: str, now: str) -> bool:
+        """Set ``budget_exceeded`` once ``cost.total >= budget_limit``; True when this call set it."""
+        try:
+            self._db.update_item(
+                TableName=self._jobs_table,
+                Key={"job_id": _av(job_id)},
+                UpdateExpression="SET budget_exceeded = :true, updated_at = :now",
+                ConditionExpression=(
+                    "attribute_exists(job_id) AND #cost.#total >= budget_limit "
+                    "AND (attribute_not_exists(budget_exceeded) OR budget_exceeded = :false)"
+                ),
+                ExpressionAttributeNames={"#cost": "cost", "#total": "total"},
+                ExpressionAttributeValues={":true": _av(True), ":false": _av(False), ":now": _av(now)},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True

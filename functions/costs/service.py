@@ -1,0 +1,57 @@
+"""The cost rollup's rules: add each cost delta to its job exactly once, then check the budget.
+
+Exactly once comes from the CostTracking item itself: the transaction that adds the delta to the
+Jobs item also sets the delta's ``rolled_up_at`` on the condition that it is not set, so a replayed
+stream record cannot add it twice. The budget mark is its own conditional write and runs after an
+applied delta and after a replayed one too, so a crash between the two writes heals on the replay.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from functions.common.clock import now_iso
+from functions.common.observability import logger
+from functions.costs.models import CostDelta, RollupOutcome
+from functions.costs.repository import CostRepository, TransientRollupError
+
+
+class CostRollupService:
+    def __init__(
+        self,
+        repository: CostRepository,
+        *,
+        clock: Callable[[], str] = now_iso,
+        attempts: int = 5,
+        backoff_seconds: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._repo = repository
+        self._clock = clock
+        self._attempts = attempts
+        self._backoff = backoff_seconds
+        self._sleep = sleep
+
+    def roll_up(self, delta: CostDelta) -> RollupOutcome:
+        outcome = self._apply(delta)
+        if outcome in (RollupOutcome.APPLIED, RollupOutcome.ALREADY_APPLIED):
+            if self._repo.mark_budget_exceeded(delta.job_id, self._clock()):
+                logger.info("Job reached its budget", extra={"job_id": delta.job_id})
+        else:
+            logger.info(
+                "Cost delta skipped",
+                extra={"job_id": delta.job_id, "record_id": delta.record_id, "outcome": outcome.value},
+            )
+        return outcome
+
+    def _apply(self, delta: CostDelta) -> RollupOutcome:
+        for attempt in range(self._attempts):
+            try:
+                return self._repo.apply_delta(delta, self._clock())
+            except TransientRollupError:
+                if attempt == self._attempts - 1:
+                    raise
+                self._sleep(random.uniform(0, self._backoff * 2**attempt))  # noqa: S311
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,61 @@
+"""Queue promoter: the Jobs table stream (NEW_AND_OLD_IMAGES) → admit waiting jobs.
+
+A record triggers a promotion pass when a job was queued (INSERT, status QUEUED) or a running slot
+was released (MODIFY that changes ``slot_released_at``); every other record is ignored. Records
+are already committed when Lambda delivers them, so one successful pass covers the whole batch: the
+first trigger record runs it and later ones only run another if it failed. A record whose images
+do not parse, or whose pass fails, is reported alone in ``batchItemFailures``; the stream retries
+it and the pass is idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.common.aws import client
+from functions.common.observability import logger
+from functions.common.settings import load_settings
+from functions.queue.models import JobChange, PromoterSettings
+from functions.queue.repository import LifecycleExecutions, QueueRepository
+from functions.queue.service import PromoterService
+
+
+def build_service(settings: PromoterSettings) -> PromoterService:
+    return PromoterService(
+        repository=QueueRepository(client("dynamodb"), settings.queue_table, settings.jobs_table),
+        executions=LifecycleExecutions(client("stepfunctions"), settings.lifecycle_state_machine_arn),
+        max_running_jobs=settings.max_running_jobs,
+    )
+
+
+class _BatchPromotion:
+    """Runs the promotion pass at most once successfully per invocation."""
+
+    def __init__(self, service: PromoterService) -> None:
+        self._service = service
+        self._done = False
+
+    def handle(self, record: DynamoDBStreamRecordModel) -> None:
+        change = JobChange.from_images(
+            record.eventName,
+            record.dynamodb.NewImage,  # type: ignore[arg-type]  # deserialized to a dict
+            record.dynamodb.OldImage,  # type: ignore[arg-type]
+        )
+        if not change.triggers_promotion or self._done:
+            return
+        self._service.promote()
+        self._done = True
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # A processor per invocation: it keeps per-batch state, and the promotion pass is per batch.
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams, model=DynamoDBStreamRecordModel)
+    batch = _BatchPromotion(build_service(load_settings(PromoterSettings)))
+    return process_partial_response(
+        event=event, record_handler=batch.handle, processor=processor, context=context
+    )

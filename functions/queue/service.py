@@ -1,0 +1,117 @@
+"""The queue promoter's rules: admit waiting jobs while a running slot is free.
+
+One pass (docs/data-model.md, "Job lifecycle protocol" step 2):
+
+1. Recover the slot holders. A holder whose job is still QUEUED gets its lifecycle execution
+   started (idempotent by name: a previous pass may have claimed the slot and failed before or
+   while starting it). A holder whose job is terminal or gone and whose execution is not running
+   lost its lifecycle: its slot is released here, so no slot ever leaks.
+2. Walk the Queue in order (priority, then oldest) and, for each candidate, claim it in one
+   transaction; on success start its execution. Stop at the first "slots full".
+
+Several passes run concurrently (one per stream shard batch, plus replays). Safety comes from the
+conditions, not from the pass: a slot is taken only by the conditional ADD, which also refuses a
+job that already holds one; the Queue item is deleted in the same transaction, so a job is claimed
+at most once; StartExecution is idempotent by name.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from functions.common.observability import logger
+from functions.queue.models import QUEUED, RUNNING, ClaimOutcome, PromotionReport, QueueEntry
+from functions.queue.repository import LifecycleExecutions, QueueRepository, TransientClaimError
+
+
+class PromoterService:
+    def __init__(
+        self,
+        repository: QueueRepository,
+        executions: LifecycleExecutions,
+        max_running_jobs: int,
+        *,
+        claim_attempts: int = 5,
+        backoff_seconds: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._repo = repository
+        self._executions = executions
+        self._max = max_running_jobs
+        self._claim_attempts = claim_attempts
+        self._backoff = backoff_seconds
+        self._sleep = sleep
+
+    def promote(self) -> PromotionReport:
+        report = PromotionReport()
+        holders = self._recover_holders(report)
+        if len(holders) >= self._max:
+            report.stopped_on_full_slots = True
+            return report
+        for entry in self._repo.queued_entries():
+            outcome = self._claim(entry)
+            if outcome is ClaimOutcome.CLAIMED:
+                # A failure here propagates: the record fails, the stream retries, and the next
+                # pass's recovery starts this holder's execution.
+                self._executions.start(entry.job_id, entry.user_id)
+                report.promoted.append(entry.job_id)
+            elif outcome is ClaimOutcome.SLOTS_FULL:
+                report.stopped_on_full_slots = True
+                break
+            elif outcome is ClaimOutcome.STALE:
+                self._repo.remove_entry(entry)
+                report.cleaned.append(entry.job_id)
+            # TAKEN, CANCEL_PENDING: someone else owns this job now; next candidate.
+        logger.info(
+            "Promotion pass done",
+            extra={
+                "promoted": report.promoted,
+                "recovered": report.recovered,
+                "released": report.released,
+                "cleaned": report.cleaned,
+                "stopped_on_full_slots": report.stopped_on_full_slots,
+            },
+        )
+        return report
+
+    def _claim(self, entry: QueueEntry) -> ClaimOutcome:
+        for attempt in range(self._claim_attempts):
+            try:
+                return self._repo.claim(entry, self._max)
+            except TransientClaimError:
+                if attempt == self._claim_attempts - 1:
+                    raise
+                # Full jitter: concurrent promoters contend on the one SLOTS item.
+                self._sleep(random.uniform(0, self._backoff * 2**attempt))  # noqa: S311
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _recover_holders(self, report: PromotionReport) -> set[str]:
+        """Make every slot holder's lifecycle run; release slots whose lifecycle is gone.
+
+        Returns the holders still holding a slot afterwards.
+        """
+        holders = self._repo.slot_holders()
+        if not holders:
+            return holders
+        jobs = self._repo.held_jobs(holders)
+        remaining = set(holders)
+        for job_id in sorted(holders):
+            job = jobs.get(job_id)
+            if job is not None and job.status == RUNNING:
+                continue
+            if job is not None and job.status == QUEUED:
+                # Claimed, not yet marked RUNNING: its execution is starting or was never started.
+                self._executions.start(job.job_id, job.user_id)
+                report.recovered.append(job_id)
+                continue
+            # Terminal or deleted. A running lifecycle still releases the slot itself (it writes the
+            # terminal status before it releases); without one, nobody else ever will.
+            if self._executions.is_running(job_id):
+                continue
+            if self._repo.release_slot(job_id):
+                logger.warning("Released the slot of a job without a lifecycle", extra={"job_id": job_id})
+                report.released.append(job_id)
+            remaining.discard(job_id)
+        return remaining
