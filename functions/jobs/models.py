@@ -65,6 +65,8 @@ def _to_dynamodb_value(value: Any, depth: int) -> Any:
             raise ValueError("numbers must be finite")
         if len(number.as_tuple().digits) > MAX_NUMBER_DIGITS:
             raise ValueError(f"numbers have at most {MAX_NUMBER_DIGITS} significant digits")
+        if number and not -130 <= number.adjusted() <= 125:
+            raise ValueError("numbers must be within 1e-130 and 1e125 in magnitude")
         return number
     if isinstance(value, list):
         return [_to_dynamodb_value(item, depth + 1) for item in value]

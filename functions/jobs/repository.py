@@ -62,7 +62,14 @@ class CancelOutcome:
 
 
 class JobsRepository:
-    def __init__(self, dynamodb_client: Any, jobs_table: str, queue_table: str, templates_table: str) -> None:
+    def __init__(
+        self,
+        dynamodb_client: Any,
+        jobs_table: str,
+        queue_table: str | None = None,
+        templates_table: str | None = None,
+    ) -> None:
+        """``queue_table`` and ``templates_table`` are needed by ``create`` only (readers omit them)."""
         self._ddb = dynamodb_client
         self._jobs = jobs_table
         self._queue = queue_table
@@ -72,6 +79,8 @@ class JobsRepository:
 
     def create(self, job: dict[str, Any]) -> None:
         """Jobs item + Queue item + template version check, in one transaction (lifecycle step 1)."""
+        if self._queue is None or self._templates is None:
+            raise RuntimeError("create needs the Queue and Templates table names")
         queue_item = {
             "status": JobStatus.QUEUED.value,
             "queue_key": job["queue_key"],

@@ -100,6 +100,22 @@ class TemplateReader(Protocol):
     def get_version(self, template_id: str, version: int | None = None) -> ReadableTemplate | None: ...
 
 
+class JobAccess:
+    """Reads one job for its owner; shared by the jobs and dashboard services."""
+
+    def __init__(self, jobs: JobsRepository) -> None:
+        self._jobs = jobs
+
+    def owned_job(self, user_id: str, job_id: str) -> JobRecord:
+        """The caller's job in one read: 404 when missing (or not a job id), 403 when another user's."""
+        job = self._jobs.get(job_id) if _JOB_ID.match(job_id) else None
+        if job is None:
+            raise NotFoundError("Job not found")
+        if not job.is_owned_by(user_id):
+            raise ForbiddenError("Forbidden")
+        return job
+
+
 class JobsService:
     def __init__(
         self,
@@ -115,6 +131,7 @@ class JobsService:
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self._jobs = jobs
+        self._access = JobAccess(jobs)
         self._files = files
         self._templates = templates
         self._publisher = publisher
@@ -255,13 +272,7 @@ class JobsService:
         return payload
 
     def owned_job(self, user_id: str, job_id: str) -> JobRecord:
-        """The caller's job: 404 when missing (or not a job id at all), 403 when another user's."""
-        job = self._jobs.get(job_id) if _JOB_ID.match(job_id) else None
-        if job is None:
-            raise NotFoundError("Job not found")
-        if not job.is_owned_by(user_id):
-            raise ForbiddenError("Forbidden")
-        return job
+        return self._access.owned_job(user_id, job_id)
 
     def get(self, user_id: str, job_id: str) -> JobDetail:
         return JobDetail.of(self.owned_job(user_id, job_id))

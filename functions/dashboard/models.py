@@ -1,0 +1,55 @@
+"""Dashboard response models. Every ``Decimal`` (money, percentages) is a JSON string, as in the jobs
+API (see ``functions.jobs.models``); counts are JSON integers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import BaseModel, Field
+
+from functions.jobs.models import JobStatus
+
+
+class Progress(BaseModel):
+    records_generated: int
+    target_records: int
+    percentage: Decimal = Field(description="0..100, two decimals.")
+
+
+class CostBreakdown(BaseModel):
+    bedrock: Decimal
+    fargate: Decimal
+    s3: Decimal
+    total: Decimal
+
+
+class Budget(BaseModel):
+    limit: Decimal
+    used: Decimal
+    remaining: Decimal = Field(description="limit - used, never below 0.")
+    percentage_used: Decimal = Field(
+        description="used / limit * 100, two decimals; may pass 100 by at most one unit of work."
+    )
+
+
+class Timing(BaseModel):
+    created_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    estimated_completion: str | None = Field(
+        default=None,
+        description=(
+            "RUNNING with progress: extrapolated from the rate since started_at. Terminal: "
+            "completed_at. Otherwise null."
+        ),
+    )
+
+
+class DashboardResponse(BaseModel):
+    job_id: str
+    status: JobStatus
+    progress: Progress
+    cost: CostBreakdown
+    budget: Budget
+    timing: Timing
+    tokens_used: int
