@@ -1,0 +1,222 @@
+"""DynamoDB Streams → Lambda failure handling as AWS does it (MiniStack 1.5.33 ignores it).
+
+MiniStack 1.5.33's DynamoDB stream poller (``lambda_svc._poll_dynamodb_streams``) advances past a
+whole batch whenever the function returns, even when it reports ``batchItemFailures`` (the failed
+records are silently dropped), and retries a batch whose invocation failed forever, blocking the
+shard (``MaximumRetryAttempts`` and ``BisectBatchOnFunctionError`` are ignored). The stream
+consumers (queue promoter, cost rollup) rely on AWS's behaviour, so this shim replaces the poller
+with one that implements it:
+
+- ``ReportBatchItemFailures``: the records before the lowest failed sequence number are checkpointed;
+  the batch is retried from the first failure. An identifier that matches no record of the batch
+  (or an empty one) fails the whole batch, as on AWS.
+- ``MaximumRetryAttempts`` (``-1`` or absent: unlimited): once a batch has failed that many retries,
+  it is discarded — sent to the ``OnFailure`` destination if one is configured — and the shard moves on.
+- ``BisectBatchOnFunctionError``: a failing batch of more than one record is split in half and the
+  first half retried; splitting does not count towards the retry quota (as on AWS).
+- ``MaximumRecordAgeInSeconds`` and filter criteria keep MiniStack's behaviour.
+
+Everything else (positions, persistence, backoff, invocation) is MiniStack's own machinery.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from local.shims import require_version
+
+_lock = threading.Lock()
+# esm_id -> {checkpoint position: failed attempts at that position}
+_attempts: dict[str, dict[int, int]] = {}
+# esm_id -> the batch size to use after a bisection (None: the mapping's BatchSize)
+_batch_limit: dict[str, int] = {}
+
+
+def _failed_index(esm: dict[str, Any], result: dict[str, Any], raw: list[dict[str, Any]],
+                  kept: list[dict[str, Any]]) -> int | None:  # fmt: skip
+    """Index (in the raw batch) of the first record to retry; None when the batch succeeded."""
+    if result.get("error"):
+        return 0
+    if "ReportBatchItemFailures" not in (esm.get("FunctionResponseTypes") or []):
+        return None
+    body = result.get("body")
+    if isinstance(body, (str, bytes)):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return None
+    if not isinstance(body, dict):
+        return None
+    failures = body.get("batchItemFailures") or []
+    if not failures:
+        return None
+    by_sequence = {
+        str((record.get("dynamodb") or {}).get("SequenceNumber")): index for index, record in enumerate(raw)
+    }
+    indexes = []
+    for failure in failures:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not identifier or str(identifier) not in by_sequence:
+            return 0  # AWS: an unknown or empty identifier fails the whole batch
+        indexes.append(by_sequence[str(identifier)])
+    del kept
+    return min(indexes)
+
+
+def poll_dynamodb_streams() -> bool:
+    """MiniStack's DynamoDB stream poller with AWS's failure handling. Returns True if any ESM advanced."""
+    from ministack.services import dynamodb as ddb
+    from ministack.services import lambda_svc as lam
+
+    if getattr(ddb, "_stream_records", None) is None:
+        return False
+    processed_any = False
+    for acct_id, region, esm in lam._iter_all_esms():
+        account_token = lam._request_account_id.set(acct_id)
+        region_token = lam._request_region.set(region)
+        try:
+            processed_any = _poll_one(lam, ddb, esm) or processed_any
+        finally:
+            lam._request_account_id.reset(account_token)
+            lam._request_region.reset(region_token)
+    return processed_any
+
+
+def _poll_one(lam: Any, ddb: Any, esm: dict[str, Any]) -> bool:
+    if not esm.get("Enabled", True):
+        return False
+    source_arn = esm.get("EventSourceArn", "")
+    try:
+        source_spec = lam.parse_arn(source_arn)
+    except lam.ArnParseError:
+        return False
+    if (
+        source_spec.service != "dynamodb"
+        or source_spec.account_id != lam.get_account_id()
+        or source_spec.region != lam.get_region()
+    ):
+        return False
+    table_stream = lam._dynamodb_stream_table_from_arn_spec(source_spec)
+    if table_stream is None:
+        return False
+    table_name, _label = table_stream
+    func_rec, _cfg = lam._get_func_record_for_qualifier(esm["FunctionName"], esm.get("Qualifier"))
+    if func_rec is None:
+        return False
+    table = ddb._tables.get(table_name)
+    if not table or table.get("LatestStreamArn") != source_arn:
+        return False
+    horizon = ddb.stream_start_position(table_name)
+    end = ddb.stream_end_position(table_name)
+    if end == horizon:
+        return False
+    esm_id = esm["UUID"]
+    if lam._esm_backoff_until.get(esm_id, 0) > time.time():
+        return False
+    positions = lam._dynamodb_stream_positions
+    with lam._dynamodb_stream_positions_lock:
+        if esm_id not in positions:
+            positions[esm_id] = horizon if esm.get("StartingPosition", "LATEST") == "TRIM_HORIZON" else end
+        pos = max(positions[esm_id], horizon)
+        positions[esm_id] = pos
+
+    def advance(to: int) -> None:
+        with lam._dynamodb_stream_positions_lock:
+            positions[esm_id] = to
+
+    batch_size = int(esm.get("BatchSize", 100))
+    with _lock:
+        batch_size = min(batch_size, _batch_limit.get(esm_id, batch_size))
+    raw = ddb.stream_records_since(table_name, pos, batch_size)
+    if not raw:
+        return False
+    kept = lam._apply_filter_criteria(list(raw), esm)
+    if not kept:
+        advance(pos + len(raw))
+        return True
+
+    result = lam._execute_function(func_rec, {"Records": kept})
+    failed_at = _failed_index(esm, result, raw, kept)
+    if failed_at is None:
+        advance(pos + len(raw))
+        with _lock:
+            _attempts.pop(esm_id, None)
+            _batch_limit.pop(esm_id, None)
+        lam._esm_backoff_until.pop(esm_id, None)
+        esm["LastProcessingResult"] = f"OK - {len(kept)} records"
+        return True
+
+    # Checkpoint what succeeded before the first failure; retry from there.
+    checkpoint = pos + failed_at
+    remaining = raw[failed_at:]
+    esm["LastProcessingResult"] = "FAILED"
+    max_age = esm.get("MaximumRecordAgeInSeconds")
+    if max_age and int(max_age) > 0:
+        oldest = min(
+            (
+                float((r.get("dynamodb") or {}).get("ApproximateCreationDateTime", time.time()))
+                for r in remaining
+            ),
+            default=time.time(),
+        )
+        if time.time() - oldest > int(max_age):
+            lam._send_ddb_stream_failure_record(
+                esm, func_rec, remaining, source_arn, result, "MaxRecordAgeExceeded"
+            )
+            _discard(esm_id)
+            advance(pos + len(raw))
+            return True
+
+    if esm.get("BisectBatchOnFunctionError") and len(remaining) > 1:
+        with _lock:
+            _batch_limit[esm_id] = max(1, len(remaining) // 2)
+        advance(checkpoint)
+        return failed_at > 0
+
+    max_retries = esm.get("MaximumRetryAttempts")
+    with _lock:
+        per_position = _attempts.setdefault(esm_id, {})
+        for stale in [p for p in per_position if p != checkpoint]:
+            del per_position[stale]
+        per_position[checkpoint] = per_position.get(checkpoint, 0) + 1
+        retries_used = per_position[checkpoint] - 1
+    if max_retries is not None and int(max_retries) >= 0 and retries_used >= int(max_retries):
+        lam._send_ddb_stream_failure_record(
+            esm, func_rec, remaining, source_arn, result, "RetryAttemptsExhausted"
+        )
+        _discard(esm_id)
+        advance(pos + len(raw))
+        return True
+    advance(checkpoint)
+    lam._esm_backoff_until[esm_id] = time.time() + lam._ESM_BACKOFF_SECONDS
+    return failed_at > 0
+
+
+def _discard(esm_id: str) -> None:
+    with _lock:
+        _attempts.pop(esm_id, None)
+        _batch_limit.pop(esm_id, None)
+
+
+def install() -> None:
+    require_version("stream_batches")
+    from ministack.services import lambda_svc
+
+    needed = (
+        "_poll_dynamodb_streams",
+        "_iter_all_esms",
+        "_execute_function",
+        "_apply_filter_criteria",
+        "_dynamodb_stream_positions",
+        "_esm_backoff_until",
+        "_send_ddb_stream_failure_record",
+    )
+    for name in needed:
+        if not hasattr(lambda_svc, name):
+            from local.shims import ShimNotApplicable
+
+            raise ShimNotApplicable(f"MiniStack's lambda_svc has no {name}")
+    lambda_svc._poll_dynamodb_streams = poll_dynamodb_streams
