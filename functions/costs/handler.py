@@ -40,7 +40,13 @@ class _RecordHandler:
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    processor = BatchProcessor(event_type=EventType.DynamoDBStreams, model=DynamoDBStreamRecordModel)
+    processor = BatchProcessor(
+        event_type=EventType.DynamoDBStreams,
+        model=DynamoDBStreamRecordModel,
+        # Report every failed record, even when all failed, rather than raising: the answer has
+        # one shape, and Lambda retries all-failed and raised batches alike.
+        raise_on_entire_batch_failure=False,
+    )
     records = _RecordHandler(build_service(load_settings(CostRollupSettings)))
     return process_partial_response(
         event=event, record_handler=records.handle, processor=processor, context=context

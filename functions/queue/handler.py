@@ -54,7 +54,13 @@ class _BatchPromotion:
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # A processor per invocation: it keeps per-batch state, and the promotion pass is per batch.
-    processor = BatchProcessor(event_type=EventType.DynamoDBStreams, model=DynamoDBStreamRecordModel)
+    processor = BatchProcessor(
+        event_type=EventType.DynamoDBStreams,
+        model=DynamoDBStreamRecordModel,
+        # Report every failed record, even when all failed, rather than raising: the answer has
+        # one shape, and Lambda retries all-failed and raised batches alike.
+        raise_on_entire_batch_failure=False,
+    )
     batch = _BatchPromotion(build_service(load_settings(PromoterSettings)))
     return process_partial_response(
         event=event, record_handler=batch.handle, processor=processor, context=context
