@@ -1,0 +1,145 @@
+"""Templates API: POST/GET /templates, GET/PUT/DELETE /templates/{template_id}.
+
+Routing and decorators only; the rules are in ``functions.templates.service``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.common.api import build_resolver, current_caller
+from functions.common.aws import client
+from functions.common.events import EventPublisher
+from functions.common.observability import logger
+from functions.common.settings import (
+    EventBusSettings,
+    JobsTableSettings,
+    TemplatesTableSettings,
+    load_settings,
+)
+from functions.templates.models import (
+    CreateTemplateRequest,
+    TemplateDeleteResponse,
+    TemplateListResponse,
+    TemplateResponse,
+    TemplateWriteResponse,
+    UpdateTemplateRequest,
+)
+from functions.templates.repository import TemplateRepository, TemplateUsage
+from functions.templates.service import TemplateService
+
+
+class TemplatesApiSettings(TemplatesTableSettings, JobsTableSettings, EventBusSettings):
+    pass
+
+
+router = APIGatewayHttpRouter()
+
+
+def _service() -> TemplateService:
+    settings = load_settings(TemplatesApiSettings)
+    dynamodb = client("dynamodb")
+    return TemplateService(
+        repository=TemplateRepository(settings.templates_table, dynamodb),
+        usage=TemplateUsage(settings.jobs_table, dynamodb),
+        publisher=EventPublisher(client("events"), settings.event_bus_name),
+    )
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@router.post(
+    "/templates",
+    tags=["templates"],
+    summary="Create a prompt template (version 1)",
+    description=(
+        "1 to 10 steps with unique identifier-like ids; the whole definition at most 50 KB; every prompt "
+        "must compile in Jinja2's sandbox (a syntax error is a 400 naming the step and line). "
+        "`schema_requirements` are the seed fields the prompts read, as sorted dotted paths; "
+        "`steps.<id>.output` must name an earlier step. Emits `Template Created`."
+    ),
+    responses={201: {"description": "Created"}, 400: {"description": "The definition breaks a rule"}},
+)
+def create_template(request: CreateTemplateRequest) -> Response[TemplateWriteResponse]:
+    caller = current_caller(router)
+    return _json(201, _service().create(caller.user_id, request))
+
+
+@router.get(
+    "/templates",
+    tags=["templates"],
+    summary="Your templates (latest versions, newest update first), then others' public ones",
+)
+def list_templates(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    last_key: Annotated[
+        str | None, Query(max_length=2048, description="Cursor from the previous page.")
+    ] = None,
+) -> TemplateListResponse:
+    caller = current_caller(router)
+    return _service().list(caller.user_id, limit, last_key)
+
+
+@router.get(
+    "/templates/<template_id>",
+    tags=["templates"],
+    summary="One version of a template (the latest by default)",
+    responses={
+        403: {"description": "Private and not yours"},
+        404: {"description": "No such template or version"},
+    },
+)
+def get_template(
+    template_id: str,
+    version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+) -> TemplateResponse:
+    caller = current_caller(router)
+    template = _service().get(caller.user_id, template_id, version)
+    return TemplateResponse.of(template, caller.user_id)
+
+
+@router.put(
+    "/templates/<template_id>",
+    tags=["templates"],
+    summary="Write a new version of your template",
+    description=(
+        "Writes version latest+1 (a conditional put): concurrent updates each get their own version. "
+        "Name, description and visibility default to the latest version's. Emits `Template Version Created`."
+    ),
+    responses={403: {"description": "Not yours"}, 404: {"description": "No such template"}},
+)
+def update_template(template_id: str, request: UpdateTemplateRequest) -> TemplateWriteResponse:
+    caller = current_caller(router)
+    return _service().update(caller.user_id, template_id, request)
+
+
+@router.delete(
+    "/templates/<template_id>",
+    tags=["templates"],
+    summary="Delete your template and every version of it",
+    description="A 409 while any job references the template. Emits `Template Deleted`.",
+    responses={
+        403: {"description": "Not yours"},
+        404: {"description": "No such template"},
+        409: {"description": "Used by a job"},
+    },
+)
+def delete_template(template_id: str) -> TemplateDeleteResponse:
+    caller = current_caller(router)
+    return _service().delete(caller.user_id, template_id)
+
+
+app = build_resolver(router)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,219 @@
+"""Template rules: create, version, read, list and delete, with ownership and events."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from functions.common.clock import now_iso
+from functions.common.cursor import decode_cursor, encode_cursor
+from functions.common.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
+from functions.common.events import EventPublisher, TemplateCreated, TemplateDeleted, TemplateVersionCreated
+from functions.common.observability import logger
+from functions.templates.analysis import analyze_definition
+from functions.templates.models import (
+    CreateTemplateRequest,
+    TemplateDeleteResponse,
+    TemplateHead,
+    TemplateListResponse,
+    TemplateSummary,
+    TemplateVersion,
+    TemplateWriteResponse,
+    UpdateTemplateRequest,
+)
+from functions.templates.repository import (
+    HEAD_VERSION,
+    PUBLIC_PARTITION,
+    TemplateRepository,
+    TemplateUsage,
+)
+
+MAX_UPDATE_ATTEMPTS = 20
+_PHASE_OWN = "own"
+_PHASE_PUBLIC = "public"
+_CURSOR_KEYS = ("phase", "template_id", "updated_at")
+
+
+class TemplateService:
+    def __init__(
+        self,
+        repository: TemplateRepository,
+        usage: TemplateUsage,
+        publisher: EventPublisher,
+        *,
+        clock: Callable[[], str] = now_iso,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._repo = repository
+        self._usage = usage
+        self._publisher = publisher
+        self._clock = clock
+        self._new_id = new_id
+        self._sleep = sleep
+
+    # ---------------------------------------------------------------- writes
+
+    def create(self, caller: str, request: CreateTemplateRequest) -> TemplateWriteResponse:
+        requirements = analyze_definition(request.template_definition)
+        template = TemplateVersion(
+            template_id=self._new_id(),
+            version=1,
+            user_id=caller,
+            name=request.name,
+            description=request.description,
+            is_public=request.is_public,
+            template_definition=request.template_definition,
+            schema_requirements=requirements,
+            created_at=self._clock(),
+        )
+        self._repo.create(template)
+        logger.info("Template created", extra={"template_id": template.template_id})
+        self._publisher.publish(
+            TemplateCreated(template_id=template.template_id, user_id=caller, version=1, name=template.name)
+        )
+        return TemplateWriteResponse(
+            template_id=template.template_id, version=1, schema_requirements=requirements
+        )
+
+    def update(self, caller: str, template_id: str, request: UpdateTemplateRequest) -> TemplateWriteResponse:
+        requirements = analyze_definition(request.template_definition)
+        for attempt in range(MAX_UPDATE_ATTEMPTS):
+            head = self._owned_head(caller, template_id)
+            template = TemplateVersion(
+                template_id=template_id,
+                version=head.latest_version + 1,
+                user_id=caller,
+                name=request.name if request.name is not None else head.name,
+                description=request.description if request.description is not None else head.description,
+                is_public=request.is_public if request.is_public is not None else head.is_public,
+                template_definition=request.template_definition,
+                schema_requirements=requirements,
+                created_at=self._clock(),
+            )
+            if self._repo.append_version(
+                template, expected_latest=head.latest_version, head_created_at=head.created_at
+            ):
+                logger.info(
+                    "Template version created",
+                    extra={"template_id": template_id, "version": template.version, "attempt": attempt + 1},
+                )
+                self._publisher.publish(
+                    TemplateVersionCreated(template_id=template_id, user_id=caller, version=template.version)
+                )
+                return TemplateWriteResponse(
+                    template_id=template_id, version=template.version, schema_requirements=requirements
+                )
+            # Another version landed first: back off a little, then number after it.
+            self._sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
+        raise ConflictError("The template is being updated concurrently; retry the request")
+
+    def delete(self, caller: str, template_id: str) -> TemplateDeleteResponse:
+        self._owned_head(caller, template_id)
+        if self._usage.is_referenced(template_id):
+            raise ConflictError("The template is used by at least one job; delete those jobs first")
+        # Deleting the head first stops new versions (their transaction conditions on the head).
+        if not self._repo.delete_head(template_id, caller):
+            raise NotFoundError("Template not found")
+        deleted = self._repo.delete_all_versions(template_id)
+        logger.info("Template deleted", extra={"template_id": template_id, "versions": deleted})
+        self._publisher.publish(
+            TemplateDeleted(template_id=template_id, user_id=caller, versions_deleted=deleted)
+        )
+        return TemplateDeleteResponse(
+            message="Template deleted", template_id=template_id, versions_deleted=deleted
+        )
+
+    # ----------------------------------------------------------------- reads
+
+    def get(self, caller: str, template_id: str, version: int | None) -> TemplateVersion:
+        template = self._repo.get_version(template_id, version)
+        if template is None:
+            raise NotFoundError("Template not found")
+        if not template.is_readable_by(caller):
+            raise ForbiddenError("Forbidden")
+        return template
+
+    def list(self, caller: str, limit: int, cursor: str | None) -> TemplateListResponse:
+        """The caller's templates (newest update first), then others' public ones, one cursor across both.
+
+        It reads up to ``limit + 1`` heads so the cursor is present only while more remain; the
+        cursor is the position of the page's last head in its phase.
+        """
+        phase, start = _PHASE_OWN, None
+        if cursor is not None:
+            phase, start = self._decode_cursor(caller, cursor)
+        found: list[tuple[str, TemplateHead]] = []
+        while len(found) <= limit:
+            if phase == _PHASE_OWN:
+                page = self._repo.query_heads(
+                    owner_id=caller, limit=limit + 1 - len(found), exclusive_start_key=start
+                )
+            else:
+                page = self._repo.query_heads(
+                    public=True, exclude_user_id=caller, limit=limit + 1, exclusive_start_key=start
+                )
+            found.extend((phase, head) for head in page.heads)
+            if page.last_evaluated_key is not None:
+                start = page.last_evaluated_key
+                continue
+            if phase == _PHASE_PUBLIC:
+                break
+            phase, start = _PHASE_PUBLIC, None
+        page_items = found[:limit]
+        next_cursor = None
+        if len(found) > limit:
+            last_phase, last = page_items[-1]
+            next_cursor = encode_cursor(
+                {"phase": last_phase, "template_id": last.template_id, "updated_at": last.updated_at}
+            )
+        return TemplateListResponse(
+            templates=[
+                TemplateSummary(
+                    template_id=head.template_id,
+                    latest_version=head.latest_version,
+                    name=head.name,
+                    description=head.description,
+                    is_public=head.is_public,
+                    is_owner=head.user_id == caller,
+                    created_at=head.created_at,
+                    updated_at=head.updated_at,
+                )
+                for _, head in page_items
+            ],
+            last_key=next_cursor,
+        )
+
+    # --------------------------------------------------------------- helpers
+
+    def _owned_head(self, caller: str, template_id: str) -> TemplateHead:
+        head = self._repo.get_head(template_id)
+        if head is None:
+            raise NotFoundError("Template not found")
+        if head.user_id != caller:
+            # Another user's public template is visible, so say it is not yours; a private one is too.
+            raise ForbiddenError("Forbidden")
+        return head
+
+    @staticmethod
+    def _decode_cursor(caller: str, cursor: str) -> tuple[str, dict[str, Any]]:
+        payload = decode_cursor(cursor, _CURSOR_KEYS)
+        phase, template_id, updated_at = (payload[k] for k in _CURSOR_KEYS)
+        if (
+            phase not in (_PHASE_OWN, _PHASE_PUBLIC)
+            or not isinstance(template_id, str)
+            or not isinstance(updated_at, str)
+            or len(template_id) > 256
+            or len(updated_at) > 64
+        ):
+            raise BadRequestError("Invalid pagination cursor")
+        key: dict[str, Any] = {"template_id": template_id, "version": HEAD_VERSION, "updated_at": updated_at}
+        # The index partition comes from the caller, never from the cursor.
+        if phase == _PHASE_OWN:
+            key["owner_id"] = caller
+        else:
+            key["public_partition"] = PUBLIC_PARTITION
+        return phase, key

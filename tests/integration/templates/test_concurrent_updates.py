@@ -1,0 +1,79 @@
+"""Concurrent PUTs of one template: each gets its own version, none is lost, the head is the latest.
+
+moto applies a transaction by snapshotting the table and restoring the snapshot when a condition
+fails, so two threads in moto at once can undo each other's committed writes, which DynamoDB never
+does. The ``atomic_requests`` fixture makes each AWS request atomic (one at a time through moto's
+stubber), as the real service is; the race under test (read the head, then write conditionally)
+still interleaves freely between requests.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from boto3.dynamodb.conditions import Key
+from moto.core.botocore_stubber import BotocoreStubber
+
+from functions.common import settings as s
+from functions.templates.handler import lambda_handler
+from tests.support.http import ApiClient
+
+pytestmark = pytest.mark.integration
+
+api = ApiClient(lambda_handler)
+TEMPLATES_TABLE = s.TemplatesTableSettings().templates_table
+WRITERS = 8
+
+
+@pytest.fixture
+def atomic_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = threading.Lock()
+    handle = BotocoreStubber.__call__
+
+    def one_at_a_time(self: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return handle(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", one_at_a_time)
+
+
+def definition(n: int) -> dict[str, Any]:
+    return {"steps": [{"id": "s", "prompt": f"writer {n}: {{{{ field_{n} }}}}"}]}
+
+
+def test_concurrent_updates_each_write_their_own_version(aws: Any, atomic_requests: None) -> None:
+    created = api.post(
+        "/templates", user="owner", body={"name": "race", "template_definition": definition(0)}
+    )
+    assert created.status == 201
+    template_id = created.body["template_id"]
+    aws.capture.drain()
+
+    def update(n: int) -> Any:
+        return api.put(f"/templates/{template_id}", user="owner", body={"template_definition": definition(n)})
+
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        answers = list(pool.map(update, range(1, WRITERS + 1), timeout=60))
+
+    assert [a.status for a in answers] == [200] * WRITERS
+    versions = sorted(a.body["version"] for a in answers)
+    assert versions == list(range(2, WRITERS + 2))
+
+    table = aws.session.resource("dynamodb").Table(TEMPLATES_TABLE)
+    items = table.query(KeyConditionExpression=Key("template_id").eq(template_id), ConsistentRead=True)[
+        "Items"
+    ]
+    by_version = {int(i["version"]): i for i in items}
+    assert sorted(by_version) == list(range(WRITERS + 2))
+    assert by_version[0]["latest_version"] == WRITERS + 1
+    # Every writer's definition landed in exactly the version it was told.
+    for answer, n in zip(answers, range(1, WRITERS + 1), strict=True):
+        assert by_version[answer.body["version"]]["schema_requirements"] == [f"field_{n}"]
+
+    emitted = sorted(
+        e["detail"]["version"] for e in aws.capture.drain() if e["detail-type"] == "Template Version Created"
+    )
+    assert emitted == versions
