@@ -104,9 +104,7 @@ def create_job(
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     status: Annotated[JobStatus | None, Query()] = None,
-    last_key: Annotated[
-        str | None, Query(max_length=2048, description="Cursor from the previous page.")
-    ] = None,
+    last_key: Annotated[str | None, Query(description="Cursor from the previous page.")] = None,
 ) -> JobListResponse:
     caller = current_caller(router)
     return _service().list(caller.user_id, limit, status, last_key)
