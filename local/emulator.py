@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from local.shims import emulator_launcher
+
 HOST = "127.0.0.1"
 REGION = "us-east-1"
 ACCOUNT_ID = "000000000000"
@@ -104,11 +106,14 @@ def start_emulator(
     log_path: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     ready_timeout: float = 30.0,
+    shims: bool = True,
 ) -> Emulator:
     """Start MiniStack bound to 127.0.0.1 and wait until it answers its health check.
 
     ``state_dir`` turns on persistence (DynamoDB, SQS, … and S3 bodies), saved on clean shutdown.
     ``extra_env`` passes emulator settings such as ``SFN_WAIT_SCALE`` or ``SFN_MOCK_CONFIG``.
+    ``shims`` launches it through ``python -m local.shims``, which installs the tested patches for
+    what MiniStack lacks (see ``local/shims/``).
     """
     port = port or free_port()
     env = {
@@ -136,7 +141,7 @@ def start_emulator(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "ab")  # noqa: SIM115 - closed by Emulator.stop
     process = subprocess.Popen(  # noqa: S603 - our own pinned executable
-        _ministack_executable(),
+        emulator_launcher() if shims else _ministack_executable(),
         env=env,
         stdout=log or subprocess.DEVNULL,
         stderr=subprocess.STDOUT if log else subprocess.DEVNULL,

@@ -1,0 +1,343 @@
+"""One MiniStack per test process (pytest-xdist workers each start their own) with the real state
+machines, tables, bucket, bus, event capture and work queue; helpers to seed jobs as the API and
+the promoter leave them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from functions.common.clock import now_iso
+from functions.common.events import EVENTS_BY_DETAIL_TYPE, EventDetail
+from tests.support.ministack import StateMachineStack, start_stack
+from tests.support.test_worker import TestWorker
+
+pytestmark = pytest.mark.statemachines
+
+HEARTBEAT_SECONDS = 3
+BATCH_SIZE = 2
+LIFECYCLE = "plot-palette-job-lifecycle"
+CANCELLATION = "plot-palette-job-cancellation"
+CLEANUP = "plot-palette-job-cleanup"
+# The promoter's conditions (docs/data-model.md); tests run jobs one at a time, the limit is not tested here.
+PROMOTER_MAX_RUNNING = 1000
+CLAIM_CONDITION = "(attribute_not_exists(holders) OR size(holders) < :max) AND NOT contains(holders, :job_id)"
+STILL_QUEUED = "#status = :queued AND attribute_not_exists(cancel_requested_at)"
+
+
+def _throw(error: str, cause: str = "injected by the mock config") -> dict[str, Any]:
+    return {"Throw": {"Error": error, "Cause": cause}}
+
+
+# AWS Step Functions Local mock-config format: numbered attempts of a task; an attempt a test case
+# does not list makes the real call (local/shims/stepfunctions.py counts attempts as AWS does).
+MOCK_CONFIG: dict[str, Any] = {
+    "StateMachines": {
+        LIFECYCLE: {
+            "TestCases": {
+                "TransientErrors": {
+                    "Mark job running": "DynamoDBThrottledTwice",
+                    "Emit job started": "EventBridgeInternalErrorOnce",
+                    "Send work item and wait for the worker": "SQSClientErrorOnce",
+                    "Mark job completed": "DynamoDBServerErrorOnce",
+                    "Release job slot": "DynamoDBThrottledTwice",
+                    "Emit job completed": "EventBridgeInternalErrorOnce",
+                },
+            }
+        },
+        CANCELLATION: {
+            "TestCases": {
+                "TransientErrors": {
+                    "Read the job": "DynamoDBServerErrorOnce",
+                    "Fail the worker's task": "SfnThrottledOnce",
+                },
+            }
+        },
+        CLEANUP: {
+            "TestCases": {
+                "TransientErrors": {
+                    "List a page of job objects": "S3SlowDownOnce",
+                    "Delete the page of job objects": "S3SlowDownOnce",
+                    "Query a page of cost records": "DynamoDbSdkThrottledOnce",
+                    "Delete the page of cost records": "DynamoDbSdkThrottledOnce",
+                },
+                # The second page of objects cannot be deleted, whatever the retries: the run fails
+                # half-way and a plain re-run has to finish the job.
+                "SecondObjectPageFails": {"Delete the page of job objects": "S3FailsFromSecondAttempt"},
+                "JobItemDeleteFails": {"Delete the job item": "DynamoDBAlwaysFails"},
+            }
+        },
+    },
+    "MockedResponses": {
+        "DynamoDBThrottledTwice": {"0-1": _throw("DynamoDB.ProvisionedThroughputExceededException")},
+        "DynamoDBServerErrorOnce": {"0": _throw("DynamoDB.InternalServerErrorException")},
+        "DynamoDBAlwaysFails": {"0-9": _throw("DynamoDB.InternalServerErrorException")},
+        "EventBridgeInternalErrorOnce": {"0": _throw("EventBridge.InternalException")},
+        "SQSClientErrorOnce": {"0": _throw("SQS.SdkClientException")},
+        "SfnThrottledOnce": {"0": _throw("Sfn.ThrottlingException")},
+        "S3SlowDownOnce": {"0": _throw("S3.SlowDownException")},
+        "S3FailsFromSecondAttempt": {"1-9": _throw("S3.S3Exception", "We encountered an internal error")},
+        "DynamoDbSdkThrottledOnce": {"0": _throw("DynamoDb.ThrottlingException")},
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateMachineStack]:
+    directory = tmp_path_factory.mktemp("ministack")
+    mock_config = directory / "sfn-mock-config.json"
+    mock_config.write_text(json.dumps(MOCK_CONFIG, indent=2))
+    deployed = start_stack(
+        mock_config,
+        heartbeat_seconds=HEARTBEAT_SECONDS,
+        batch_size=BATCH_SIZE,
+        log_path=directory / "ministack.log",
+    )
+    yield deployed
+    deployed.emulator.stop()
+
+
+@pytest.fixture
+def env(stack: StateMachineStack) -> Env:
+    """The stack with an empty work queue and event capture at the start of the test."""
+    stack.client("sqs").purge_queue(QueueUrl=stack.work_queue_url)
+    stack.capture.drain()
+    return Env(stack)
+
+
+@dataclass
+class Env:
+    stack: StateMachineStack
+
+    def client(self, service: str) -> Any:
+        return self.stack.client(service)
+
+    def worker(self) -> TestWorker:
+        return TestWorker(
+            sqs=self.client("sqs"),
+            sfn=self.client("stepfunctions"),
+            dynamodb=self.client("dynamodb"),
+            s3=self.client("s3"),
+            work_queue_url=self.stack.work_queue_url,
+            jobs_table=self.stack.jobs_table,
+            cost_tracking_table=self.stack.cost_tracking_table,
+            bucket=self.stack.bucket,
+        )
+
+    # ---------------------------------------------------------------- seeding, as the API and promoter do
+
+    def create_job(
+        self, *, num_records: int = 5, priority: int = 5, budget_limit: str = "10"
+    ) -> dict[str, str]:
+        """A QUEUED job with its Queue item, as ``POST /jobs`` writes it."""
+        job_id, user_id, created_at = str(uuid.uuid4()), f"user-{uuid.uuid4().hex[:8]}", now_iso()
+        queue_key = f"{10 - priority:02d}#{created_at}#{job_id}"
+        ddb = self.client("dynamodb")
+        ddb.put_item(
+            TableName=self.stack.jobs_table,
+            Item={
+                "job_id": {"S": job_id},
+                "user_id": {"S": user_id},
+                "status": {"S": "QUEUED"},
+                "user_status": {"S": f"{user_id}#QUEUED"},
+                "template_id": {"S": "tpl-1"},
+                "template_version": {"N": "3"},
+                "seed_data_path": {"S": f"seed-data/{user_id}/authors.jsonl"},
+                "budget_limit": {"N": budget_limit},
+                "output_format": {"S": "JSONL"},
+                "num_records": {"N": str(num_records)},
+                "priority": {"N": str(priority)},
+                "queue_key": {"S": queue_key},
+                "created_at": {"S": created_at},
+                "updated_at": {"S": created_at},
+                "records_generated": {"N": "0"},
+                "tokens_used": {"N": "0"},
+                "cost": {"M": {k: {"N": "0"} for k in ("bedrock", "fargate", "s3", "total")}},
+            },
+        )
+        ddb.put_item(
+            TableName=self.stack.queue_table,
+            Item={
+                "status": {"S": "QUEUED"},
+                "queue_key": {"S": queue_key},
+                "job_id": {"S": job_id},
+                "user_id": {"S": user_id},
+                "priority": {"N": str(priority)},
+                "created_at": {"S": created_at},
+            },
+        )
+        return {"job_id": job_id, "user_id": user_id, "queue_key": queue_key}
+
+    def promote(self, job: dict[str, str]) -> str:
+        """The promoter's transaction (claim a slot, dequeue, check the job), then StartExecution."""
+        self.client("dynamodb").transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self.stack.queue_table,
+                        "Key": {"status": {"S": "SLOTS"}, "queue_key": {"S": "RUNNING"}},
+                        "UpdateExpression": "ADD holders :job",
+                        "ConditionExpression": CLAIM_CONDITION,
+                        "ExpressionAttributeValues": {
+                            ":max": {"N": str(PROMOTER_MAX_RUNNING)},
+                            ":job": {"SS": [job["job_id"]]},
+                            ":job_id": {"S": job["job_id"]},
+                        },
+                    }
+                },
+                {
+                    "Delete": {
+                        "TableName": self.stack.queue_table,
+                        "Key": {"status": {"S": "QUEUED"}, "queue_key": {"S": job["queue_key"]}},
+                        "ConditionExpression": "attribute_exists(queue_key)",
+                    }
+                },
+                {
+                    "ConditionCheck": {
+                        "TableName": self.stack.jobs_table,
+                        "Key": {"job_id": {"S": job["job_id"]}},
+                        "ConditionExpression": STILL_QUEUED,
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {":queued": {"S": "QUEUED"}},
+                    }
+                },
+            ]
+        )
+        return self.start_lifecycle(job)
+
+    def start_lifecycle(self, job: dict[str, str], test_case: str | None = None) -> str:
+        return self.stack.start(
+            "job_lifecycle",
+            {"job_id": job["job_id"], "user_id": job["user_id"]},
+            name=job["job_id"],
+            test_case=test_case,
+        )
+
+    def request_cancellation(self, job: dict[str, str], test_case: str | None = None) -> str:
+        """What ``DELETE /jobs/{id}`` on a QUEUED/RUNNING job does, then the rule starting the machine."""
+        requested_at = now_iso()
+        answer = self.client("dynamodb").update_item(
+            TableName=self.stack.jobs_table,
+            Key={"job_id": {"S": job["job_id"]}},
+            UpdateExpression="SET cancel_requested_at = :now, updated_at = :now",
+            ConditionExpression="#status IN (:queued, :running)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":now": {"S": requested_at},
+                ":queued": {"S": "QUEUED"},
+                ":running": {"S": "RUNNING"},
+            },
+            ReturnValues="ALL_NEW",
+        )
+        detail = {
+            "job_id": job["job_id"],
+            "user_id": job["user_id"],
+            "requested_at": requested_at,
+            "status": answer["Attributes"]["status"]["S"],
+        }
+        return self.stack.start(
+            "job_cancellation", envelope("Job Cancellation Requested", detail), test_case=test_case
+        )
+
+    def request_deletion(self, job: dict[str, str], test_case: str | None = None) -> str:
+        status = self.job(job["job_id"]).get("status", "COMPLETED")
+        detail = {
+            "job_id": job["job_id"],
+            "user_id": job["user_id"],
+            "requested_at": now_iso(),
+            "status": status,
+        }
+        return self.stack.start(
+            "job_cleanup", envelope("Job Deletion Requested", detail), test_case=test_case
+        )
+
+    # ---------------------------------------------------------------- reading back
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        from boto3.dynamodb.types import TypeDeserializer
+
+        item = (
+            self.client("dynamodb")
+            .get_item(TableName=self.stack.jobs_table, Key={"job_id": {"S": job_id}}, ConsistentRead=True)
+            .get("Item")
+        )
+        deserializer = TypeDeserializer()
+        return {k: deserializer.deserialize(v) for k, v in (item or {}).items()}
+
+    def slot_holders(self) -> set[str]:
+        item = (
+            self.client("dynamodb")
+            .get_item(
+                TableName=self.stack.queue_table,
+                Key={"status": {"S": "SLOTS"}, "queue_key": {"S": "RUNNING"}},
+                ConsistentRead=True,
+            )
+            .get("Item", {})
+        )
+        return set(item.get("holders", {}).get("SS", []))
+
+    def queue_item_exists(self, job: dict[str, str]) -> bool:
+        return "Item" in self.client("dynamodb").get_item(
+            TableName=self.stack.queue_table,
+            Key={"status": {"S": "QUEUED"}, "queue_key": {"S": job["queue_key"]}},
+        )
+
+    def events(self, job_id: str, expected: int, timeout: float = 5.0) -> list[EventDetail]:
+        """The events emitted for one job, validated against their typed models, in arrival order."""
+        import time
+
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            for envelope_ in self.stack.capture.drain():
+                if envelope_["detail"].get("job_id") == job_id:
+                    found.append(envelope_)
+            if len(found) >= expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        models = []
+        for envelope_ in found:
+            assert envelope_["source"] == "plot-palette.jobs"
+            model = EVENTS_BY_DETAIL_TYPE[envelope_["detail-type"]]
+            models.append(model.model_validate(envelope_["detail"]))
+        return models
+
+    def set_budget_exceeded(self, job_id: str) -> None:
+        """What the cost rollup does once the rolled-up cost reaches the budget."""
+        self.client("dynamodb").update_item(
+            TableName=self.stack.jobs_table,
+            Key={"job_id": {"S": job_id}},
+            UpdateExpression="SET budget_exceeded = :true",
+            ExpressionAttributeValues={":true": {"BOOL": True}},
+        )
+
+
+def envelope(detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """An EventBridge event as a rule hands it to a Step Functions target."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": "plot-palette.jobs",
+        "account": "000000000000",
+        "time": now_iso()[:19] + "Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    }
+
+
+def money(value: str) -> Decimal:
+    return Decimal(value)
+
+
+def repo_path(*parts: str) -> Path:
+    return Path(__file__).resolve().parents[2].joinpath(*parts)

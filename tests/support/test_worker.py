@@ -1,0 +1,240 @@
+"""A small worker that follows docs/worker-contract.md honestly, to drive the state machine tests.
+
+It long-polls the work queue, records its task token on the job (conditional on RUNNING, reading
+``cancel_requested_at`` and ``budget_exceeded`` in the same answer), checks cancellation and budget
+before every batch, writes each batch's output object under ``jobs/{job_id}/outputs/`` and its cost
+delta in CostTracking, heartbeats after every batch, and reports success, ``BudgetExceeded``,
+``JobCancelled`` or a failure. It generates placeholder records instead of calling a model.
+
+Tests steer it without threads: ``between_batches`` runs after each batch (a test requests a
+cancellation or plays the cost rollup there), ``fail_after_batches`` makes it report a failure,
+``die_after_batches`` makes it stop silently (no heartbeat, no answer), like a crashed worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from functions.common.clock import now_iso, parse_iso
+
+BEDROCK_COST_PER_RECORD = Decimal("0.0015")
+FARGATE_COST_PER_BATCH = Decimal("0.0002")
+S3_COST_PER_BATCH = Decimal("0.000005")
+TOKENS_IN_PER_RECORD = 120
+TOKENS_OUT_PER_RECORD = 380
+COST_RECORD_TTL_SECONDS = 90 * 24 * 3600
+MODEL_ID = "test-worker.placeholder-model"
+
+
+@dataclass
+class WorkOutcome:
+    """What the worker did with one work item."""
+
+    job_id: str
+    reported: (
+        str  # "success", "BudgetExceeded", "JobCancelled", "<error>", "nothing" (job not RUNNING), "died"
+    )
+    batches_done: int
+    records_generated: int
+
+
+def cost_delta(batch_index: int, records: int) -> dict[str, Any]:
+    """The CostTracking delta of one batch (attribute values as boto3's resource layer writes them)."""
+    return {
+        "record_id": f"{batch_index:08d}",
+        "tokens_in": TOKENS_IN_PER_RECORD * records,
+        "tokens_out": TOKENS_OUT_PER_RECORD * records,
+        "records": records,
+        "cost": {
+            "bedrock": BEDROCK_COST_PER_RECORD * records,
+            "fargate": FARGATE_COST_PER_BATCH,
+            "s3": S3_COST_PER_BATCH,
+        },
+        "model_id": MODEL_ID,
+    }
+
+
+class TestWorker:
+    """One contract-following worker process; ``run_once`` handles at most one work item."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        *,
+        sqs: Any,
+        sfn: Any,
+        dynamodb: Any,
+        s3: Any,
+        work_queue_url: str,
+        jobs_table: str,
+        cost_tracking_table: str,
+        bucket: str,
+        clock: Callable[[], str] = now_iso,
+    ) -> None:
+        self._sqs = sqs
+        self._sfn = sfn
+        self._ddb = dynamodb
+        self._s3 = s3
+        self._queue_url = work_queue_url
+        self._jobs = jobs_table
+        self._costs = cost_tracking_table
+        self._bucket = bucket
+        self._now = clock
+
+    # ------------------------------------------------------------------ the loop
+
+    def receive(self, wait_seconds: int = 10) -> tuple[dict[str, Any], str] | None:
+        answer = self._sqs.receive_message(
+            QueueUrl=self._queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=wait_seconds
+        )
+        messages = answer.get("Messages", [])
+        if not messages:
+            return None
+        return json.loads(messages[0]["Body"]), messages[0]["ReceiptHandle"]
+
+    def run_once(
+        self,
+        *,
+        wait_seconds: int = 10,
+        between_batches: Callable[[int], None] | None = None,
+        fail_after_batches: int | None = None,
+        die_after_batches: int | None = None,
+    ) -> WorkOutcome:
+        received = self.receive(wait_seconds)
+        if received is None:
+            raise AssertionError(f"no work item arrived within {wait_seconds} s")
+        item, receipt = received
+        outcome = self.process(
+            item,
+            between_batches=between_batches,
+            fail_after_batches=fail_after_batches,
+            die_after_batches=die_after_batches,
+        )
+        if outcome.reported != "died":
+            self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=receipt)
+        return outcome
+
+    def process(
+        self,
+        item: dict[str, Any],
+        *,
+        between_batches: Callable[[int], None] | None = None,
+        fail_after_batches: int | None = None,
+        die_after_batches: int | None = None,
+    ) -> WorkOutcome:
+        job_id, token = item["job_id"], item["task_token"]
+        job = self.record_token(job_id, token)
+        if job is None:  # no longer RUNNING: the lifecycle has moved on, nothing to report
+            return WorkOutcome(job_id, "nothing", 0, 0)
+        num_records, batch_size = int(item["num_records"]), int(item["batch_size"])
+        batches = math.ceil(num_records / batch_size)
+        records_done = 0
+        for batch_index in range(batches):
+            stop = self._stop_reason(job)
+            if stop:
+                self._fail(token, stop, f"stopped before batch {batch_index}")
+                return WorkOutcome(job_id, stop, batch_index, records_done)
+            if fail_after_batches is not None and batch_index == fail_after_batches:
+                self._fail(token, "GenerationError", f"the model failed on batch {batch_index}")
+                return WorkOutcome(job_id, "GenerationError", batch_index, records_done)
+            if die_after_batches is not None and batch_index == die_after_batches:
+                return WorkOutcome(job_id, "died", batch_index, records_done)
+            count = min(batch_size, num_records - records_done)
+            self.write_batch(job_id, batch_index, records_done, count)
+            records_done += count
+            self._sfn.send_task_heartbeat(taskToken=token)
+            if between_batches is not None:
+                between_batches(batch_index)
+            job = self.read_job(job_id)
+        stop = self._stop_reason(job)
+        if stop:  # the last batch crossed the budget or a cancellation landed during it
+            self._fail(token, stop, f"stopped after batch {batches - 1}")
+            return WorkOutcome(job_id, stop, batches, records_done)
+        output = {"records_generated": records_done, "output_key": self.output_prefix(job_id)}
+        self._sfn.send_task_success(taskToken=token, output=json.dumps(output))
+        return WorkOutcome(job_id, "success", batches, records_done)
+
+    # ------------------------------------------------------------------ contract steps
+
+    def record_token(self, job_id: str, token: str) -> dict[str, Any] | None:
+        """``SET task_token`` if still RUNNING; the job as it is now, or None when it is not RUNNING."""
+        try:
+            answer = self._ddb.update_item(
+                TableName=self._jobs,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET task_token = :token, updated_at = :now",
+                ConditionExpression="#status = :running",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":token": {"S": token},
+                    ":now": {"S": self._now()},
+                    ":running": {"S": "RUNNING"},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            return None
+        return dict(answer["Attributes"])
+
+    def read_job(self, job_id: str) -> dict[str, Any]:
+        answer = self._ddb.get_item(
+            TableName=self._jobs,
+            Key={"job_id": {"S": job_id}},
+            ConsistentRead=True,
+            ProjectionExpression="#status, cancel_requested_at, budget_exceeded",
+            ExpressionAttributeNames={"#status": "status"},
+        )
+        return dict(answer.get("Item", {}))
+
+    @staticmethod
+    def output_prefix(job_id: str) -> str:
+        return f"jobs/{job_id}/outputs/"
+
+    def write_batch(self, job_id: str, batch_index: int, first_record: int, count: int) -> None:
+        lines = [
+            json.dumps({"index": first_record + n, "text": f"placeholder record {first_record + n}"})
+            for n in range(count)
+        ]
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=f"{self.output_prefix(job_id)}part-{batch_index:05d}.jsonl",
+            Body=("\n".join(lines) + "\n").encode(),
+            ContentType="application/x-ndjson",
+        )
+        delta = cost_delta(batch_index, count)
+        now = self._now()
+        # A restarted worker rewrites the same batch: the delta is then already recorded.
+        with contextlib.suppress(self._ddb.exceptions.ConditionalCheckFailedException):
+            self._ddb.put_item(
+                TableName=self._costs,
+                Item={
+                    "job_id": {"S": job_id},
+                    "record_id": {"S": delta["record_id"]},
+                    "tokens_in": {"N": str(delta["tokens_in"])},
+                    "tokens_out": {"N": str(delta["tokens_out"])},
+                    "records": {"N": str(delta["records"])},
+                    "cost": {"M": {name: {"N": str(value)} for name, value in delta["cost"].items()}},
+                    "created_at": {"S": now},
+                    "model_id": {"S": delta["model_id"]},
+                    "ttl": {"N": str(int(parse_iso(now).timestamp()) + COST_RECORD_TTL_SECONDS)},
+                },
+                ConditionExpression="attribute_not_exists(record_id)",
+            )
+
+    @staticmethod
+    def _stop_reason(job: dict[str, Any]) -> str | None:
+        if "cancel_requested_at" in job:
+            return "JobCancelled"
+        if job.get("budget_exceeded", {}).get("BOOL"):
+            return "BudgetExceeded"
+        return None
+
+    def _fail(self, token: str, error: str, cause: str) -> None:
+        self._sfn.send_task_failure(taskToken=token, error=error, cause=cause)
