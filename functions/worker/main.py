@@ -1,0 +1,79 @@
+"""The worker's composition root: settings → clients → stores → service → loop; SIGTERM handling.
+
+``python -m functions.worker`` runs one worker process (the ECS task's command). The local
+runtime starts ``WORKER_PROCESSES`` of them.
+"""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+from functions.common.aws import client
+from functions.common.observability import logger
+from functions.common.settings import load_settings
+from functions.templates.repository import TemplateRepository
+from functions.worker.exporters import Exporter
+from functions.worker.pricing import FargatePrice
+from functions.worker.providers import BedrockProvider, ModelProvider, OfflineProvider
+from functions.worker.rendering import PromptRenderer, RenderLimits
+from functions.worker.reporter import StepFunctionsTaskReporter
+from functions.worker.repository import CostStore, JobStore, OutputStore, S3SeedSource
+from functions.worker.runner import Progress, WorkerLoop
+from functions.worker.service import GenerationService
+from functions.worker.settings import WorkerSettings
+
+
+def build_provider(settings: WorkerSettings) -> ModelProvider:
+    if settings.model_provider == "offline":
+        return OfflineProvider()
+    return BedrockProvider(client("bedrock-runtime"), max_tokens=settings.bedrock_max_tokens)
+
+
+def build_worker(settings: WorkerSettings) -> WorkerLoop:
+    dynamodb, s3 = client("dynamodb"), client("s3")
+    outputs = OutputStore(settings.bucket_name, s3)
+    jobs = JobStore(settings.jobs_table, dynamodb)
+    progress = Progress()
+    service = GenerationService(
+        jobs=jobs,
+        costs=CostStore(settings.cost_tracking_table, dynamodb),
+        outputs=outputs,
+        seeds=S3SeedSource(settings.bucket_name, s3),
+        templates=TemplateRepository(settings.templates_table, dynamodb),
+        provider=build_provider(settings),
+        renderer=PromptRenderer(RenderLimits(settings.prompt_max_chars, settings.prompt_render_seconds)),
+        exporter=Exporter(outputs),
+        fargate=FargatePrice.for_task(settings.task_cpu, settings.task_memory_mib),
+        cost_ttl_days=settings.cost_ttl_days,
+        on_progress=progress.touch,
+    )
+    return WorkerLoop(
+        sqs=client("sqs"),
+        queue_url=settings.work_queue_url,
+        jobs=jobs,
+        reporter=StepFunctionsTaskReporter(client("stepfunctions")),
+        service=service,
+        progress=progress,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        stall_seconds=settings.stall_seconds,
+        visibility_timeout_seconds=settings.visibility_timeout_seconds,
+        poll_wait_seconds=settings.poll_wait_seconds,
+        max_attempts=settings.max_attempts,
+    )
+
+
+def install_signal_handlers(worker: WorkerLoop) -> None:
+    def _handle(signum: int, frame: FrameType | None) -> None:
+        worker.shutdown()
+
+    signal.signal(signal.SIGTERM, _handle)
+    signal.signal(signal.SIGINT, _handle)
+
+
+def main() -> None:
+    settings = load_settings(WorkerSettings)
+    worker = build_worker(settings)
+    install_signal_handlers(worker)
+    logger.info("Generation worker starting", provider=settings.model_provider)
+    worker.run_forever()

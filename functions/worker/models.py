@@ -1,0 +1,154 @@
+"""Worker models: the work item it receives, what it reads of the job, what it writes.
+
+Shapes follow docs/data-model.md ("Work item", Jobs, CostTracking, S3) and docs/worker-contract.md.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_BATCH_SIZE = 10_000
+
+
+class OutputFormat(StrEnum):
+    JSONL = "JSONL"
+    CSV = "CSV"
+    PARQUET = "PARQUET"
+
+    @property
+    def extension(self) -> str:
+        return self.value.lower()
+
+
+class WorkItem(BaseModel):
+    """The SQS message body the lifecycle sends with ``.waitForTaskToken``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    job_id: str = Field(min_length=1, max_length=128)
+    user_id: str = Field(min_length=1)
+    task_token: str = Field(min_length=1)
+    template_id: str = Field(min_length=1)
+    template_version: int = Field(ge=1)
+    seed_data_path: str = Field(min_length=1)
+    output_format: OutputFormat
+    num_records: int = Field(ge=1, le=1_000_000)
+    batch_size: int = Field(ge=1, le=MAX_BATCH_SIZE)
+
+    @property
+    def batch_count(self) -> int:
+        return -(-self.num_records // self.batch_size)
+
+    def batch_range(self, batch_index: int) -> range:
+        """The record positions (0-based, over ``num_records``) of one batch."""
+        start = batch_index * self.batch_size
+        return range(start, min(start + self.batch_size, self.num_records))
+
+
+class JobControl(BaseModel):
+    """What the worker reads of the Jobs item between batches."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    job_id: str
+    status: str
+    budget_limit: Decimal | None = None
+    cancel_requested_at: str | None = None
+    budget_exceeded: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.status == "RUNNING"
+
+
+class StepResult(BaseModel):
+    prompt: str
+    output: str
+    model: str
+
+
+class GeneratedRecord(BaseModel):
+    """One line of ``jobs/{job_id}/outputs/part-NNNNN.jsonl`` (and of the export)."""
+
+    id: str
+    job_id: str
+    seed_index: int
+    created_at: str
+    steps: dict[str, StepResult]
+
+
+class RecordFailure(BaseModel):
+    """One line of ``jobs/{job_id}/errors/part-NNNNN.jsonl``: a record that could not be made."""
+
+    position: int
+    seed_index: int
+    step_id: str
+    error: str
+
+
+class Usage(BaseModel):
+    """Tokens and money of some unit of work. Money is Decimal."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    records: int = 0
+    records_failed: int = 0
+    bedrock: Decimal = Decimal(0)
+    fargate: Decimal = Decimal(0)
+    s3: Decimal = Decimal(0)
+
+    @property
+    def total(self) -> Decimal:
+        return self.bedrock + self.fargate + self.s3
+
+    def plus(self, other: Usage) -> Usage:
+        return Usage(
+            tokens_in=self.tokens_in + other.tokens_in,
+            tokens_out=self.tokens_out + other.tokens_out,
+            records=self.records + other.records,
+            records_failed=self.records_failed + other.records_failed,
+            bedrock=self.bedrock + other.bedrock,
+            fargate=self.fargate + other.fargate,
+            s3=self.s3 + other.s3,
+        )
+
+
+class Checkpoint(BaseModel):
+    """``jobs/{job_id}/checkpoint.json``: the batches committed so far and what they used."""
+
+    job_id: str
+    next_batch: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    first_error: str | None = None
+    updated_at: str | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Checkpoint:
+        return cls.model_validate_json(text)
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    ABANDONED = "ABANDONED"  # stopped without reporting (shutdown): another worker resumes it
+
+
+class JobResult(BaseModel):
+    """What processing one work item came to, and what to report to Step Functions."""
+
+    outcome: Outcome
+    records_generated: int = 0
+    records_failed: int = 0
+    output_key: str | None = None
+    error: str | None = None
+    cause: str | None = None
+
+    def success_output(self) -> dict[str, Any]:
+        return {"records_generated": self.records_generated, "output_key": self.output_key}

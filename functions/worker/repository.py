@@ -1,0 +1,274 @@
+"""The worker's storage: the Jobs item it controls, CostTracking deltas, S3 outputs and seeds.
+
+Everything follows docs/data-model.md: the task token is recorded with ``status = RUNNING`` as the
+condition; each batch's cost is one CostTracking item ``record_id = "{batch_index:08d}"`` written
+with ``attribute_not_exists(record_id)``; outputs live under ``jobs/{job_id}/``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from functions.seed_data.reader import SeedDataError, detect_format, iter_seed_records
+from functions.worker.models import Checkpoint, GeneratedRecord, JobControl, RecordFailure, Usage
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+# Deltas are stored rounded to 1e-10 dollars, so the sum of deltas is exact and reproducible.
+MONEY_QUANTUM = Decimal("0.0000000001")
+EXPORT_RECORD_ID = "export"
+
+
+def _item(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def quantize(amount: Decimal) -> Decimal:
+    return amount.quantize(MONEY_QUANTUM)
+
+
+def batch_record_id(batch_index: int) -> str:
+    return f"{batch_index:08d}"
+
+
+# ------------------------------------------------------------------ Jobs
+
+
+class JobStore:
+    """The worker's reads and its one write (``task_token``) on the Jobs table."""
+
+    _CONTROL = "job_id, #status, budget_limit, cancel_requested_at, budget_exceeded"
+
+    def __init__(self, table_name: str, dynamodb_client: Any) -> None:
+        self._table = table_name
+        self._ddb = dynamodb_client
+
+    def record_task_token(self, job_id: str, task_token: str, now: str) -> JobControl | None:
+        """SET task_token (condition ``status = RUNNING``) and answer the job as it now is.
+
+        A job that is not RUNNING answers with its current status (None if it does not exist).
+        """
+        try:
+            answer = self._ddb.update_item(
+                TableName=self._table,
+                Key=_item({"job_id": job_id}),
+                UpdateExpression="SET task_token = :token, updated_at = :now",
+                ConditionExpression="#status = :running",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_item({":token": task_token, ":now": now, ":running": "RUNNING"}),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            old = error.response.get("Item")
+            return _control(_plain(old)) if old else None
+        return _control(_plain(answer["Attributes"]))
+
+    def read_control(self, job_id: str) -> JobControl | None:
+        answer = self._ddb.get_item(
+            TableName=self._table,
+            Key=_item({"job_id": job_id}),
+            ConsistentRead=True,
+            ProjectionExpression=self._CONTROL,
+            ExpressionAttributeNames={"#status": "status"},
+        )
+        item = answer.get("Item")
+        return _control(_plain(item)) if item else None
+
+
+def _control(values: dict[str, Any]) -> JobControl:
+    return JobControl.model_validate(values)
+
+
+# ----------------------------------------------------------- CostTracking
+
+
+class CostStore:
+    """CostTracking deltas: one per completed batch, written once."""
+
+    def __init__(self, table_name: str, dynamodb_client: Any) -> None:
+        self._table = table_name
+        self._ddb = dynamodb_client
+
+    def put_delta(
+        self, job_id: str, record_id: str, usage: Usage, *, model_id: str | None, created_at: str, ttl: int
+    ) -> bool:
+        """Write the delta; False when it already exists (written by an earlier attempt)."""
+        values = {
+            "job_id": job_id,
+            "record_id": record_id,
+            "tokens_in": usage.tokens_in,
+            "tokens_out": usage.tokens_out,
+            "records": usage.records,
+            "records_failed": usage.records_failed,
+            "cost": {"bedrock": usage.bedrock, "fargate": usage.fargate, "s3": usage.s3},
+            "created_at": created_at,
+            "model_id": model_id,
+            "ttl": ttl,
+        }
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item=_item(values),
+                ConditionExpression="attribute_not_exists(record_id)",
+            )
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def get_delta(self, job_id: str, record_id: str) -> Usage | None:
+        answer = self._ddb.get_item(
+            TableName=self._table,
+            Key=_item({"job_id": job_id, "record_id": record_id}),
+            ConsistentRead=True,
+        )
+        item = answer.get("Item")
+        if not item:
+            return None
+        values = _plain(item)
+        cost = values.get("cost", {})
+        return Usage(
+            tokens_in=int(values.get("tokens_in", 0)),
+            tokens_out=int(values.get("tokens_out", 0)),
+            records=int(values.get("records", 0)),
+            records_failed=int(values.get("records_failed", 0)),
+            bedrock=Decimal(cost.get("bedrock", 0)),
+            fargate=Decimal(cost.get("fargate", 0)),
+            s3=Decimal(cost.get("s3", 0)),
+        )
+
+
+# --------------------------------------------------------------------- S3
+
+
+def part_key(job_id: str, batch_index: int) -> str:
+    return f"jobs/{job_id}/outputs/part-{batch_index:05d}.jsonl"
+
+
+def errors_key(job_id: str, batch_index: int) -> str:
+    return f"jobs/{job_id}/errors/part-{batch_index:05d}.jsonl"
+
+
+def checkpoint_key(job_id: str) -> str:
+    return f"jobs/{job_id}/checkpoint.json"
+
+
+def export_key(job_id: str, extension: str) -> str:
+    return f"jobs/{job_id}/exports/dataset.{extension}"
+
+
+class OutputStore:
+    """Parts, error lines, the checkpoint and the export in the data bucket."""
+
+    def __init__(self, bucket: str, s3_client: Any) -> None:
+        self._bucket = bucket
+        self._s3 = s3_client
+
+    def put_part(self, job_id: str, batch_index: int, records: Iterable[GeneratedRecord]) -> str:
+        key = part_key(job_id, batch_index)
+        body = "".join(record.model_dump_json() + "\n" for record in records)
+        self._s3.put_object(
+            Bucket=self._bucket, Key=key, Body=body.encode(), ContentType="application/x-ndjson"
+        )
+        return key
+
+    def put_failures(self, job_id: str, batch_index: int, failures: Iterable[RecordFailure]) -> str:
+        key = errors_key(job_id, batch_index)
+        body = "".join(failure.model_dump_json() + "\n" for failure in failures)
+        self._s3.put_object(
+            Bucket=self._bucket, Key=key, Body=body.encode(), ContentType="application/x-ndjson"
+        )
+        return key
+
+    def iter_part(self, job_id: str, batch_index: int) -> Iterator[dict[str, Any]]:
+        """The records of one part, streamed line by line."""
+        body = self._s3.get_object(Bucket=self._bucket, Key=part_key(job_id, batch_index))["Body"]
+        try:
+            for line in body.iter_lines():
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            body.close()
+
+    def get_checkpoint(self, job_id: str) -> Checkpoint | None:
+        try:
+            body = self._s3.get_object(Bucket=self._bucket, Key=checkpoint_key(job_id))["Body"]
+        except ClientError as error:
+            if _code(error) in ("NoSuchKey", "404"):
+                return None
+            raise
+        try:
+            return Checkpoint.from_json(body.read())
+        except ValidationError:
+            return None  # unreadable: start over; deltas already written are not counted twice
+
+    def put_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=checkpoint_key(checkpoint.job_id),
+            Body=checkpoint.to_json().encode(),
+            ContentType="application/json",
+        )
+
+    def upload_export(self, job_id: str, extension: str, path: str, content_type: str, config: Any) -> str:
+        key = export_key(job_id, extension)
+        self._s3.upload_file(path, self._bucket, key, ExtraArgs={"ContentType": content_type}, Config=config)
+        return key
+
+
+# ------------------------------------------------------------------ seeds
+
+
+class SeedFileError(Exception):
+    """The seed file is missing or cannot be read: the job cannot run."""
+
+
+class S3SeedSource:
+    """Seed records of an uploaded file, streamed with the shared reader (never held in memory)."""
+
+    def __init__(self, bucket: str, s3_client: Any) -> None:
+        self._bucket = bucket
+        self._s3 = s3_client
+
+    def open(self, key: str) -> Iterator[dict[str, Any]]:
+        try:
+            answer = self._s3.get_object(Bucket=self._bucket, Key=key)
+        except ClientError as error:
+            if _code(error) in ("NoSuchKey", "404", "AccessDenied"):
+                raise SeedFileError(f"the seed file {key} does not exist") from error
+            raise
+        try:
+            fmt = detect_format(key, answer.get("ContentType"))
+        except SeedDataError as error:
+            answer["Body"].close()
+            raise SeedFileError(f"the seed file {key}: {error}") from error
+        return self._records(answer["Body"], fmt, key)
+
+    @staticmethod
+    def _records(body: Any, fmt: Any, key: str) -> Iterator[dict[str, Any]]:
+        try:
+            for record in iter_seed_records(body.iter_chunks(), fmt):
+                yield record.data
+        except SeedDataError as error:
+            raise SeedFileError(f"the seed file {key}: {error}") from error
+        finally:
+            body.close()

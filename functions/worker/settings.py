@@ -1,0 +1,39 @@
+"""The worker's settings, read once at start (docs/data-model.md, "Settings")."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from functions.common.settings import (
+    BucketSettings,
+    CostTrackingTableSettings,
+    JobsTableSettings,
+    TemplatesTableSettings,
+)
+
+
+class WorkerSettings(JobsTableSettings, TemplatesTableSettings, CostTrackingTableSettings, BucketSettings):
+    work_queue_url: str = Field(validation_alias="WORK_QUEUE_URL")
+    # bedrock in AWS; the local stage sets offline.
+    model_provider: Literal["bedrock", "offline"] = Field(
+        default="bedrock", validation_alias="MODEL_PROVIDER"
+    )
+    # The ECS task definition's size, which the Fargate share of each batch's cost is billed at.
+    task_cpu: int = Field(default=1024, ge=256, validation_alias="WORKER_TASK_CPU")
+    task_memory_mib: int = Field(default=2048, ge=512, validation_alias="WORKER_TASK_MEMORY_MIB")
+    heartbeat_seconds: int = Field(default=30, ge=1, validation_alias="WORKER_HEARTBEAT_SECONDS")
+    # No progress for this long (a hung model call): stop heartbeating so the lifecycle's heartbeat
+    # timeout ends the job instead of it staying RUNNING forever.
+    stall_seconds: int = Field(default=900, ge=10, validation_alias="WORKER_STALL_SECONDS")
+    visibility_timeout_seconds: int = Field(
+        default=300, ge=30, validation_alias="WORKER_VISIBILITY_TIMEOUT_SECONDS"
+    )
+    poll_wait_seconds: int = Field(default=20, ge=0, le=20, validation_alias="WORKER_POLL_WAIT_SECONDS")
+    # A work item whose processing crashed this many times is failed instead of retried.
+    max_attempts: int = Field(default=3, ge=1, validation_alias="WORKER_MAX_ATTEMPTS")
+    prompt_max_chars: int = Field(default=200_000, ge=1000, validation_alias="PROMPT_MAX_CHARS")
+    prompt_render_seconds: float = Field(default=2.0, gt=0, validation_alias="PROMPT_RENDER_SECONDS")
+    bedrock_max_tokens: int = Field(default=1024, ge=1, validation_alias="BEDROCK_MAX_TOKENS")
+    cost_ttl_days: int = Field(default=90, ge=1, validation_alias="COST_TTL_DAYS")
