@@ -73,26 +73,6 @@ def _load_digests(state_dir: Path) -> dict[str, str]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _apply_overrides(info: RuntimeInfo, overrides: dict[str, str]) -> None:
-    """Set environment values on every deployed function that already declares them.
-
-    A local knob (e.g. ``MAX_RUNNING_JOBS`` for a load test) without a re-synth; a later deploy of a
-    changed stack resets them to the template's values, and the next start applies them again.
-    """
-    if not overrides:
-        return
-    lam = info.client("lambda")
-    for page in lam.get_paginator("list_functions").paginate():
-        for function in page["Functions"]:
-            variables = dict((function.get("Environment") or {}).get("Variables") or {})
-            touched = {k: v for k, v in overrides.items() if k in variables and variables[k] != v}
-            if touched:
-                variables.update(touched)
-                lam.update_function_configuration(
-                    FunctionName=function["FunctionName"], Environment={"Variables": variables}
-                )
-
-
 def cmd_local(args: argparse.Namespace) -> int:
     from local.deploy import DeployError, deploy_assembly, read_assembly
 
@@ -114,13 +94,20 @@ def cmd_local(args: argparse.Namespace) -> int:
             f"port {port} on {HOST} is in use: pick another with `--port N` "
             "(each runtime needs its own port and its own --state-dir)"
         )
-    overrides = dict(item.split("=", 1) for item in args.set or [])
+    context: dict[str, Any] = {}
+    for item in args.context or []:
+        key, _, value = item.partition("=")
+        if not key or not _:
+            raise CliError(f"--context takes KEY=VALUE, got {item!r}")
+        context[key] = json.loads(value) if value.lstrip("-").isdigit() else value
 
     if args.assembly:
         assembly = local_assembly(args.assembly.resolve())
     else:
         try:
-            assembly = synth_local_stage(state_dir / "cdk.out", state_dir / "logs" / "synth.log", _say)
+            assembly = synth_local_stage(
+                state_dir / "cdk.out", state_dir / "logs" / "synth.log", _say, context=context
+            )
         except RuntimeError as error:
             raise CliError(str(error)) from error
 
@@ -170,7 +157,6 @@ def cmd_local(args: argparse.Namespace) -> int:
             resources=found,
             started_at=time.time(),
         )
-        _apply_overrides(info, overrides)
         for path in ("/docs", "/swagger"):
             status, _ = http_get(info.api_url + path)
             if status == 200:
@@ -182,7 +168,10 @@ def cmd_local(args: argparse.Namespace) -> int:
             drain = EventDrain(info, queue_url)
             drain.start()
         workers.start(info, args.workers, _say)
-        token = issue_token(info, DEMO_USER)
+        try:
+            token = issue_token(info, DEMO_USER)
+        except Exception as error:
+            raise CliError(f"could not issue a token for the demo user: {error}") from error
         _print_banner(info, token)
         while not stop.wait(2):
             if emulator.process.poll() is not None:
@@ -423,10 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="generation worker processes (default 2)",
     )
     local.add_argument(
-        "--set",
+        "--context",
+        "-c",
         action="append",
-        metavar="NAME=VALUE",
-        help="override a function setting it already declares, e.g. --set MAX_RUNNING_JOBS=3",
+        metavar="KEY=VALUE",
+        help="a CDK context value for the local stage, e.g. -c max_running_jobs=3 (see docs/deploy.md)",
     )
     local.add_argument("--assembly", type=Path, help="deploy this synthesized cloud assembly (skip synth)")
     local.set_defaults(handler=cmd_local)

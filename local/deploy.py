@@ -46,6 +46,7 @@ class StackArtifact:
     name: str
     template_path: Path
     asset_manifest: Path | None
+    template_url: str | None = None  # s3://bucket/key of the template asset, if the synthesizer made one
     dependencies: list[str] = field(default_factory=list)
 
 
@@ -75,6 +76,9 @@ def read_assembly(assembly: Path) -> list[StackArtifact]:
             name=props.get("stackName", name),
             template_path=assembly / props["templateFile"],
             asset_manifest=asset_manifest,
+            template_url=_substitute(props["stackTemplateAssetObjectUrl"])
+            if props.get("stackTemplateAssetObjectUrl")
+            else None,
             dependencies=[d for d in artifact.get("dependencies", []) if d in artifacts],
         )
     ordered: list[StackArtifact] = []
@@ -209,10 +213,23 @@ def template_digest(stack: StackArtifact) -> str:
     return hashlib.sha256(stack.template_path.read_bytes()).hexdigest()
 
 
+def _template_url(s3: Any, stack: StackArtifact, bucket: str) -> str:
+    """An S3 URL of the template (TemplateBody is capped at 51,200 bytes, like AWS)."""
+    if stack.template_url and stack.template_url.startswith("s3://"):
+        bucket_and_key = stack.template_url.removeprefix("s3://")
+    else:
+        body = stack.template_path.read_bytes()
+        key = f"{hashlib.sha256(body).hexdigest()}.json"
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        bucket_and_key = f"{bucket}/{key}"
+    return f"https://s3.{REGION}.amazonaws.com/{bucket_and_key}"
+
+
 def deploy_stack(
     cfn: Any,
     stack: StackArtifact,
     *,
+    template_url: str,
     previous_digest: str | None,
     progress: Progress,
     timeout: float = 300.0,
@@ -226,10 +243,9 @@ def deploy_stack(
         cfn.delete_stack(StackName=stack.name)
         _wait_deleted(cfn, stack.name, timeout)
         status = None
-    body = stack.template_path.read_text()
     kwargs = {
         "StackName": stack.name,
-        "TemplateBody": body,
+        "TemplateURL": template_url,
         "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
     }
     if status is None:
@@ -273,14 +289,18 @@ def deploy_assembly(
     """Deploy every stack of ``assembly``; returns (all outputs merged, template digests by stack)."""
     previous = previous or {}
     s3, ssm, cfn = clients("s3"), clients("ssm"), clients("cloudformation")
-    ensure_bootstrap(s3, ssm)
+    bucket = ensure_bootstrap(s3, ssm)
     outputs: dict[str, str] = {}
     digests: dict[str, str] = {}
     for stack in read_assembly(assembly):
         if stack.asset_manifest is not None:
             publish_assets(s3, stack.asset_manifest, progress)
         stack_outputs, _ = deploy_stack(
-            cfn, stack, previous_digest=previous.get(stack.name), progress=progress
+            cfn,
+            stack,
+            template_url=_template_url(s3, stack, bucket),
+            previous_digest=previous.get(stack.name),
+            progress=progress,
         )
         outputs.update(stack_outputs)
         digests[stack.name] = template_digest(stack)

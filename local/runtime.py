@@ -149,24 +149,34 @@ def running_runtime(state_dir: Path) -> RuntimeInfo:
 # --------------------------------------------------------------------------- synth
 
 
-def synth_local_stage(out_dir: Path, log_path: Path, progress: Progress, timeout: float = 600.0) -> Path:
-    """Run the CDK app (``python -m stacks.synth``) for the ``local`` stage into ``out_dir``.
+def synth_local_stage(
+    out_dir: Path,
+    log_path: Path,
+    progress: Progress,
+    *,
+    context: dict[str, Any] | None = None,
+    timeout: float = 600.0,
+) -> Path:
+    """Run the CDK app (``python -m stacks.app``, what cdk.json runs) for the ``local`` stage.
 
     Context and output directory reach the app the way the CDK CLI passes them
-    (``CDK_CONTEXT_JSON``, ``CDK_OUTDIR``). Returns the assembly directory of the local stage.
+    (``CDK_CONTEXT_JSON``, ``CDK_OUTDIR``). Bundling is skipped (``aws:cdk:bundling-stacks = []``):
+    MiniStack runs handlers with the project's own interpreter and venv, and a dependency layer built
+    for the Lambda platform would shadow the venv with wheels for another Python. Returns the
+    assembly directory of the local stage.
     """
     env = {
         **os.environ,
         "CDK_OUTDIR": str(out_dir),
-        "CDK_CONTEXT_JSON": json.dumps({"stage": "local"}),
+        "CDK_CONTEXT_JSON": json.dumps({**(context or {}), "stage": "local", "aws:cdk:bundling-stacks": []}),
         "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
     }
-    progress("synthesizing the CDK app's local stage (python -m stacks.synth, ~10-30 s) …")
+    progress("synthesizing the CDK app's local stage (python -m stacks.app, ~10-30 s) …")
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "stacks.synth"],
+            [sys.executable, "-m", "stacks.app"],
             cwd=REPO_ROOT,
             env=env,
             stdout=log,
@@ -185,7 +195,7 @@ def synth_local_stage(out_dir: Path, log_path: Path, progress: Progress, timeout
     if process.returncode != 0:
         tail = log_path.read_text(errors="replace")[-2000:]
         raise RuntimeError(
-            f"`python -m stacks.synth` (stage local) failed (exit {process.returncode}); "
+            f"`python -m stacks.app` (stage local) failed (exit {process.returncode}); "
             f"log {log_path}:\n{tail}"
         )
     progress(f"  synthesized in {time.monotonic() - started:.0f} s")
@@ -290,9 +300,22 @@ def api_base_url(endpoint: str, api_id: str) -> str:
 DEMO_PASSWORD = "Local-Passw0rd!"  # noqa: S105 - local emulator only, printed to the developer
 
 
-def issue_token(info: RuntimeInfo, username: str) -> str:
-    """A real ID token from the local Cognito user pool for ``username``, created if needed."""
+def cognito_username(cognito: Any, user_pool_id: str, user: str) -> str:
+    """The pool's username for ``user``: a pool signing in by email gets ``user@example.com``."""
+    pool = cognito.describe_user_pool(UserPoolId=user_pool_id)["UserPool"]
+    by_email = "email" in (pool.get("UsernameAttributes") or []) or "email" in (
+        pool.get("AliasAttributes") or []
+    )
+    if by_email and "@" not in user:
+        return f"{user}@example.com"
+    return user
+
+
+def issue_token(info: RuntimeInfo, user: str) -> str:
+    """A real ID token from the local Cognito user pool for ``user``, created if needed."""
     cognito = info.client("cognito-idp")
+    username = cognito_username(cognito, info.user_pool_id, user)
+    email = username if "@" in username else f"{username}@example.com"
     try:
         cognito.admin_get_user(UserPoolId=info.user_pool_id, Username=username)
     except cognito.exceptions.UserNotFoundException:
@@ -300,7 +323,10 @@ def issue_token(info: RuntimeInfo, username: str) -> str:
             UserPoolId=info.user_pool_id,
             Username=username,
             MessageAction="SUPPRESS",
-            UserAttributes=[{"Name": "email", "Value": f"{username}@example.test"}],
+            UserAttributes=[
+                {"Name": "email", "Value": email},
+                {"Name": "email_verified", "Value": "true"},
+            ],
         )
     cognito.admin_set_user_password(
         UserPoolId=info.user_pool_id, Username=username, Password=DEMO_PASSWORD, Permanent=True
