@@ -176,8 +176,13 @@ class Env:
         )
         return {"job_id": job_id, "user_id": user_id, "queue_key": queue_key}
 
-    def promote(self, job: dict[str, str]) -> str:
+    def promote(self, job: dict[str, str], test_case: str | None = None) -> str:
         """The promoter's transaction (claim a slot, dequeue, check the job), then StartExecution."""
+        self.claim(job)
+        return self.start_lifecycle(job, test_case)
+
+    def claim(self, job: dict[str, str]) -> None:
+        """The promoter's transaction: claim a running slot, dequeue the job, check it is still QUEUED."""
         self.client("dynamodb").transact_write_items(
             TransactItems=[
                 {
@@ -211,7 +216,6 @@ class Env:
                 },
             ]
         )
-        return self.start_lifecycle(job)
 
     def start_lifecycle(self, job: dict[str, str], test_case: str | None = None) -> str:
         return self.stack.start(

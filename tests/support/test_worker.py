@@ -30,6 +30,9 @@ TOKENS_IN_PER_RECORD = 120
 TOKENS_OUT_PER_RECORD = 380
 COST_RECORD_TTL_SECONDS = 90 * 24 * 3600
 MODEL_ID = "test-worker.placeholder-model"
+# SendTask* answers for a task that has already ended (AWS: TaskTimedOut / InvalidToken;
+# MiniStack: TaskDoesNotExist).
+TASK_ENDED_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
 
 
 @dataclass
@@ -37,11 +40,11 @@ class WorkOutcome:
     """What the worker did with one work item."""
 
     job_id: str
-    reported: (
-        str  # "success", "BudgetExceeded", "JobCancelled", "<error>", "nothing" (job not RUNNING), "died"
-    )
+    # "success", "BudgetExceeded", "JobCancelled", "<error>", "nothing" (job not RUNNING), "died"
+    reported: str
     batches_done: int
     records_generated: int
+    accepted: bool = True  # False when Step Functions refused the answer (the task had already ended)
 
 
 def cost_delta(batch_index: int, records: int) -> dict[str, Any]:
@@ -139,27 +142,28 @@ class TestWorker:
         for batch_index in range(batches):
             stop = self._stop_reason(job)
             if stop:
-                self._fail(token, stop, f"stopped before batch {batch_index}")
-                return WorkOutcome(job_id, stop, batch_index, records_done)
+                accepted = self._fail(token, stop, f"stopped before batch {batch_index}")
+                return WorkOutcome(job_id, stop, batch_index, records_done, accepted)
             if fail_after_batches is not None and batch_index == fail_after_batches:
-                self._fail(token, "GenerationError", f"the model failed on batch {batch_index}")
-                return WorkOutcome(job_id, "GenerationError", batch_index, records_done)
+                accepted = self._fail(token, "GenerationError", f"the model failed on batch {batch_index}")
+                return WorkOutcome(job_id, "GenerationError", batch_index, records_done, accepted)
             if die_after_batches is not None and batch_index == die_after_batches:
                 return WorkOutcome(job_id, "died", batch_index, records_done)
             count = min(batch_size, num_records - records_done)
             self.write_batch(job_id, batch_index, records_done, count)
             records_done += count
-            self._sfn.send_task_heartbeat(taskToken=token)
+            if not self._answer(self._sfn.send_task_heartbeat, taskToken=token):
+                return WorkOutcome(job_id, "nothing", batch_index + 1, records_done, accepted=False)
             if between_batches is not None:
                 between_batches(batch_index)
             job = self.read_job(job_id)
         stop = self._stop_reason(job)
         if stop:  # the last batch crossed the budget or a cancellation landed during it
-            self._fail(token, stop, f"stopped after batch {batches - 1}")
-            return WorkOutcome(job_id, stop, batches, records_done)
+            accepted = self._fail(token, stop, f"stopped after batch {batches - 1}")
+            return WorkOutcome(job_id, stop, batches, records_done, accepted)
         output = {"records_generated": records_done, "output_key": self.output_prefix(job_id)}
-        self._sfn.send_task_success(taskToken=token, output=json.dumps(output))
-        return WorkOutcome(job_id, "success", batches, records_done)
+        accepted = self._answer(self._sfn.send_task_success, taskToken=token, output=json.dumps(output))
+        return WorkOutcome(job_id, "success", batches, records_done, accepted)
 
     # ------------------------------------------------------------------ contract steps
 
@@ -236,5 +240,18 @@ class TestWorker:
             return "BudgetExceeded"
         return None
 
-    def _fail(self, token: str, error: str, cause: str) -> None:
-        self._sfn.send_task_failure(taskToken=token, error=error, cause=cause)
+    def _fail(self, token: str, error: str, cause: str) -> bool:
+        return self._answer(self._sfn.send_task_failure, taskToken=token, error=error, cause=cause)
+
+    @staticmethod
+    def _answer(call: Callable[..., Any], **kwargs: Any) -> bool:
+        """Send a heartbeat or a result; False when the task has already ended (cancelled, timed out)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            call(**kwargs)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in TASK_ENDED_ERRORS:
+                return False
+            raise
+        return True
