@@ -204,8 +204,11 @@ class JobsRepository:
 class JobFiles:
     """The objects a job reads and produces in the bucket."""
 
-    def __init__(self, s3_client: Any, bucket: str) -> None:
+    def __init__(self, s3_client: Any, bucket: str, presign_client: Any = None) -> None:
+        """``presign_client`` signs download links; it must sign with SigV4
+        (``Config(signature_version="s3v4")``). Defaults to ``s3_client``."""
         self._s3 = s3_client
+        self._presign = presign_client or s3_client
         self._bucket = bucket
 
     def exists(self, key: str) -> bool:
@@ -219,7 +222,7 @@ class JobFiles:
         return True
 
     def presigned_get(self, key: str, expires_in: int, filename: str) -> str:
-        url: str = self._s3.generate_presigned_url(
+        url: str = self._presign.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self._bucket,
