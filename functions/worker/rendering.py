@@ -31,7 +31,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import SandboxedEnvironment, SecurityError, safe_range
 
 DEFAULT_MAX_OUTPUT_CHARS = 200_000
 DEFAULT_MAX_SECONDS = 2.0
@@ -165,7 +165,8 @@ class LimitedSandbox(SandboxedEnvironment):
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         name = getattr(__obj, "__name__", "callable")
-        __self._check_arguments(args, kwargs, f"{name}()")
+        if __obj is not safe_range:  # range() has its own bound (MAX_RANGE) and builds no text
+            __self._check_arguments(args, kwargs, f"{name}()")
         # str.format arrives wrapped by the sandbox (``functools.update_wrapper``).
         owner = getattr(__obj, "__self__", None) or getattr(
             getattr(__obj, "__wrapped__", None), "__self__", None
