@@ -123,6 +123,11 @@ def start_emulator(
         "MINISTACK_REGION": REGION,
         "MINISTACK_HOST": HOST,
         "LOG_LEVEL": os.environ.get("MINISTACK_LOG_LEVEL", "WARNING"),
+        # MiniStack 1.5.33 starts an IoT mTLS listener (8883) and an SFTP listener on 0.0.0.0
+        # regardless of BIND_HOST; we use neither, so keep them off (loopback only).
+        "IOT_MTLS_ENABLED": "0",
+        "SFTP_ENABLED": "0",
+        "SFTP_HOST": HOST,
     }
     if state_dir is not None:
         state_dir = Path(state_dir).resolve()
