@@ -1,0 +1,177 @@
+"""Structural checks of every ASL file (MiniStack accepts broken definitions, so they live here)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from functions.common.events import EVENTS_BY_DETAIL_TYPE, SOURCE_JOBS
+from tests.support.ministack import STATEMACHINES_DIR, asl_files, placeholders_in, stack_substitutions
+
+pytestmark = pytest.mark.statemachines
+
+FILES = asl_files()
+README = STATEMACHINES_DIR / "README.md"
+TRANSITION_FIELDS = ("Next", "Default")
+
+
+def documented_placeholders() -> set[str]:
+    """The placeholders of the README's table (rows starting with | `${Name}` |)."""
+    return set(re.findall(r"^\| `\$\{([A-Za-z0-9]+)\}` \|", README.read_text(), flags=re.MULTILINE))
+
+
+def states_of(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every state, including those of Map/Parallel sub-machines, by name."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, state in definition["States"].items():
+        found[name] = state
+        for sub in [state.get("ItemProcessor") or state.get("Iterator"), *state.get("Branches", [])]:
+            if sub:
+                found.update(states_of(sub))
+    return found
+
+
+def successors(state: dict[str, Any]) -> list[str]:
+    nexts = [state[f] for f in TRANSITION_FIELDS if f in state]
+    nexts += [choice["Next"] for choice in state.get("Choices", [])]
+    nexts += [catcher["Next"] for catcher in state.get("Catch", [])]
+    return nexts
+
+
+def ends(state: dict[str, Any]) -> bool:
+    return state["Type"] in ("Succeed", "Fail") or state.get("End") is True
+
+
+def check_machine(definition: dict[str, Any]) -> list[str]:
+    """Problems of one (sub-)machine: dangling transitions, unreachable states, dead ends."""
+    problems: list[str] = []
+    states = definition["States"]
+    if definition["StartAt"] not in states:
+        problems.append(f"StartAt {definition['StartAt']!r} is not a state")
+    for name, state in states.items():
+        for target in successors(state):
+            if target not in states:
+                problems.append(f"{name!r} goes to missing state {target!r}")
+        if state["Type"] not in ("Choice", "Succeed", "Fail") and ("Next" in state) == bool(state.get("End")):
+            problems.append(f"{name!r} needs exactly one of Next and End")
+        if state["Type"] == "Choice" and "Default" not in state:
+            problems.append(f"Choice {name!r} has no Default")
+        for sub in [state.get("ItemProcessor") or state.get("Iterator"), *state.get("Branches", [])]:
+            if sub:
+                problems += check_machine(sub)
+    reachable, todo = set(), [definition["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name in reachable or name not in states:
+            continue
+        reachable.add(name)
+        todo += successors(states[name])
+    problems += [f"{name!r} is unreachable" for name in sorted(set(states) - reachable)]
+    # Every state must be able to reach an end.
+    can_end = {name for name, state in states.items() if ends(state)}
+    changed = True
+    while changed:
+        changed = False
+        for name, state in states.items():
+            if name not in can_end and any(t in can_end for t in successors(state)):
+                can_end.add(name)
+                changed = True
+    problems += [f"{name!r} never reaches an end" for name in sorted(set(states) - can_end)]
+    return problems
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_transition_exists_and_every_path_ends(path: Path) -> None:
+    assert check_machine(json.loads(path.read_text())) == []
+
+
+def test_the_checker_finds_broken_definitions() -> None:
+    broken = {
+        "StartAt": "First",
+        "States": {
+            "First": {"Type": "Pass", "Next": "Missing"},
+            "Loop": {"Type": "Pass", "Next": "Loop"},
+            "Both": {"Type": "Pass", "Next": "First", "End": True},
+        },
+    }
+    assert check_machine(broken) == [
+        "'First' goes to missing state 'Missing'",
+        "'Both' needs exactly one of Next and End",
+        "'Both' is unreachable",
+        "'Loop' is unreachable",
+        "'First' never reaches an end",
+        "'Loop' never reaches an end",
+    ]
+
+
+def test_every_placeholder_is_documented_and_substituted() -> None:
+    used = set().union(*(placeholders_in(path.read_text()) for path in FILES))
+    assert used == documented_placeholders()
+    substitutions = stack_substitutions(
+        work_queue_url="u", heartbeat_seconds=1, job_timeout_seconds=1, batch_size=1
+    )
+    assert set(substitutions) == used
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_task_retries_and_never_retries_a_failed_condition(path: Path) -> None:
+    for name, state in states_of(json.loads(path.read_text())).items():
+        if state["Type"] != "Task":
+            continue
+        retried = {error for retrier in state.get("Retry", []) for error in retrier["ErrorEquals"]}
+        assert retried, f"{name!r} has no Retry"
+        assert not retried & {"States.ALL", "DynamoDB.ConditionalCheckFailedException"}, name
+        for retrier in state["Retry"]:
+            assert retrier.get("BackoffRate", 1) > 1, f"{name!r} retries without backoff"
+        if "dynamodb:" in state["Resource"] and "ConditionExpression" in state.get("Parameters", {}):
+            caught = {error for catcher in state.get("Catch", []) for error in catcher["ErrorEquals"]}
+            assert "DynamoDB.ConditionalCheckFailedException" in caught, (
+                f"{name!r} does not catch its condition"
+            )
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_state_names_are_sentences(path: Path) -> None:
+    for name in states_of(json.loads(path.read_text())):
+        assert re.fullmatch(r"[A-Z][a-z]*( [A-Za-z'\-]+)+", name), name
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_emitted_events_match_their_typed_models(path: Path) -> None:
+    emitted = 0
+    for name, state in states_of(json.loads(path.read_text())).items():
+        if state.get("Resource") != "arn:aws:states:::events:putEvents":
+            continue
+        for entry in state["Parameters"]["Entries"]:
+            emitted += 1
+            assert entry["Source"] == SOURCE_JOBS
+            assert entry["EventBusName"] == "${EventBusName}"
+            model = EVENTS_BY_DETAIL_TYPE[entry["DetailType"]]
+            fields = {key.removesuffix(".$") for key in entry["Detail"]}
+            required = {f for f, info in model.model_fields.items() if info.is_required()}
+            assert required <= fields <= set(model.model_fields), f"{name!r}: {sorted(fields)}"
+    assert emitted > 0
+
+
+def test_the_lifecycle_follows_the_protocol_order() -> None:
+    """Terminal write, then slot release, then slot_released_at, then the event — on every path."""
+    states = json.loads((STATEMACHINES_DIR / "job_lifecycle.asl.json").read_text())["States"]
+    for terminal in (
+        "Mark job completed",
+        "Mark job budget exceeded",
+        "Mark job cancelled",
+        "Mark job failed",
+    ):
+        params = states[terminal]["Parameters"]
+        assert params["ConditionExpression"] == "#status = :running"
+        assert "user_status = :user_status" in params["UpdateExpression"]
+        assert states[terminal]["Next"] == "Release job slot"
+    release = states["Release job slot"]
+    assert release["Parameters"]["UpdateExpression"] == "DELETE holders :job"
+    assert release["Parameters"]["ConditionExpression"] == "contains(holders, :job_id)"
+    assert release["Next"] == release["Catch"][0]["Next"] == "Record job slot released"
+    assert states["Record job slot released"]["Next"] == "Choose the terminal event"
