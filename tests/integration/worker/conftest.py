@@ -243,6 +243,12 @@ def make_service(world: World) -> Iterator[ServiceFactory]:
     return build
 
 
+def record_id_list(job_id: str, count: int) -> list[str]:
+    from functions.worker.service import record_id
+
+    return [record_id(job_id, position) for position in range(count)]
+
+
 def start(world: World, item: WorkItem) -> Any:
     """Record the task token as the runner does and answer the job's control view."""
     control = JobStore(JOBS_TABLE, world.ddb).record_task_token(item.job_id, item.task_token, now_iso())
