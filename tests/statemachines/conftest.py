@@ -27,6 +27,7 @@ BATCH_SIZE = 2
 LIFECYCLE = "plot-palette-job-lifecycle"
 CANCELLATION = "plot-palette-job-cancellation"
 CLEANUP = "plot-palette-job-cleanup"
+SHIM_CHECK = "shim-check-mock-attempts"  # created by test_stepfunctions_shim.py
 # The promoter's conditions (docs/data-model.md); tests run jobs one at a time, the limit is not tested here.
 PROMOTER_MAX_RUNNING = 1000
 CLAIM_CONDITION = "(attribute_not_exists(holders) OR size(holders) < :max) AND NOT contains(holders, :job_id)"
@@ -61,6 +62,7 @@ MOCK_CONFIG: dict[str, Any] = {
                 },
             }
         },
+        SHIM_CHECK: {"TestCases": {"Attempts": {"Put a marker": "ThrowTwiceThenReturn"}}},
         CLEANUP: {
             "TestCases": {
                 "TransientErrors": {
@@ -77,6 +79,10 @@ MOCK_CONFIG: dict[str, Any] = {
         },
     },
     "MockedResponses": {
+        "ThrowTwiceThenReturn": {
+            "0-1": _throw("DynamoDB.ProvisionedThroughputExceededException"),
+            "2": {"Return": {"mocked": "third attempt"}},
+        },
         "DynamoDBThrottledTwice": {"0-1": _throw("DynamoDB.ProvisionedThroughputExceededException")},
         "DynamoDBServerErrorOnce": {"0": _throw("DynamoDB.InternalServerErrorException")},
         "DynamoDBAlwaysFails": {"0-9": _throw("DynamoDB.InternalServerErrorException")},
