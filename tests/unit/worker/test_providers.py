@@ -1,0 +1,125 @@
+"""Model providers: Bedrock Converse through botocore's Stubber (real response shapes), offline."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from functions.worker.pricing import CLAUDE_3_5_SONNET, LLAMA_3_1_8B, MISTRAL_7B, MODELS
+from functions.worker.providers import (
+    BedrockProvider,
+    ModelCallError,
+    OfflineProvider,
+    ProviderUnavailable,
+    estimate_tokens,
+)
+
+pytestmark = pytest.mark.unit
+
+SONNET = MODELS[CLAUDE_3_5_SONNET]
+
+
+def converse_answer(text: str, tokens_in: int, tokens_out: int) -> dict:
+    """A Converse response as Bedrock returns it."""
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+        "stopReason": "end_turn",
+        "usage": {
+            "inputTokens": tokens_in,
+            "outputTokens": tokens_out,
+            "totalTokens": tokens_in + tokens_out,
+        },
+        "metrics": {"latencyMs": 812},
+    }
+
+
+def expected_request(prompt: str, model_id: str = CLAUDE_3_5_SONNET) -> dict:
+    return {
+        "modelId": model_id,
+        "messages": [{"role": "user", "content": [{"text": prompt}]}],
+        "inferenceConfig": {"maxTokens": 256},
+    }
+
+
+@pytest.fixture
+def bedrock():
+    client = boto3.client("bedrock-runtime", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def test_converse_text_and_token_usage_come_from_the_response(bedrock):
+    client, stubber = bedrock
+    stubber.add_response("converse", converse_answer("A poem.", 21, 7), expected_request("Write a poem"))
+
+    completion = BedrockProvider(client, max_tokens=256).complete(SONNET, "Write a poem", {"x": 1})
+
+    assert (completion.text, completion.tokens_in, completion.tokens_out) == ("A poem.", 21, 7)
+
+
+def test_throttling_is_retried_with_exponential_backoff(bedrock):
+    client, stubber = bedrock
+    for _ in range(3):
+        stubber.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
+    stubber.add_response("converse", converse_answer("ok", 3, 1), expected_request("p"))
+    waits: list[float] = []
+    provider = BedrockProvider(
+        client, max_tokens=256, base_delay=0.5, sleep=waits.append, jitter=lambda low, high: high
+    )
+
+    completion = provider.complete(SONNET, "p", {})
+
+    assert completion.text == "ok"
+    assert waits == [0.5, 1.0, 2.0]
+
+
+def test_throttling_past_every_attempt_makes_the_provider_unavailable(bedrock):
+    client, stubber = bedrock
+    for _ in range(4):
+        stubber.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
+    waits: list[float] = []
+    provider = BedrockProvider(client, max_tokens=256, max_attempts=4, sleep=waits.append)
+
+    with pytest.raises(ProviderUnavailable, match="ThrottlingException after 4 attempts"):
+        provider.complete(SONNET, "p", {})
+    assert len(waits) == 3
+
+
+def test_a_refused_prompt_fails_the_record_not_the_job(bedrock):
+    client, stubber = bedrock
+    stubber.add_client_error("converse", "ValidationException", "Input is too long", 400)
+
+    with pytest.raises(ModelCallError, match="Input is too long"):
+        BedrockProvider(client, max_tokens=256, sleep=lambda s: None).complete(SONNET, "p", {})
+
+
+def test_access_denied_is_not_retried(bedrock):
+    client, stubber = bedrock
+    stubber.add_client_error("converse", "AccessDeniedException", "model not enabled", 403)
+    waits: list[float] = []
+
+    with pytest.raises(ProviderUnavailable, match="AccessDeniedException"):
+        BedrockProvider(client, max_tokens=256, sleep=waits.append).complete(SONNET, "p", {})
+    assert waits == []
+
+
+def test_offline_text_is_deterministic_per_prompt_seed_and_model():
+    offline = OfflineProvider()
+    llama, mistral = MODELS[LLAMA_3_1_8B], MODELS[MISTRAL_7B]
+
+    first = offline.complete(llama, "Write about Ada", {"name": "Ada"})
+
+    assert offline.complete(llama, "Write about Ada", {"name": "Ada"}) == first
+    assert offline.complete(llama, "Write about Ada", {"name": "Eve"}).text != first.text
+    assert offline.complete(llama, "Write about Eve", {"name": "Ada"}).text != first.text
+    assert offline.complete(mistral, "Write about Ada", {"name": "Ada"}).text != first.text
+    assert first.tokens_in == estimate_tokens("Write about Ada") == 4
+    assert first.tokens_out == estimate_tokens(first.text)
+    # Billed like the model it stands in for.
+    assert llama.cost(first.tokens_in, first.tokens_out) == (
+        Decimal(first.tokens_in + first.tokens_out) * Decimal("0.22") / 1_000_000
+    )
