@@ -1,0 +1,217 @@
+"""The local runtime (``plot-palette local``) started once per session, driven over real HTTP.
+
+The fixture runs the real CLI in a subprocess, exactly what ``make local`` runs, on a free loopback
+port with a temporary state dir, ``max_running_jobs=3`` (the load test's limit) and two offline
+generation workers; it stops it with SIGTERM at the end. Every e2e test module is in the ``e2e``
+xdist group, so one worker runs them all against this one runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from local.emulator import free_port
+from local.runtime import RuntimeInfo, RuntimeNotRunning, running_runtime
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 300.0  # synth (~10-30 s on 2 shared cores) + deploy + workers
+MAX_RUNNING_JOBS = 3
+TERMINAL = {"COMPLETED", "FAILED", "BUDGET_EXCEEDED", "CANCELLED"}
+
+
+def cli(state_dir: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run ``plot-palette ARGS --state-dir DIR`` (the real console entry point)."""
+    return subprocess.run(
+        [sys.executable, "-m", "local.cli", *args, "--state-dir", str(state_dir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class Client:
+    """An HTTP client of the API for one user (or none): real tokens, real requests."""
+
+    base: str
+    token: str | None = None
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if self.token is not None:
+            headers.setdefault("Authorization", f"Bearer {self.token}")
+        return self.session.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
+
+
+@dataclass
+class Runtime:
+    state_dir: Path
+    info: RuntimeInfo
+    process: subprocess.Popen[bytes]
+
+    @property
+    def api_url(self) -> str:
+        return self.info.api_url
+
+    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return cli(self.state_dir, *args, timeout=timeout)
+
+    def token(self, user: str) -> str:
+        answer = self.cli("token", user)
+        assert answer.returncode == 0, answer.stderr
+        return answer.stdout.strip()
+
+    def client(self, user: str | None) -> Client:
+        return Client(self.api_url, self.token(user) if user else None)
+
+
+@pytest.fixture(scope="session")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    state_dir = tmp_path_factory.mktemp("plot-palette")
+    log_path = state_dir.parent / "plot-palette-local.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "local.cli",
+                "local",
+                "--state-dir",
+                str(state_dir),
+                "--port",
+                str(free_port()),
+                "--workers",
+                "2",
+                "-c",
+                f"max_running_jobs={MAX_RUNNING_JOBS}",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            info = _wait_until_running(state_dir, process, log_path)
+            yield Runtime(state_dir=state_dir, info=info, process=process)
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
+
+
+def _wait_until_running(state_dir: Path, process: subprocess.Popen[bytes], log_path: Path) -> RuntimeInfo:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(
+                f"plot-palette local exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
+            )
+        try:
+            info = running_runtime(state_dir)
+        except (RuntimeNotRunning, json.JSONDecodeError):
+            time.sleep(0.5)
+            continue
+        if "Ctrl-C stops everything" in log_path.read_text(errors="replace"):
+            return info
+        time.sleep(0.5)
+    pytest.fail(f"plot-palette local not ready within {START_TIMEOUT:.0f} s:\n{log_path.read_text()[-3000:]}")
+
+
+def wait_for(
+    probe: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = "condition"
+) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"{what} not reached within {timeout:.0f} s (last: {last!r})")
+
+
+# ----------------------------------------------------------------------------- API steps used by tests
+
+SEED_RECORDS = [{"author": {"name": f"Author {i}", "genre": "mystery"}} for i in range(5)]
+TEMPLATE = {
+    "name": "Author bios",
+    "description": "e2e",
+    "template_definition": {
+        "steps": [
+            {"id": "bio", "prompt": "Write a short bio of {{ author.name }}, a {{ author.genre }} writer."},
+            {"id": "tagline", "prompt": "A tagline for: {{ steps.bio.output }}"},
+        ]
+    },
+}
+
+
+def create_template(client: Client) -> str:
+    answer = client.post("/templates", json=TEMPLATE)
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["template_id"])
+
+
+def upload_seed(client: Client, name: str = "authors.jsonl") -> str:
+    """POST /seed-data/upload, then a plain HTTP PUT of the file to the presigned URL."""
+    answer = client.post("/seed-data/upload", json={"filename": name})
+    assert answer.status_code == 200, answer.text
+    upload = answer.json()
+    body = "".join(json.dumps(record) + "\n" for record in SEED_RECORDS).encode()
+    put = requests.put(
+        upload["upload_url"], data=body, headers={"Content-Type": upload["content_type"]}, timeout=30
+    )
+    assert put.status_code == 200, put.text
+    return str(upload["s3_key"])
+
+
+def create_job(client: Client, template_id: str, seed_key: str, num_records: int, **extra: Any) -> str:
+    body = {
+        "template_id": template_id,
+        "seed_data_path": seed_key,
+        "budget_limit": "50",
+        "output_format": "JSONL",
+        "num_records": num_records,
+        **extra,
+    }
+    answer = client.post("/jobs", json=body)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["status"] == "QUEUED"
+    return str(answer.json()["job_id"])
+
+
+def job_status(client: Client, job_id: str) -> str | None:
+    answer = client.get(f"/jobs/{job_id}")
+    return answer.json()["status"] if answer.status_code == 200 else None
