@@ -47,6 +47,7 @@ def build_worker(settings: WorkerSettings) -> WorkerLoop:
         fargate=FargatePrice.for_task(settings.task_cpu, settings.task_memory_mib),
         cost_ttl_days=settings.cost_ttl_days,
         on_progress=progress.touch,
+        on_batch=progress.batch_done,
     )
     return WorkerLoop(
         sqs=client("sqs"),

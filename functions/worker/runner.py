@@ -36,17 +36,23 @@ TASK_GONE = "task gone"
 WORKER_ERROR = "WorkerError"
 INVALID_WORK_ITEM = "InvalidWorkItem"
 RETRY_DELAY_SECONDS = 30
+MIN_BEAT_GAP_SECONDS = 1.0
 
 
 class Progress:
-    """When the job last moved (a record generated, a part exported)."""
+    """When the job last moved (a record generated, a part exported), and when a batch committed."""
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
         self.last = monotonic()
+        self.batch_committed = threading.Event()
 
     def touch(self) -> None:
         self.last = self._monotonic()
+
+    def batch_done(self) -> None:
+        self.touch()
+        self.batch_committed.set()
 
     def idle_for(self) -> float:
         return self._monotonic() - self.last
@@ -65,6 +71,7 @@ class Heartbeat:
         interval: float,
         stall_seconds: float,
         stop: StopSignal,
+        min_gap_seconds: float = MIN_BEAT_GAP_SECONDS,
     ) -> None:
         self._reporter = reporter
         self._token = task_token
@@ -73,6 +80,7 @@ class Heartbeat:
         self._interval = interval
         self._stall = stall_seconds
         self._job_stop = stop
+        self._min_gap = min_gap_seconds
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -83,6 +91,7 @@ class Heartbeat:
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
+        self._progress.batch_committed.set()  # wake the thread
         self._thread.join(timeout=10)
 
     def beat(self) -> None:
@@ -103,8 +112,17 @@ class Heartbeat:
             logger.exception("Could not extend the work item's visibility")
 
     def _run(self) -> None:
-        while not self._done.wait(self._interval):
+        """Beat every ``interval``, and after each committed batch (at most one beat a second)."""
+        last_beat = 0.0
+        while not self._done.is_set():
+            batch = self._progress.batch_committed.wait(self._interval)
+            self._progress.batch_committed.clear()
+            if self._done.is_set():
+                return
+            if batch and time.monotonic() - last_beat < self._min_gap:
+                continue
             self.beat()
+            last_beat = time.monotonic()
 
 
 class WorkerLoop:
@@ -122,6 +140,7 @@ class WorkerLoop:
         visibility_timeout_seconds: int = 300,
         poll_wait_seconds: int = 20,
         max_attempts: int = 3,
+        min_beat_gap_seconds: float = MIN_BEAT_GAP_SECONDS,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -134,6 +153,7 @@ class WorkerLoop:
         self._visibility = visibility_timeout_seconds
         self._wait = poll_wait_seconds
         self._max_attempts = max_attempts
+        self._min_beat_gap = min_beat_gap_seconds
         self.stop = StopSignal()
         self._job_stop: StopSignal | None = None
 
@@ -149,7 +169,12 @@ class WorkerLoop:
     def run_forever(self) -> None:
         logger.info("Worker started", queue_url=self._queue_url)
         while not self.stop.requested:
-            self.poll_once()
+            try:
+                self.poll_once()
+            except Exception:
+                # The queue or the job table is unreachable for now: wait, then poll again.
+                logger.exception("Polling the work queue failed")
+                time.sleep(min(self._heartbeat_seconds, 5))
         logger.info("Worker stopped", reason=self.stop.reason)
 
     def poll_once(self) -> int:
@@ -198,6 +223,7 @@ class WorkerLoop:
                 interval=self._heartbeat_seconds,
                 stall_seconds=self._stall_seconds,
                 stop=job_stop,
+                min_gap_seconds=self._min_beat_gap,
             ):
                 result = self._service.run(item, control, job_stop)
         except Exception as error:
@@ -206,7 +232,13 @@ class WorkerLoop:
             return None
         finally:
             self._job_stop = None
-        self._dispose(message, item, result)
+        try:
+            self._dispose(message, item, result)
+        except Exception:
+            # The answer did not get through (after the client's own retries). Keep the item: the
+            # next attempt finds every batch committed and answers again.
+            logger.exception("Reporting the result failed; the work item will be retried", job_id=item.job_id)
+            self._release(message, RETRY_DELAY_SECONDS)
         return result
 
     def _parse(self, message: dict[str, Any]) -> WorkItem | None:

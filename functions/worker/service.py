@@ -126,6 +126,7 @@ class GenerationService:
         monotonic: Callable[[], float] = time.monotonic,
         cost_ttl_days: int = COST_TTL_DAYS,
         on_progress: Callable[[], None] = lambda: None,
+        on_batch: Callable[[], None] = lambda: None,
     ) -> None:
         self._jobs = jobs
         self._costs = costs
@@ -140,6 +141,7 @@ class GenerationService:
         self._monotonic = monotonic
         self._cost_ttl_days = cost_ttl_days
         self._on_progress = on_progress
+        self._on_batch = on_batch
 
     # ----------------------------------------------------------------- run
 
@@ -171,6 +173,7 @@ class GenerationService:
                         return JobResult(outcome=Outcome.ABANDONED, cause=stop.reason)
                     committed = self._commit(item, batch_index, batch, cursor)
                 checkpoint = self._advance(checkpoint, batch_index, committed)
+                self._on_batch()
                 if committed[0].records == 0 and committed[0].records_failed > 0:
                     return JobResult(
                         outcome=Outcome.FAILED,

@@ -223,6 +223,7 @@ def make_service(world: World) -> Iterator[ServiceFactory]:
         limits: RenderLimits | None = None,
         monotonic: Callable[[], float] | None = None,
         on_progress: Callable[[], None] = lambda: None,
+        on_batch: Callable[[], None] = lambda: None,
     ) -> GenerationService:
         ddb, s3 = world.session.client("dynamodb"), world.session.client("s3")
         outputs = outputs or OutputStore(BUCKET, s3)
@@ -238,6 +239,7 @@ def make_service(world: World) -> Iterator[ServiceFactory]:
             fargate=FargatePrice.for_task(1024, 2048),
             monotonic=monotonic or SteppingClock(),
             on_progress=on_progress,
+            on_batch=on_batch,
         )
 
     return build

@@ -82,6 +82,7 @@ def make_loop(
     queue: tuple[Any, str],
     service: Any,
     reporter: RecordingReporter | None = None,
+    progress: Progress | None = None,
     **options: Any,
 ) -> tuple[WorkerLoop, RecordingReporter]:
     sqs, url = queue
@@ -92,7 +93,7 @@ def make_loop(
         jobs=JobStore(JOBS_TABLE, world.ddb),
         reporter=reporter,
         service=service,
-        progress=Progress(),
+        progress=progress or Progress(),
         poll_wait_seconds=0,
         **options,
     )
@@ -236,6 +237,24 @@ def test_heartbeats_keep_coming_while_the_job_makes_progress(world: World, make_
     beats = [s for s in reporter.sent if s[0] == "heartbeat"]
     assert len(beats) >= 2
     assert {token for _, token, _ in beats} == {item.task_token}
+    assert reporter.answers()[0][0] == "success"
+
+
+def test_a_heartbeat_follows_each_committed_batch(world: World, make_service: Any, queue: Any):
+    item = world.make_job(num_records=8, batch_size=2)
+    send(queue, item)
+    progress = Progress()
+    slow = HookedProvider(lambda call: time.sleep(0.05))
+    service = make_service(provider=slow, on_progress=progress.touch, on_batch=progress.batch_done)
+    # The timer alone would not beat during this test: every beat comes from a batch.
+    loop, reporter = make_loop(
+        world, queue, service, progress=progress, heartbeat_seconds=60, min_beat_gap_seconds=0
+    )
+
+    loop.poll_once()
+
+    beats = [s for s in reporter.sent if s[0] == "heartbeat"]
+    assert 2 <= len(beats) <= 4
     assert reporter.answers()[0][0] == "success"
 
 
