@@ -1,0 +1,110 @@
+"""Lambda code assets without Docker.
+
+- The function code is the ``functions`` package only: the repository root filtered down to
+  ``functions/**`` (no tests, no venv, no worker), so the zip is small and ``import functions.…``
+  works from the zip root exactly as in the repository.
+- The third-party dependencies of ``pyproject.toml`` go into one Lambda layer, built on the host by
+  ``pip install --platform manylinux2014_x86_64 --only-binary=:all:`` (wheels for the Lambda
+  platform, whatever the host is): a jsii ``ILocalBundling``, so CDK never reaches for Docker.
+  Building it needs PyPI (or a pip index/cache) and happens at synth when bundling is on.
+- Skipping bundling: the standard context ``aws:cdk:bundling-stacks`` set to ``[]`` makes CDK skip
+  every bundling step; the layer asset then points at a placeholder directory. The infra tests and
+  ``make synth`` (without ``--bundle``) do this, so they stay fast and offline. ``cdk deploy`` sets the
+  context itself to the stacks it deploys, so a real deployment always bundles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYER_SOURCE = Path(__file__).resolve().parent / "layer"
+
+PLATFORM = "manylinux2014_x86_64"
+ARCHITECTURE = lambda_.Architecture.X86_64
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+PYTHON_VERSION = "3.14"
+
+# Glob patterns applied in order over the repository root (the later one wins, like .gitignore).
+FUNCTION_CODE_EXCLUDES = [
+    "*",
+    ".*",
+    "!functions",
+    "!functions/**",
+    "functions/worker",
+    "functions/worker/**",
+    "**/__pycache__",
+    "**/*.pyc",
+]
+
+
+def function_code() -> lambda_.Code:
+    """The ``functions`` package as a Lambda code asset (no dependencies inside)."""
+    return lambda_.Code.from_asset(str(ROOT), exclude=FUNCTION_CODE_EXCLUDES)
+
+
+def runtime_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """The project's runtime dependencies (``[project].dependencies``), the layer's content."""
+    with pyproject.open("rb") as handle:
+        return list(tomllib.load(handle)["project"]["dependencies"])
+
+
+def pip_command(requirements: list[str], target: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-warn-conflicts",
+        "--no-compile",
+        "--platform",
+        PLATFORM,
+        "--implementation",
+        "cp",
+        "--python-version",
+        PYTHON_VERSION,
+        "--only-binary=:all:",
+        "--target",
+        str(target),
+        *requirements,
+    ]
+
+
+@jsii.implements(ILocalBundling)
+class PipLayerBundling:
+    """Installs the requirements for the Lambda platform into ``<output>/python`` on the host."""
+
+    def __init__(self, requirements: list[str]) -> None:
+        self.requirements = requirements
+
+    def try_bundle(self, output_dir: str, *args: Any, **kwargs: Any) -> bool:
+        target = Path(output_dir) / "python"
+        subprocess.run(pip_command(self.requirements, target), check=True)  # noqa: S603 - our own pip
+        return True
+
+
+def dependencies_layer_code(requirements: list[str] | None = None) -> lambda_.Code:
+    """The dependencies layer asset, bundled locally with pip; its hash is the requirement list."""
+    requirements = requirements or runtime_requirements()
+    digest = hashlib.sha256("\n".join([PLATFORM, PYTHON_VERSION, *requirements]).encode()).hexdigest()
+    return lambda_.Code.from_asset(
+        str(LAYER_SOURCE),
+        asset_hash=digest,
+        asset_hash_type=AssetHashType.CUSTOM,
+        bundling=BundlingOptions(
+            # Never pulled: local bundling always succeeds or raises.
+            image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.14"),
+            local=PipLayerBundling(requirements),
+        ),
+    )

@@ -1,0 +1,71 @@
+"""The context values a deployment can set (``cdk deploy -c key=value`` or cdk.json)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from constructs import Node
+
+from stacks.names import Names, Stage
+
+
+def _int(node: Node, key: str, default: int) -> int:
+    value = node.try_get_context(key)
+    return default if value is None else int(value)
+
+
+def _list(node: Node, key: str, default: list[str]) -> list[str]:
+    value = node.try_get_context(key)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return [str(item) for item in value]
+
+
+@dataclass(frozen=True)
+class Config:
+    names: Names
+    user_pool_id: str | None = None
+    user_pool_client_id: str | None = None
+    max_running_jobs: int = 5
+    allowed_origins: list[str] = field(default_factory=lambda: ["*"])
+    throttle_rate_limit: int = 50
+    throttle_burst_limit: int = 100
+    worker_max_tasks: int = 5
+    heartbeat_seconds: int = 300
+    job_timeout_seconds: int = 86400
+    batch_size: int = 10
+    worker_dockerfile: str = "Dockerfile"
+
+    @property
+    def stage(self) -> Stage:
+        return self.names.stage
+
+    @property
+    def is_local(self) -> bool:
+        return self.names.stage is Stage.LOCAL
+
+    @classmethod
+    def from_context(cls, node: Node) -> Config:
+        stage = Stage(node.try_get_context("stage") or Stage.PROD.value)
+        names = Names.for_stage(stage, node.try_get_context("prefix"))
+        pool = node.try_get_context("user_pool_id")
+        client = node.try_get_context("user_pool_client_id")
+        if bool(pool) != bool(client):
+            raise ValueError("context user_pool_id and user_pool_client_id are set together or not at all")
+        max_running = _int(node, "max_running_jobs", 5)
+        return cls(
+            names=names,
+            user_pool_id=pool or None,
+            user_pool_client_id=client or None,
+            max_running_jobs=max_running,
+            allowed_origins=_list(node, "allowed_origins", ["*"]),
+            throttle_rate_limit=_int(node, "throttle_rate_limit", 50),
+            throttle_burst_limit=_int(node, "throttle_burst_limit", 100),
+            worker_max_tasks=_int(node, "worker_max_tasks", max_running),
+            heartbeat_seconds=_int(node, "heartbeat_seconds", 300),
+            job_timeout_seconds=_int(node, "job_timeout_seconds", 86400),
+            batch_size=_int(node, "batch_size", 10),
+            worker_dockerfile=str(node.try_get_context("worker_dockerfile") or "Dockerfile"),
+        )

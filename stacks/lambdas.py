@@ -1,0 +1,79 @@
+"""One way to build a Python Lambda function of the ``functions`` package.
+
+Each function gets its own role (no AWS managed policy) whose only log permission is writing to its
+own log group, created here with a retention (no LogRetention custom resource, so the local stage
+stays plain CloudFormation).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stacks.bundling import ARCHITECTURE, RUNTIME
+from stacks.config import Config
+
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+
+
+class PythonFunction(Construct):
+    """A function whose handler is ``functions.<domain>.handler.lambda_handler``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: Config,
+        domain: str,
+        code: lambda_.Code,
+        layers: list[lambda_.ILayerVersion],
+        environment: dict[str, str],
+        timeout_seconds: int = 29,
+        memory_size: int = 512,
+        description: str = "",
+    ) -> None:
+        super().__init__(scope, construct_id)
+        name = config.names.function(domain.replace("_", "-"))
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/aws/lambda/{name}",
+            retention=LOG_RETENTION,
+            removal_policy=RemovalPolicy.DESTROY if config.is_local else RemovalPolicy.RETAIN,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{name}: only the grants its code needs",
+        )
+        self.log_group.grant_write(self.role)
+        base_environment = {
+            "POWERTOOLS_SERVICE_NAME": "plot-palette",
+            "POWERTOOLS_METRICS_NAMESPACE": "PlotPalette",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        if config.is_local:
+            # No X-Ray daemon on the emulator.
+            base_environment["POWERTOOLS_TRACE_DISABLED"] = "true"
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=name,
+            description=description or f"plot-palette {domain}",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=f"functions.{domain}.handler.lambda_handler",
+            code=code,
+            layers=layers,
+            role=self.role,
+            log_group=self.log_group,
+            environment={**base_environment, **environment},
+            timeout=Duration.seconds(timeout_seconds),
+            memory_size=memory_size,
+            tracing=lambda_.Tracing.DISABLED if config.is_local else lambda_.Tracing.ACTIVE,
+        )

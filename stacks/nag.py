@@ -1,0 +1,158 @@
+"""cdk-nag (AwsSolutions) findings this app accepts, each with the reason it is accepted.
+
+Suppressions are attached to the exact resource and, for IAM5, to the exact wildcard finding
+(``applies_to``), so a new wildcard anywhere still fails the check.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import IConstruct
+
+if TYPE_CHECKING:
+    from stacks.plot_palette_stack import PlotPaletteStack
+
+INDEXES = {"regex": "/^Resource::<Storage[A-Za-z]+[0-9A-F]{8}\\.Arn>\\/index\\/\\*$/g"}
+OBJECTS = {"regex": "/^Resource::<StorageData[0-9A-F]{8}\\.Arn>\\/(jobs|seed-data)\\/\\*$/g"}
+
+XRAY = (
+    "xray:PutTraceSegments and xray:PutTelemetryRecords (active tracing) support no resource-level "
+    "permissions; AWS documents Resource '*' for them."
+)
+INDEX_REASON = (
+    "index/* of a table this role already reads: the table's own GSIs of docs/data-model.md, "
+    "nothing outside the table (added by the grant_read*_data helpers)."
+)
+OBJECT_REASON = (
+    "Object keys under one prefix of the data bucket (seed-data/ or jobs/, docs/data-model.md S3 layout): "
+    "the keys are per user and per job, so the prefix is the narrowest static resource."
+)
+
+
+def _suppress(construct: IConstruct, rule: str, reason: str, applies_to: list[object] | None = None) -> None:
+    NagSuppressions.add_resource_suppressions(
+        construct,
+        [NagPackSuppression(id=rule, reason=reason, applies_to=applies_to)],  # type: ignore[arg-type]
+        apply_to_children=True,
+    )
+
+
+def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
+    config, storage, orchestration, api, auth = (
+        stack.config,
+        stack.storage,
+        stack.orchestration,
+        stack.api,
+        stack.auth,
+    )
+
+    # Lambda roles: index/* of read tables, object prefixes, X-Ray and stream listing.
+    for name, fn in [
+        *api.functions.items(),
+        ("promoter", orchestration.promoter),
+        ("rollup", orchestration.rollup),
+    ]:
+        reasons = [XRAY] if not config.is_local else []
+        if name in ("promoter", "rollup"):
+            reasons.append(
+                "dynamodb:ListStreams (the event source mapping's stream discovery) supports no "
+                "resource-level permissions."
+            )
+        if reasons:
+            _suppress(fn.role, "AwsSolutions-IAM5", " ".join(reasons), ["Resource::*"])
+        _suppress(fn.role, "AwsSolutions-IAM5", INDEX_REASON, [INDEXES])
+        _suppress(fn.role, "AwsSolutions-IAM5", OBJECT_REASON, [OBJECTS])
+
+    # State machine roles: CloudWatch Logs delivery and X-Ray.
+    for machine in (orchestration.lifecycle, orchestration.cancellation, orchestration.cleanup):
+        _suppress(
+            machine.role,
+            "AwsSolutions-IAM5",
+            "Step Functions log delivery (logs:CreateLogDelivery, logs:GetLogDelivery, ... "
+            "logs:DescribeLogGroups) and X-Ray require Resource '*' (AWS Step Functions logging docs).",
+            ["Resource::*"],
+        )
+        _suppress(machine.role, "AwsSolutions-IAM5", OBJECT_REASON, [OBJECTS])
+        if config.is_local:
+            _suppress(machine, "AwsSolutions-SF2", "The local stage runs on an emulator without X-Ray.")
+
+    # Queues that are dead-letter destinations themselves (not through a RedrivePolicy).
+    for queue in (orchestration.rule_target_dlq, *orchestration.stream_failures.values()):
+        _suppress(
+            queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself a dead-letter destination (rule target DLQ or event source mapping "
+            "on-failure destination); a DLQ of a DLQ would only move the same records again.",
+        )
+
+    if auth.created:
+        pool = auth.user_pool.node.default_child
+        assert pool is not None
+        _suppress(
+            pool,
+            "AwsSolutions-COG2",
+            "MFA is offered (TOTP, optional) but not required: the product lets users choose; "
+            "set it to required per deployment if policy demands it.",
+        )
+        _suppress(
+            pool,
+            "AwsSolutions-COG8",
+            "The Plus feature plan bills per monthly active user; the Essentials plan with a strong "
+            "password policy is the default. Turn Plus on per deployment when threat protection is needed.",
+        )
+
+    health_route = api.http_api.node.find_child("GET--health")
+    _suppress(
+        health_route,
+        "AwsSolutions-APIG4",
+        "GET /health is the liveness probe and the one route that is public by design (DESIGN.md s.7); "
+        "it returns a constant and reads nothing.",
+    )
+
+    if config.is_local:
+        _suppress(
+            storage.bucket,
+            "AwsSolutions-S1",
+            "The local stage runs on an emulator: there is no S3 server access logging to deliver to.",
+        )
+    elif storage.access_logs is not None:
+        _suppress(
+            storage.access_logs,
+            "AwsSolutions-S1",
+            "This is the server access log bucket; logging it into itself would loop.",
+        )
+
+    worker = stack.worker
+    if worker is not None:
+        _suppress(
+            worker.task_definition,
+            "AwsSolutions-ECS2",
+            "The environment holds resource names and the queue URL only (no secrets); the worker's "
+            "settings model reads them like the Lambdas do.",
+        )
+        execution_role = worker.task_definition.execution_role
+        assert execution_role is not None
+        _suppress(
+            execution_role,
+            "AwsSolutions-IAM5",
+            "ecr:GetAuthorizationToken supports no resource-level permissions (image pulls themselves "
+            "are limited to the asset repository).",
+            ["Resource::*"],
+        )
+        _suppress(worker.task_role, "AwsSolutions-IAM5", OBJECT_REASON, [OBJECTS])
+        _suppress(
+            worker.task_role,
+            "AwsSolutions-IAM5",
+            "A template picks its Bedrock model per step at run time, so the worker may invoke any "
+            "foundation model or this account's inference profiles; the actions are exactly "
+            "bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream (Converse uses them).",
+            [
+                {"regex": "/^Resource::arn:<AWS::Partition>:bedrock:\\*::foundation-model\\/\\*$/g"},
+                {
+                    "regex": "/^Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
+                    "inference-profile\\/\\*$/g"
+                },
+            ],
+        )

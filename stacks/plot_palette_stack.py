@@ -1,0 +1,91 @@
+"""The whole system in one stack per stage: storage, auth + API, orchestration, worker.
+
+One stack (not four) keeps every reference inside one template: no cross-stack exports to order or
+to break on update, and the ``local`` stage deploys onto the emulator in one CreateStack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from stacks.api import Api, ApiEnvironment, Auth
+from stacks.bundling import ARCHITECTURE, RUNTIME, dependencies_layer_code, function_code
+from stacks.config import Config
+from stacks.nag import suppress_accepted_findings
+from stacks.orchestration import Orchestration
+from stacks.storage import Storage
+from stacks.worker import Worker
+
+
+class PlotPaletteStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        code = function_code()
+        layers: list[lambda_.ILayerVersion] = []
+        if not config.is_local:
+            # In the local stage the emulator runs handlers with the project's own environment.
+            layers.append(
+                lambda_.LayerVersion(
+                    self,
+                    "Dependencies",
+                    code=dependencies_layer_code(),
+                    compatible_runtimes=[RUNTIME],
+                    compatible_architectures=[ARCHITECTURE],
+                    description="plot-palette runtime dependencies (pyproject.toml)",
+                )
+            )
+
+        self.storage = Storage(self, "Storage", config=config)
+        self.orchestration = Orchestration(
+            self, "Orchestration", config=config, storage=self.storage, code=code, layers=layers
+        )
+        self.auth = Auth(self, "Auth", config=config)
+        self.api = Api(
+            self,
+            "Api",
+            config=config,
+            auth=self.auth,
+            storage=self.storage,
+            env=ApiEnvironment(code=code, layers=layers, bus_name=self.orchestration.bus.event_bus_name),
+        )
+        for fn in self.api.publishers:
+            self.orchestration.bus.grant_put_events_to(fn)
+        self.worker: Worker | None = None
+        if not config.is_local:  # the emulator runs no ECS; locally the worker is a process
+            self.worker = Worker(
+                self,
+                "Worker",
+                config=config,
+                storage=self.storage,
+                work_queue=self.orchestration.work_queue,
+                lifecycle=self.orchestration.lifecycle,
+            )
+        self._outputs()
+        suppress_accepted_findings(self)
+
+    def _outputs(self) -> None:
+        storage, orchestration = self.storage, self.orchestration
+        outputs = {
+            "ApiEndpoint": (self.api.url, "Base URL of the HTTP API"),
+            "UserPoolId": (self.auth.user_pool.user_pool_id, "Cognito user pool of the JWT authorizer"),
+            "UserPoolClientId": (self.auth.client.user_pool_client_id, "App client the web UI signs in with"),
+            "BucketName": (storage.bucket.bucket_name, "Seed data uploads and job outputs"),
+            "EventBusName": (orchestration.bus.event_bus_name, "Domain events (rules, archive)"),
+            # For operators and the local runtime (which runs the worker as a process).
+            "WorkQueueUrl": (orchestration.work_queue.queue_url, "Work items for the generation worker"),
+            "JobsTableName": (storage.jobs.table_name, "JOBS_TABLE"),
+            "QueueTableName": (storage.queue.table_name, "QUEUE_TABLE"),
+            "TemplatesTableName": (storage.templates.table_name, "TEMPLATES_TABLE"),
+            "CostTrackingTableName": (storage.cost_tracking.table_name, "COST_TRACKING_TABLE"),
+            "IdempotencyTableName": (storage.idempotency.table_name, "IDEMPOTENCY_TABLE"),
+            "LifecycleStateMachineArn": (orchestration.lifecycle.state_machine_arn, "Job lifecycle"),
+            "CancellationStateMachineArn": (orchestration.cancellation.state_machine_arn, "Job cancellation"),
+            "CleanupStateMachineArn": (orchestration.cleanup.state_machine_arn, "Job cleanup"),
+        }
+        for name, (value, description) in outputs.items():
+            CfnOutput(self, name, value=value, description=description)

@@ -1,0 +1,220 @@
+"""Worker: the generation worker as an ECS Fargate Spot service scaled on the work queue's depth.
+
+The image is built from the repository's Dockerfile when deploying (``cdk deploy`` needs Docker;
+synth does not). The task role holds what the worker contract (docs/data-model.md "Work item")
+needs and nothing more. Not part of the ``local`` stage: there the worker runs as a local process.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_applicationautoscaling as autoscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from stacks.bundling import ROOT
+from stacks.config import Config
+from stacks.lambdas import LOG_RETENTION
+from stacks.storage import Storage
+
+# The Docker build context is the repository minus what an image never needs (and what would make
+# the asset hash slow to compute).
+IMAGE_EXCLUDES = [
+    ".venv",
+    ".git",
+    "cdk.out",
+    ".plot-palette",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    "**/__pycache__",
+    "**/*.pyc",
+    "*.egg-info",
+    "build",
+    "dist",
+    "node_modules",
+    "tests",
+    "benchmarks",
+]
+
+
+class Worker(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: Config,
+        storage: Storage,
+        work_queue: sqs.IQueue,
+        lifecycle: sfn.IStateMachine,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        names = config.names
+
+        # Public subnets only, no NAT gateway: nothing costs money while no task runs. Tasks get a
+        # public IP for egress (AWS APIs, Bedrock) and accept no inbound traffic.
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=2,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24)
+            ],
+        )
+        flow_logs = logs.LogGroup(
+            self,
+            "FlowLogs",
+            log_group_name=names.log_group("vpc", "flow-logs"),
+            retention=LOG_RETENTION,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "TaskSecurityGroup",
+            vpc=self.vpc,
+            description="plot-palette worker tasks: egress only",
+            allow_all_outbound=True,
+        )
+
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            cluster_name=names.cluster,
+            vpc=self.vpc,
+            enable_fargate_capacity_providers=True,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+        )
+
+        self.task_role = iam.Role(
+            self,
+            "TaskRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="plot-palette worker: the work item contract only",
+        )
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "TaskDefinition",
+            cpu=1024,
+            memory_limit_mib=2048,
+            task_role=self.task_role,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.X86_64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+        )
+        self.logs = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=names.log_group("ecs", "worker"),
+            retention=LOG_RETENTION,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.container = self.task_definition.add_container(
+            "worker",
+            image=ecs.ContainerImage.from_asset(
+                str(ROOT), file=config.worker_dockerfile, exclude=IMAGE_EXCLUDES
+            ),
+            command=["python", "-m", "functions.worker"],
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="worker", log_group=self.logs),
+            environment={
+                "WORK_QUEUE_URL": work_queue.queue_url,
+                "JOBS_TABLE": storage.jobs.table_name,
+                "TEMPLATES_TABLE": storage.templates.table_name,
+                "COST_TRACKING_TABLE": storage.cost_tracking.table_name,
+                "BUCKET_NAME": storage.bucket.bucket_name,
+                "POWERTOOLS_SERVICE_NAME": "plot-palette",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+            stop_timeout=Duration.seconds(110),  # Spot interruptions give two minutes
+        )
+
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=self.cluster,
+            task_definition=self.task_definition,
+            desired_count=0,
+            min_healthy_percent=0,
+            max_healthy_percent=200,
+            assign_public_ip=True,
+            security_groups=[self.security_group],
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            capacity_provider_strategies=[
+                ecs.CapacityProviderStrategy(capacity_provider="FARGATE_SPOT", weight=1)
+            ],
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=False),
+        )
+
+        # Scale on the work queue's depth: messages waiting plus messages being worked on (a worker
+        # holds its message while it runs a job), so a running job is never scaled away by an empty
+        # "visible" count. Zero messages -> zero tasks: nothing runs at rest.
+        depth = cloudwatch.MathExpression(
+            expression="visible + inflight",
+            using_metrics={
+                "visible": work_queue.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(1), statistic="Maximum"
+                ),
+                "inflight": work_queue.metric_approximate_number_of_messages_not_visible(
+                    period=Duration.minutes(1), statistic="Maximum"
+                ),
+            },
+            period=Duration.minutes(1),
+            label="work items queued or in progress",
+        )
+        scaling = self.service.auto_scale_task_count(min_capacity=0, max_capacity=config.worker_max_tasks)
+        scaling.scale_on_metric(
+            "QueueDepth",
+            metric=depth,
+            adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
+            scaling_steps=[
+                autoscaling.ScalingInterval(upper=1, change=0),
+                *(
+                    autoscaling.ScalingInterval(lower=n, upper=n + 1, change=n)
+                    for n in range(1, config.worker_max_tasks)
+                ),
+                autoscaling.ScalingInterval(lower=config.worker_max_tasks, change=config.worker_max_tasks),
+            ],
+            cooldown=Duration.minutes(1),
+            evaluation_periods=1,
+        )
+
+        self._grant(storage, work_queue, lifecycle)
+
+    def _grant(self, storage: Storage, work_queue: sqs.IQueue, lifecycle: sfn.IStateMachine) -> None:
+        role = self.task_role
+        # Read the template version and the job; record the task token (UpdateItem, conditional).
+        storage.grant_items(storage.templates, role, "dynamodb:GetItem")
+        storage.grant_items(storage.jobs, role, "dynamodb:GetItem", "dynamodb:UpdateItem")
+        # One cost delta per unit of work (conditional put).
+        storage.grant_items(storage.cost_tracking, role, "dynamodb:PutItem", "dynamodb:GetItem")
+        # Seed data in, outputs and checkpoints out.
+        storage.grant_objects(role, "seed-data/", "s3:GetObject")
+        storage.grant_objects(role, "jobs/", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
+        storage.grant_list(role, "jobs/")
+        # Work items.
+        work_queue.grant_consume_messages(role)
+        # SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat for the lifecycle's waiting task.
+        lifecycle.grant_task_response(role)
+        # Bedrock: the models a template names are chosen at run time, so foundation models and the
+        # cross-region inference profiles of this account are allowed (actions are exact).
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "bedrock:InvokeModel",
+                    "bedrock:InvokeModelWithResponseStream",
+                ],
+                resources=[
+                    f"arn:{Aws.PARTITION}:bedrock:*::foundation-model/*",
+                    f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:inference-profile/*",
+                ],
+            )
+        )

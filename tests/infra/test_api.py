@@ -1,0 +1,210 @@
+"""Auth and API: routes, the JWT authorizer on every route but GET /health, throttling, access logs,
+and each API Lambda's handler, runtime and settings."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import pytest
+
+from functions.common import settings
+from stacks.api import ROUTES
+from tests.infra.conftest import Synthesized, ref
+
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
+
+# The API contract of DESIGN.md section 7, written out: the template must serve exactly these.
+EXPECTED_ROUTES = {
+    "GET /health": "health",
+    "POST /jobs": "jobs",
+    "GET /jobs": "jobs",
+    "GET /jobs/{job_id}": "jobs",
+    "DELETE /jobs/{job_id}": "jobs",
+    "GET /jobs/{job_id}/download": "jobs",
+    "POST /templates": "templates",
+    "GET /templates": "templates",
+    "GET /templates/{template_id}": "templates",
+    "PUT /templates/{template_id}": "templates",
+    "DELETE /templates/{template_id}": "templates",
+    "POST /seed-data/upload": "seed_data",
+    "POST /seed-data/validate": "seed_data",
+    "GET /dashboard/{job_id}": "dashboard",
+}
+
+# Every environment variable a settings mixin of functions/common/settings.py reads.
+KNOWN_SETTINGS = {
+    field.validation_alias
+    for model in (
+        settings.JobsTableSettings,
+        settings.QueueTableSettings,
+        settings.TemplatesTableSettings,
+        settings.CostTrackingTableSettings,
+        settings.IdempotencyTableSettings,
+        settings.BucketSettings,
+        settings.EventBusSettings,
+        settings.UploadSettings,
+        settings.ConcurrencySettings,
+        settings.LifecycleSettings,
+    )
+    for field in model.model_fields.values()
+}
+
+
+def _function_by_handler(each: Synthesized, domain: str) -> tuple[str, dict[str, Any]]:
+    return each.one("AWS::Lambda::Function", Handler=f"functions.{domain}.handler.lambda_handler")
+
+
+def _integration_function(each: Synthesized, integration_id: str) -> str:
+    uri = each.resources[integration_id]["Properties"]["IntegrationUri"]
+    return uri["Fn::GetAtt"][0]
+
+
+def test_routes_are_the_api_contract_and_reach_their_domain_function(each: Synthesized) -> None:
+    routes = each.of_type("AWS::ApiGatewayV2::Route")
+    served = {}
+    for route in routes.values():
+        target = route["Properties"]["Target"]["Fn::Join"][1][1]["Ref"]
+        served[route["Properties"]["RouteKey"]] = _integration_function(each, target)
+    assert set(served) == set(EXPECTED_ROUTES)
+    for route_key, domain in EXPECTED_ROUTES.items():
+        function_id, _ = _function_by_handler(each, domain)
+        assert served[route_key] == function_id, route_key
+
+
+def test_jwt_authorizer_on_every_route_but_health(each: Synthesized) -> None:
+    authorizer_id, authorizer = each.one("AWS::ApiGatewayV2::Authorizer")
+    assert authorizer["Properties"]["AuthorizerType"] == "JWT"
+    assert authorizer["Properties"]["IdentitySource"] == ["$request.header.Authorization"]
+    for route in each.of_type("AWS::ApiGatewayV2::Route").values():
+        props = route["Properties"]
+        if props["RouteKey"] == "GET /health":
+            assert props.get("AuthorizationType", "NONE") == "NONE"
+            assert "AuthorizerId" not in props
+        else:
+            assert props["AuthorizationType"] == "JWT", props["RouteKey"]
+            assert props["AuthorizerId"] == ref(authorizer_id), props["RouteKey"]
+
+
+def test_authorizer_trusts_the_stack_user_pool_and_its_client(each: Synthesized) -> None:
+    _, authorizer = each.one("AWS::ApiGatewayV2::Authorizer")
+    pool_id = each.logical_id("AWS::Cognito::UserPool")
+    client_id = each.logical_id("AWS::Cognito::UserPoolClient")
+    jwt = authorizer["Properties"]["JwtConfiguration"]
+    assert jwt["Audience"] == [ref(client_id)]
+    issuer_parts = jwt["Issuer"]["Fn::Join"][1]
+    assert issuer_parts[0] == "https://cognito-idp."
+    assert ref(pool_id) in issuer_parts
+
+
+def test_user_pool_client_allows_password_and_srp_sign_in(each: Synthesized) -> None:
+    _, client = each.one("AWS::Cognito::UserPoolClient")
+    flows = set(client["Properties"]["ExplicitAuthFlows"])
+    assert {"ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"} <= flows
+    assert client["Properties"]["GenerateSecret"] is False
+
+
+def test_default_stage_is_throttled_and_logged(each: Synthesized) -> None:
+    _, stage = each.one("AWS::ApiGatewayV2::Stage", StageName="$default")
+    props = stage["Properties"]
+    assert props["AutoDeploy"] is True
+    throttle = props["DefaultRouteSettings"]
+    assert throttle["ThrottlingRateLimit"] == 50
+    assert throttle["ThrottlingBurstLimit"] == 100
+    log_group = props["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0]
+    assert each.resources[log_group]["Type"] == "AWS::Logs::LogGroup"
+    assert "$context.requestId" in props["AccessLogSettings"]["Format"]
+
+
+def test_handlers_are_importable_modules_of_the_package(each: Synthesized) -> None:
+    handlers = {r["Properties"]["Handler"] for r in each.of_type("AWS::Lambda::Function").values()}
+    assert handlers == {
+        f"functions.{domain}.handler.lambda_handler" for domain in [*ROUTES, "queue", "costs"]
+    }
+    for handler in handlers:
+        module = handler.rsplit(".", 1)[0]
+        assert importlib.util.find_spec(module) is not None, f"{module} is not in the functions package"
+
+
+def test_functions_run_python_3_12_or_newer_with_their_own_log_group(each: Synthesized) -> None:
+    for lid, function in each.of_type("AWS::Lambda::Function").items():
+        props = function["Properties"]
+        major, minor = props["Runtime"].removeprefix("python").split(".")
+        assert (int(major), int(minor)) >= (3, 12), lid
+        log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
+        assert each.resources[log_group]["Properties"]["RetentionInDays"] == 30
+
+
+def test_function_settings_are_known_and_point_at_the_right_resources(each: Synthesized) -> None:
+    table_ids = {
+        "JOBS_TABLE": each.logical_id("AWS::DynamoDB::Table", TableName=each.names.jobs_table),
+        "QUEUE_TABLE": each.logical_id("AWS::DynamoDB::Table", TableName=each.names.queue_table),
+        "TEMPLATES_TABLE": each.logical_id("AWS::DynamoDB::Table", TableName=each.names.templates_table),
+        "COST_TRACKING_TABLE": each.logical_id(
+            "AWS::DynamoDB::Table", TableName=each.names.cost_tracking_table
+        ),
+        "IDEMPOTENCY_TABLE": each.logical_id("AWS::DynamoDB::Table", TableName=each.names.idempotency_table),
+        "EVENT_BUS_NAME": each.logical_id("AWS::Events::EventBus", Name=each.names.event_bus),
+    }
+    bucket_id = next(lid for lid in each.of_type("AWS::S3::Bucket") if lid.startswith("StorageData"))
+    for lid, function in each.of_type("AWS::Lambda::Function").items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        app_settings = {k: v for k, v in variables.items() if not k.startswith("POWERTOOLS_")}
+        assert set(app_settings) <= KNOWN_SETTINGS, (lid, set(app_settings) - KNOWN_SETTINGS)
+        for key, value in app_settings.items():
+            if key in table_ids:
+                assert value == ref(table_ids[key]), (lid, key)
+            elif key == "BUCKET_NAME":
+                assert value == ref(bucket_id), lid
+        # Literal settings must pass the settings models' validation.
+        literal = {k: v for k, v in app_settings.items() if isinstance(v, str)}
+        if "UPLOAD_MAX_BYTES" in literal:
+            assert settings.UploadSettings(UPLOAD_MAX_BYTES=literal["UPLOAD_MAX_BYTES"]).upload_max_bytes > 0  # type: ignore[call-arg]
+        if "MAX_RUNNING_JOBS" in literal:
+            parsed = settings.ConcurrencySettings(MAX_RUNNING_JOBS=literal["MAX_RUNNING_JOBS"])  # type: ignore[call-arg]
+            assert parsed.max_running_jobs == 5
+
+
+@pytest.mark.parametrize(
+    ("domain", "required"),
+    [
+        (
+            "jobs",
+            {
+                "JOBS_TABLE",
+                "QUEUE_TABLE",
+                "TEMPLATES_TABLE",
+                "IDEMPOTENCY_TABLE",
+                "BUCKET_NAME",
+                "EVENT_BUS_NAME",
+            },
+        ),
+        ("templates", {"TEMPLATES_TABLE", "JOBS_TABLE", "EVENT_BUS_NAME"}),
+        ("seed_data", {"BUCKET_NAME", "TEMPLATES_TABLE", "UPLOAD_MAX_BYTES"}),
+        ("dashboard", {"JOBS_TABLE"}),
+        ("queue", {"JOBS_TABLE", "QUEUE_TABLE", "MAX_RUNNING_JOBS", "LIFECYCLE_STATE_MACHINE_ARN"}),
+        ("costs", {"JOBS_TABLE", "COST_TRACKING_TABLE"}),
+    ],
+)
+def test_each_function_gets_the_settings_it_uses(each: Synthesized, domain: str, required: set[str]) -> None:
+    _, function = _function_by_handler(each, domain)
+    assert required <= set(function["Properties"]["Environment"]["Variables"])
+
+
+def test_api_gateway_may_invoke_each_api_function(each: Synthesized) -> None:
+    permitted = {
+        p["Properties"]["FunctionName"]["Fn::GetAtt"][0]
+        for p in each.of_type("AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    }
+    for domain in ROUTES:
+        function_id, _ = _function_by_handler(each, domain)
+        assert function_id in permitted, domain
+
+
+def test_outputs(each: Synthesized) -> None:
+    outputs = each.template["Outputs"]
+    for name in ("ApiEndpoint", "UserPoolId", "UserPoolClientId", "BucketName", "EventBusName"):
+        assert name in outputs
+    assert outputs["UserPoolId"]["Value"] == ref(each.logical_id("AWS::Cognito::UserPool"))
+    assert outputs["EventBusName"]["Value"] == ref(each.logical_id("AWS::Events::EventBus"))

@@ -1,0 +1,144 @@
+"""What differs between stages: the local stage is plain CloudFormation MiniStack can deploy (no ECS,
+no CDK custom resources, nothing retained, no layer), the prod stage runs the worker on Fargate Spot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stacks.bundling import FUNCTION_CODE_EXCLUDES, PYTHON_VERSION, RUNTIME, pip_command
+from tests.infra.conftest import Synthesized, get_att, ref
+
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
+
+
+def test_local_stage_uses_only_resource_types_ministack_deploys(local: Synthesized) -> None:
+    from ministack.services.cloudformation.provisioners import _RESOURCE_HANDLERS
+
+    types = {r["Type"] for r in local.resources.values()}
+    assert types <= set(_RESOURCE_HANDLERS), types - set(_RESOURCE_HANDLERS)
+    assert not [t for t in types if t.startswith("Custom::") or t == "AWS::CloudFormation::CustomResource"]
+    assert "AWS::CDK::Metadata" not in types
+    assert "Rules" not in local.template  # no bootstrap-version rule: the local deployer bootstraps itself
+
+
+def test_local_stage_destroys_everything_on_delete(local: Synthesized) -> None:
+    for lid, resource in local.resources.items():
+        assert resource.get("DeletionPolicy", "Delete") == "Delete", lid
+
+
+def test_local_stage_has_no_worker_service_and_no_layer(local: Synthesized) -> None:
+    types = {r["Type"] for r in local.resources.values()}
+    assert not {
+        t for t in types if t.startswith(("AWS::ECS::", "AWS::EC2::", "AWS::ApplicationAutoScaling::"))
+    }
+    for lid, function in local.of_type("AWS::Lambda::Function").items():
+        assert not function["Properties"].get("Layers"), lid
+        assert function["Properties"]["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"] == "true"
+    assert not local.assets.get("dockerImages")
+
+
+def test_prod_functions_share_the_dependencies_layer(prod: Synthesized) -> None:
+    layer_id = prod.logical_id("AWS::Lambda::LayerVersion")
+    _, layer = prod.one("AWS::Lambda::LayerVersion")
+    assert layer["Properties"]["CompatibleRuntimes"] == [RUNTIME.name]
+    for lid, function in prod.of_type("AWS::Lambda::Function").items():
+        assert function["Properties"]["Layers"] == [ref(layer_id)], lid
+
+
+def test_layer_is_built_with_pip_for_the_function_runtime(tmp_path: Any) -> None:
+    assert RUNTIME.name == f"python{PYTHON_VERSION}"
+    command = pip_command(["pydantic>=2"], tmp_path)
+    assert command[command.index("--python-version") + 1] == PYTHON_VERSION
+    assert command[command.index("--platform") + 1] == "manylinux2014_x86_64"
+    assert "--only-binary=:all:" in command
+    assert command[command.index("--target") + 1] == str(tmp_path)
+
+
+def test_function_code_asset_is_the_functions_package_only(each: Synthesized) -> None:
+    code_keys = {f["Properties"]["Code"]["S3Key"] for f in each.of_type("AWS::Lambda::Function").values()}
+    assert len(code_keys) == 1  # one asset shared by every function
+    directory = each.file_asset(next(iter(code_keys)))
+    top = {p.name for p in directory.iterdir()}
+    assert top == {"functions"}, f"{top} (excludes: {FUNCTION_CODE_EXCLUDES})"
+    files = [p for p in directory.rglob("*") if p.is_file()]
+    assert (directory / "functions" / "health" / "handler.py").is_file()
+    assert not [p for p in files if "__pycache__" in p.parts or p.suffix == ".pyc"]
+    assert not (directory / "functions" / "worker").exists()
+    assert sum(p.stat().st_size for p in files) < 5 * 1024 * 1024
+
+
+def _container(prod: Synthesized) -> dict[str, Any]:
+    _, task = prod.one("AWS::ECS::TaskDefinition")
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    return container
+
+
+def test_worker_runs_on_fargate_spot_from_the_repository_image(prod: Synthesized) -> None:
+    _, service = prod.one("AWS::ECS::Service")
+    props = service["Properties"]
+    assert props["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}]
+    assert props["DesiredCount"] == 0
+    assert props["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "ENABLED"
+    (image,) = prod.assets["dockerImages"].values()
+    assert image["source"]["dockerFile"] == "Dockerfile"
+    container = _container(prod)
+    assert container["Command"] == ["python", "-m", "functions.worker"]
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert environment["WORK_QUEUE_URL"] == ref(
+        prod.logical_id("AWS::SQS::Queue", QueueName=prod.names.work_queue)
+    )
+    assert {"JOBS_TABLE", "TEMPLATES_TABLE", "COST_TRACKING_TABLE", "BUCKET_NAME"} <= set(environment)
+
+
+def test_worker_scales_with_the_work_queue_from_zero(prod: Synthesized) -> None:
+    _, target = prod.one("AWS::ApplicationAutoScaling::ScalableTarget")
+    assert target["Properties"]["MinCapacity"] == 0
+    assert target["Properties"]["MaxCapacity"] == 5
+    queue_name = get_att(prod.logical_id("AWS::SQS::Queue", QueueName=prod.names.work_queue), "QueueName")
+    alarms = prod.of_type("AWS::CloudWatch::Alarm").values()
+    metrics = [
+        query["MetricStat"]["Metric"]
+        for alarm in alarms
+        for query in alarm["Properties"].get("Metrics", [])
+        if "MetricStat" in query
+    ]
+    names = {
+        m["MetricName"] for m in metrics if {"Name": "QueueName", "Value": queue_name} in m["Dimensions"]
+    }
+    assert names == {"ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible"}
+    policies = prod.of_type("AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    assert {p["Properties"]["StepScalingPolicyConfiguration"]["AdjustmentType"] for p in policies} == {
+        "ExactCapacity"
+    }
+
+
+def test_worker_task_role_holds_the_work_item_contract_only(prod: Synthesized) -> None:
+    _, task = prod.one("AWS::ECS::TaskDefinition")
+    role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    actions = set()
+    for policy in prod.of_type("AWS::IAM::Policy").values():
+        if ref(role_id) in policy["Properties"]["Roles"]:
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                action = statement["Action"]
+                actions |= set(action if isinstance(action, list) else [action])
+    assert actions == {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListBucket",
+        "sqs:ReceiveMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueUrl",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
+        "states:SendTaskHeartbeat",
+        "bedrock:InvokeModel",
+        "bedrock:InvokeModelWithResponseStream",
+    }
