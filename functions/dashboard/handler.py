@@ -14,6 +14,7 @@ from functions.common.observability import logger
 from functions.common.settings import JobsTableSettings, load_settings
 from functions.dashboard.models import DashboardResponse
 from functions.dashboard.service import DashboardService
+from functions.jobs.models import api_responses
 from functions.jobs.repository import JobsRepository
 from functions.jobs.service import JobAccess
 
@@ -30,6 +31,9 @@ def _service() -> DashboardService:
     "/dashboard/<job_id>",
     tags=["dashboard"],
     summary="Progress, cost, budget and timing of one of your jobs",
+    responses=api_responses(
+        (200, "The dashboard"), e401="No JWT claims", e403="Another user's job", e404="Job not found"
+    ),
     description="From the job's rolled-up fields: one DynamoDB read however many cost records exist.",
 )
 def get_dashboard(job_id: str) -> DashboardResponse:

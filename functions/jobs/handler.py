@@ -38,6 +38,7 @@ from functions.jobs.models import (
     JobDetail,
     JobListResponse,
     JobStatus,
+    api_responses,
 )
 from functions.jobs.repository import JobFiles, JobsRepository
 from functions.jobs.service import JobsService
@@ -80,6 +81,9 @@ def _service() -> JobsService:
     )
 
 
+_OWNED = {"e401": "No JWT claims", "e403": "Another user's job", "e404": "Job not found"}
+
+
 def _json(status: int, body: Any) -> Response:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
@@ -93,11 +97,14 @@ def _json(status: int, body: Any) -> Response:
         "With an `Idempotency-Key` header a retry answers the first answer and creates nothing; the "
         "same key with a different body is a 422, and a retry while the first is still running a 409."
     ),
-    responses={
-        201: {"description": "Queued"},
-        403: {"description": "Another user's seed data"},
-        404: {"description": "Template version or seed data not found"},
-    },
+    responses=api_responses(
+        (201, "Queued"),
+        e400="Malformed Idempotency-Key",
+        e401="No JWT claims",
+        e403="seed_data_path is not under seed-data/{you}/",
+        e404="Template version (yours or public) or seed object not found",
+        e409="A request with this Idempotency-Key is still in progress",
+    ),
 )
 def create_job(
     request: CreateJobRequest,
@@ -109,7 +116,12 @@ def create_job(
     return _json(201, _service().create(caller.user_id, request, idempotency_key))
 
 
-@router.get("/jobs", tags=["jobs"], summary="Your jobs, newest first")
+@router.get(
+    "/jobs",
+    tags=["jobs"],
+    summary="Your jobs, newest first",
+    responses=api_responses((200, "A page"), e400="Invalid cursor", e401="No JWT claims"),
+)
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     status: Annotated[JobStatus | None, Query()] = None,
@@ -119,7 +131,12 @@ def list_jobs(
     return _service().list(caller.user_id, limit, status, last_key)
 
 
-@router.get("/jobs/<job_id>", tags=["jobs"], summary="One of your jobs, with its config")
+@router.get(
+    "/jobs/<job_id>",
+    tags=["jobs"],
+    summary="One of your jobs, with its config",
+    responses=api_responses((200, "The job"), **_OWNED),
+)
 def get_job(job_id: str) -> JobDetail:
     caller = current_caller(router)
     return _service().get(caller.user_id, job_id)
@@ -134,7 +151,7 @@ def get_job(job_id: str) -> JobDetail:
         "(asking again answers 202 again). Terminal: emits `Job Deletion Requested`. A job that "
         "finishes while being cancelled answers 409."
     ),
-    responses={202: {"description": "Requested"}},
+    responses=api_responses((202, "Requested"), **_OWNED, e409="The job finished while being cancelled"),
 )
 def delete_job(job_id: str) -> Response[JobActionResponse]:
     caller = current_caller(router)
@@ -145,7 +162,13 @@ def delete_job(job_id: str) -> Response[JobActionResponse]:
     "/jobs/<job_id>/download",
     tags=["jobs"],
     summary="A one-hour download link to a COMPLETED job's export",
-    responses={409: {"description": "The job is not COMPLETED"}},
+    responses=api_responses(
+        (200, "The link"),
+        e401="No JWT claims",
+        e403="Another user's job",
+        e404="Job or export not found",
+        e409="The job is not COMPLETED",
+    ),
 )
 def download_job(job_id: str) -> DownloadResponse:
     caller = current_caller(router)
