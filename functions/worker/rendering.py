@@ -70,7 +70,7 @@ class LimitedSandbox(SandboxedEnvironment):
         self.max_output_chars = max_output_chars
         self.template_class = _LimitedTemplate
         # Generated code binds ``concat = environment.concat``: captured blocks are checked.
-        self.concat = self.limited_concat  # type: ignore[assignment]
+        self.concat = self.limited_concat  # type: ignore[method-assign]
         self.globals.pop("lipsum", None)  # lipsum(n=10**7) is a bomb with no use in a prompt
         for name in ("center", "indent", "format", "replace", "wordwrap", "truncate", "join"):
             self.filters[name] = self._checked_callable(self.filters[name], f"filter {name!r}")
@@ -190,7 +190,7 @@ class _LimitedTemplate(Template):
     def from_code(cls, environment: Any, code: Any, globals: Any, uptodate: Any = None) -> Template:
         template = super().from_code(environment, code, globals, uptodate)
         # ``a ~ b`` compiles to the module-level ``str_join``/``markup_join``: bound them too.
-        namespace = template.root_render_func.__globals__  # type: ignore[attr-defined]
+        namespace = template.root_render_func.__globals__
         namespace["str_join"] = environment.limited_concat
         namespace["markup_join"] = environment.limited_concat
         return template

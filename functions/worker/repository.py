@@ -77,7 +77,7 @@ class JobStore:
         except ClientError as error:
             if _code(error) != "ConditionalCheckFailedException":
                 raise
-            old = error.response.get("Item")
+            old: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
             return _control(_plain(old)) if old else None
         return _control(_plain(answer["Attributes"]))
 
