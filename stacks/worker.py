@@ -100,11 +100,12 @@ class Worker(Construct):
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description="plot-palette worker: the work item contract only",
         )
+        cpu, memory_mib = 1024, 2048
         self.task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
-            cpu=1024,
-            memory_limit_mib=2048,
+            cpu=cpu,
+            memory_limit_mib=memory_mib,
             task_role=self.task_role,
             runtime_platform=ecs.RuntimePlatform(
                 cpu_architecture=ecs.CpuArchitecture.X86_64,
@@ -131,10 +132,14 @@ class Worker(Construct):
                 "TEMPLATES_TABLE": storage.templates.table_name,
                 "COST_TRACKING_TABLE": storage.cost_tracking.table_name,
                 "BUCKET_NAME": storage.bucket.bucket_name,
+                "MODEL_PROVIDER": "bedrock",
+                # The Fargate share of each batch's cost is billed at the task's size.
+                "WORKER_TASK_CPU": str(cpu),
+                "WORKER_TASK_MEMORY_MIB": str(memory_mib),
                 "POWERTOOLS_SERVICE_NAME": "plot-palette",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
-            stop_timeout=Duration.seconds(110),  # Spot interruptions give two minutes
+            stop_timeout=Duration.seconds(120),  # a Spot interruption gives two minutes
         )
 
         self.service = ecs.FargateService(

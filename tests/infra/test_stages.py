@@ -90,6 +90,20 @@ def test_worker_runs_on_fargate_spot_from_the_repository_image(prod: Synthesized
         prod.logical_id("AWS::SQS::Queue", QueueName=prod.names.work_queue)
     )
     assert {"JOBS_TABLE", "TEMPLATES_TABLE", "COST_TRACKING_TABLE", "BUCKET_NAME"} <= set(environment)
+    assert container["StopTimeout"] == 120
+
+
+def test_worker_settings_validate_and_match_the_task_size(prod: Synthesized) -> None:
+    from functions.worker.settings import WorkerSettings
+
+    _, task = prod.one("AWS::ECS::TaskDefinition")
+    environment = {e["Name"]: e["Value"] for e in _container(prod)["Environment"]}
+    literal = {k: v for k, v in environment.items() if isinstance(v, str)}
+    resolved = {k: "resolved-at-deploy" for k, v in environment.items() if not isinstance(v, str)}
+    worker = WorkerSettings(**literal, **resolved)
+    assert worker.model_provider == "bedrock"
+    assert str(worker.task_cpu) == task["Properties"]["Cpu"]
+    assert str(worker.task_memory_mib) == task["Properties"]["Memory"]
 
 
 def test_worker_scales_with_the_work_queue_from_zero(prod: Synthesized) -> None:
