@@ -28,6 +28,7 @@ from functions.seed_data.models import (
 )
 from functions.seed_data.repository import SeedStore
 from functions.seed_data.service import SeedDataService
+from functions.templates.models import error_doc
 from functions.templates.repository import TemplateRepository
 
 
@@ -69,7 +70,10 @@ def _json(status: int, body: Any) -> Response:
         "Answers a presigned PUT (send the same Content-Type) and a presigned POST form whose policy "
         "enforces the content type and the size limit. Both expire after `expires_in` seconds."
     ),
-    responses={400: {"description": "Unsafe filename, or no format given"}},
+    responses={
+        200: {"description": "Upload URL and form"},
+        400: error_doc("Unsafe filename, or no format given"),
+    },
 )
 def upload_seed_data(request: UploadRequest) -> UploadResponse:
     caller = current_caller(router)
@@ -86,13 +90,16 @@ def upload_seed_data(request: UploadRequest) -> UploadResponse:
         "file is a 400."
     ),
     responses={
-        200: {"description": "Every record has every required field"},
+        200: {
+            "description": "Every record has every required field",
+            "content": {"application/json": {"model": ValidationSuccess}},
+        },
         400: {
             "description": "Missing fields (the first 20 problems), malformed or empty data",
             "content": {"application/json": {"model": ValidationFailure}},
         },
-        403: {"description": "Not under your seed-data prefix, or another user's private template"},
-        404: {"description": "No such template (version) or seed object"},
+        403: error_doc("Not under your seed-data prefix, or another user's private template"),
+        404: error_doc("No such template (version) or seed object"),
     },
 )
 def validate_seed_data(request: ValidateRequest) -> Response[ValidationSuccess | ValidationFailure]:

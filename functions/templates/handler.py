@@ -30,6 +30,7 @@ from functions.templates.models import (
     TemplateResponse,
     TemplateWriteResponse,
     UpdateTemplateRequest,
+    error_doc,
 )
 from functions.templates.repository import TemplateRepository, TemplateUsage
 from functions.templates.service import TemplateService
@@ -66,7 +67,7 @@ def _json(status: int, body: Any) -> Response:
         "`schema_requirements` are the seed fields the prompts read, as sorted dotted paths; "
         "`steps.<id>.output` must name an earlier step. Emits `Template Created`."
     ),
-    responses={201: {"description": "Created"}, 400: {"description": "The definition breaks a rule"}},
+    responses={201: {"description": "Created"}, 400: error_doc("The definition breaks a rule")},
 )
 def create_template(request: CreateTemplateRequest) -> Response[TemplateWriteResponse]:
     caller = current_caller(router)
@@ -93,8 +94,9 @@ def list_templates(
     tags=["templates"],
     summary="One version of a template (the latest by default)",
     responses={
-        403: {"description": "Private and not yours"},
-        404: {"description": "No such template or version"},
+        200: {"description": "The version"},
+        403: error_doc("Private and not yours"),
+        404: error_doc("No such template or version"),
     },
 )
 def get_template(
@@ -114,7 +116,11 @@ def get_template(
         "Writes version latest+1 (a conditional put): concurrent updates each get their own version. "
         "Name, description and visibility default to the latest version's. Emits `Template Version Created`."
     ),
-    responses={403: {"description": "Not yours"}, 404: {"description": "No such template"}},
+    responses={
+        200: {"description": "The new version"},
+        403: error_doc("Not yours"),
+        404: error_doc("No such template"),
+    },
 )
 def update_template(template_id: str, request: UpdateTemplateRequest) -> TemplateWriteResponse:
     caller = current_caller(router)
@@ -127,9 +133,10 @@ def update_template(template_id: str, request: UpdateTemplateRequest) -> Templat
     summary="Delete your template and every version of it",
     description="A 409 while any job references the template. Emits `Template Deleted`.",
     responses={
-        403: {"description": "Not yours"},
-        404: {"description": "No such template"},
-        409: {"description": "Used by a job"},
+        200: {"description": "Deleted"},
+        403: error_doc("Not yours"),
+        404: error_doc("No such template"),
+        409: error_doc("Used by a job"),
     },
 )
 def delete_template(template_id: str) -> TemplateDeleteResponse:
