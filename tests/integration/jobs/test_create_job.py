@@ -6,9 +6,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from functions.common.clock import now_iso
-from functions.common.events import EventPublisher, JobQueued
+from functions.common.errors import ConflictError, NotFoundError
+from functions.common.events import EventPublisher, EventPublishError, JobQueued
+from functions.jobs.models import CreateJobRequest
 from functions.jobs.repository import JobFiles, JobsRepository
 from functions.jobs.service import JobsService
 from functions.templates.models import TemplateDefinition, TemplateStep, TemplateVersion
@@ -25,6 +28,7 @@ from tests.integration.jobs.support import (
     make_template,
     upload_seed,
 )
+from tests.support.http import LambdaContext
 
 pytestmark = pytest.mark.integration
 
@@ -283,8 +287,6 @@ def test_template_deleted_after_the_lookup_fails_the_transaction_with_404(aws: A
         templates=StaleTemplates(),
         publisher=EventPublisher(aws.client("events"), "plot-palette"),
     )
-    from functions.common.errors import NotFoundError
-    from functions.jobs.models import CreateJobRequest
 
     request = CreateJobRequest.model_validate(job_body("deleted-template", upload_seed(aws, "user-1")))
     with pytest.raises(NotFoundError):
@@ -381,3 +383,58 @@ def test_a_malformed_idempotency_key_is_400(aws: Any, key: str) -> None:
     answer = jobs_api.post("/jobs", body=body, headers={"Idempotency-Key": key})
     assert answer.status == 400
     _assert_nothing_written(aws)
+
+
+def _service(aws: Any, publisher: Any) -> JobsService:
+    dynamodb = aws.client("dynamodb")
+    return JobsService(
+        jobs=JobsRepository(dynamodb, JOBS_TABLE, QUEUE_TABLE, TEMPLATES_TABLE),
+        files=JobFiles(aws.client("s3"), BUCKET),
+        templates=TemplateRepository(TEMPLATES_TABLE, dynamodb),
+        publisher=publisher,
+        idempotency_store=DynamoDBPersistenceLayer(table_name=IDEMPOTENCY_TABLE, boto3_client=dynamodb),
+        lambda_context=LambdaContext(),
+    )
+
+
+def test_a_retry_while_the_first_create_is_in_progress_is_409(aws: Any) -> None:
+    """The retry arrives while the first request is between its transaction and its answer."""
+
+    request = CreateJobRequest.model_validate(
+        job_body(make_template(aws, "user-1"), upload_seed(aws, "user-1"))
+    )
+    outcomes: list[Any] = []
+
+    class RetryDuringPublish:
+        def publish(self, detail: Any) -> None:
+            try:
+                outcomes.append(service.create("user-1", request, "slow-key"))
+            except ConflictError as error:
+                outcomes.append(error)
+
+    service = _service(aws, RetryDuringPublish())
+    first = service.create("user-1", request, "slow-key")
+
+    assert len(outcomes) == 1
+    assert isinstance(outcomes[0], ConflictError)
+    assert outcomes[0].status_code == 409
+    assert [i["job_id"] for i in _scan(aws, JOBS_TABLE)] == [first.job_id]
+    # Once the first finished, a retry replays it.
+    assert service.create("user-1", request, "slow-key") == first
+
+
+def test_a_lost_job_queued_event_does_not_fail_a_committed_create(aws: Any) -> None:
+    """The job is committed (the promoter works from the stream); a 500 would invite a duplicate."""
+
+    class BrokenBus:
+        def publish(self, detail: Any) -> None:
+            raise EventPublishError("InternalFailure: try again")
+
+    request = CreateJobRequest.model_validate(
+        job_body(make_template(aws, "user-1"), upload_seed(aws, "user-1"))
+    )
+    answer = _service(aws, BrokenBus()).create("user-1", request, "key-1")
+
+    assert answer.status == "QUEUED"
+    assert [i["job_id"] for i in _scan(aws, JOBS_TABLE)] == [answer.job_id]
+    assert len(_scan(aws, QUEUE_TABLE)) == 1

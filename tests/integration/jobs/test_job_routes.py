@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
+from functions.common.errors import ConflictError
 from functions.common.events import EventPublisher, JobCancellationRequested, JobDeletionRequested
 from functions.jobs.models import JobRecord
 from functions.jobs.repository import JobFiles, JobsRepository
@@ -210,8 +211,6 @@ def test_job_finishing_between_read_and_cancel_is_409_and_not_a_deletion(aws: An
     )
     set_status(aws, job_id, "COMPLETED")
     aws.capture.drain()
-
-    from functions.common.errors import ConflictError
 
     with pytest.raises(ConflictError):
         service.delete("user-1", job_id)
