@@ -7,7 +7,9 @@ One pass (docs/data-model.md, "Job lifecycle protocol" step 2):
    while starting it). A holder whose job is terminal or gone and whose execution is not running
    lost its lifecycle: its slot is released here, so no slot ever leaks.
 2. Walk the Queue in order (priority, then oldest) and, for each candidate, claim it in one
-   transaction; on success start its execution. Stop at the first "slots full".
+   transaction; on success start its execution. Stop at the first "slots full", or as soon as
+   the slots seen free after step 1 are all claimed (no transaction is spent learning that the
+   slots are full: a slot released later writes ``slot_released_at``, which runs another pass).
 
 Several passes run concurrently (one per stream shard batch, plus replays). Safety comes from the
 conditions, not from the pass: a slot is taken only by the conditional ADD, which also refuses a
@@ -46,17 +48,21 @@ class PromoterService:
 
     def promote(self) -> PromotionReport:
         report = PromotionReport()
-        holders = self._recover_holders(report)
-        if len(holders) >= self._max:
-            report.stopped_on_full_slots = True
-            return report
-        for entry in self._repo.queued_entries():
+        free = self._max - len(self._recover_holders(report))
+        report.stopped_on_full_slots = free <= 0
+        for entry in self._repo.queued_entries() if free > 0 else ():
             outcome = self._claim(entry)
             if outcome is ClaimOutcome.CLAIMED:
                 # A failure here propagates: the record fails, the stream retries, and the next
                 # pass's recovery starts this holder's execution.
                 self._executions.start(entry.job_id, entry.user_id)
                 report.promoted.append(entry.job_id)
+                free -= 1
+                if free == 0:
+                    # Every slot seen free is taken now; a slot released since is announced by
+                    # its own slot_released_at record, whose pass will see it.
+                    report.stopped_on_full_slots = True
+                    break
             elif outcome is ClaimOutcome.SLOTS_FULL:
                 report.stopped_on_full_slots = True
                 break

@@ -245,6 +245,25 @@ def jobs_by_status(dynamodb: Any) -> dict[str, list[str]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def count_with_status(dynamodb: Any, status: str, user_id: str = "user-1") -> int:
+    """How many of the user's jobs have ``status``, by the user-status-index (moto keeps GSIs
+    immediately consistent, so this is an exact sample there; in AWS it would lag slightly)."""
+    kwargs: dict[str, Any] = {
+        "TableName": JOBS_TABLE,
+        "IndexName": "user-status-index",
+        "KeyConditionExpression": "user_status = :us",
+        "ExpressionAttributeValues": {":us": av(f"{user_id}#{status}")},
+        "Select": "COUNT",
+    }
+    total = 0
+    while True:
+        page = dynamodb.query(**kwargs)
+        total += page["Count"]
+        if "LastEvaluatedKey" not in page:
+            return total
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 def executions_by_name(sfn: Any, state_machine_arn: str) -> dict[str, int]:
     """How many executions each name has (StartExecution by name must keep it at one)."""
     counts: dict[str, int] = {}
