@@ -29,12 +29,31 @@ class UnexpectedCancellation(Exception):
     """The rollup transaction was cancelled for a reason the protocol does not foresee."""
 
 
-def _av(value: Any) -> dict[str, Any]:
+def _av(value: Any) -> Any:
     return _SERIALIZER.serialize(value)
 
 
 def _code(reason: dict[str, Any]) -> str:
     return str(reason.get("Code") or "None")
+
+
+def rollup_outcome(delta: CostDelta, reasons: list[Any]) -> RollupOutcome:
+    """Read a cancelled rollup transaction's reasons (CostTracking update, Jobs update)."""
+    where = f"rollup of {delta.job_id}/{delta.record_id}"
+    if len(reasons) != 2:
+        raise UnexpectedCancellation(f"{where} cancelled without reasons: {reasons}")
+    codes = {_code(r) for r in reasons}
+    if codes & TRANSIENT_REASONS:
+        raise TransientRollupError(f"{where}: {sorted(codes)}")
+    if codes - {"None", "ConditionalCheckFailed"}:
+        raise UnexpectedCancellation(f"{where}: {sorted(codes)}")
+    tracking, _job = reasons
+    if _code(tracking) == "ConditionalCheckFailed":
+        item = tracking.get("Item") or {}
+        if "rolled_up_at" in item:
+            return RollupOutcome.ALREADY_APPLIED
+        return RollupOutcome.DELTA_GONE
+    return RollupOutcome.JOB_GONE
 
 
 class CostRepository:
@@ -91,26 +110,8 @@ class CostRepository:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
-            return self._outcome(delta, error.response.get("CancellationReasons") or [])
+            return rollup_outcome(delta, error.response.get("CancellationReasons") or [])
         return RollupOutcome.APPLIED
-
-    @staticmethod
-    def _outcome(delta: CostDelta, reasons: list[dict[str, Any]]) -> RollupOutcome:
-        where = f"rollup of {delta.job_id}/{delta.record_id}"
-        if len(reasons) != 2:
-            raise UnexpectedCancellation(f"{where} cancelled without reasons: {reasons}")
-        codes = {_code(r) for r in reasons}
-        if codes & TRANSIENT_REASONS:
-            raise TransientRollupError(f"{where}: {sorted(codes)}")
-        if codes - {"None", "ConditionalCheckFailed"}:
-            raise UnexpectedCancellation(f"{where}: {sorted(codes)}")
-        tracking, _job = reasons
-        if _code(tracking) == "ConditionalCheckFailed":
-            item = tracking.get("Item") or {}
-            if "rolled_up_at" in item:
-                return RollupOutcome.ALREADY_APPLIED
-            return RollupOutcome.DELTA_GONE
-        return RollupOutcome.JOB_GONE
 
     def mark_budget_exceeded(self, job_id: str, now: str) -> bool:
         """Set ``budget_exceeded`` once ``cost.total >= budget_limit``; True when this call set it."""

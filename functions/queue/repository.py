@@ -45,7 +45,7 @@ def _to_python(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
 
 
-def _av(value: Any) -> dict[str, Any]:
+def _av(value: Any) -> Any:
     return _SERIALIZER.serialize(value)
 
 
@@ -55,6 +55,31 @@ def _slots_key() -> dict[str, Any]:
 
 def _reason_code(reason: dict[str, Any]) -> str:
     return str(reason.get("Code") or "None")
+
+
+def claim_outcome(job_id: str, reasons: list[Any]) -> ClaimOutcome:
+    """Read a cancelled claim transaction's reasons (SLOTS update, Queue delete, job check)."""
+    if len(reasons) != 3:
+        raise UnexpectedCancellation(f"claim of {job_id} cancelled without reasons: {reasons}")
+    slot, queue, job = reasons
+    codes = {_reason_code(r) for r in reasons}
+    if codes & TRANSIENT_REASONS:
+        raise TransientClaimError(f"claim of {job_id}: {sorted(codes)}")
+    unknown = codes - {"None", "ConditionalCheckFailed"}
+    if unknown:
+        raise UnexpectedCancellation(f"claim of {job_id}: {sorted(unknown)}")
+
+    if _reason_code(slot) == "ConditionalCheckFailed":
+        holders = _to_python(slot.get("Item") or {}).get("holders") or set()
+        # Already a holder: someone else claimed this very job. Otherwise every slot is taken.
+        return ClaimOutcome.TAKEN if job_id in holders else ClaimOutcome.SLOTS_FULL
+    if _reason_code(queue) == "ConditionalCheckFailed":
+        return ClaimOutcome.TAKEN
+    # Only the job's check failed.
+    item = _to_python(job.get("Item") or {})
+    if item.get("status") == QUEUED and "cancel_requested_at" in item:
+        return ClaimOutcome.CANCEL_PENDING
+    return ClaimOutcome.STALE
 
 
 class QueueRepository:
@@ -161,32 +186,8 @@ class QueueRepository:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
-            return self._claim_outcome(entry, error.response.get("CancellationReasons") or [])
+            return claim_outcome(entry.job_id, error.response.get("CancellationReasons") or [])
         return ClaimOutcome.CLAIMED
-
-    @staticmethod
-    def _claim_outcome(entry: QueueEntry, reasons: list[dict[str, Any]]) -> ClaimOutcome:
-        if len(reasons) != 3:
-            raise UnexpectedCancellation(f"claim of {entry.job_id} cancelled without reasons: {reasons}")
-        slot, queue, job = reasons
-        codes = {_reason_code(r) for r in reasons}
-        if codes & TRANSIENT_REASONS:
-            raise TransientClaimError(f"claim of {entry.job_id}: {sorted(codes)}")
-        unknown = codes - {"None", "ConditionalCheckFailed"}
-        if unknown:
-            raise UnexpectedCancellation(f"claim of {entry.job_id}: {sorted(unknown)}")
-
-        if _reason_code(slot) == "ConditionalCheckFailed":
-            holders = _to_python(slot.get("Item") or {}).get("holders") or set()
-            # Already a holder: someone else claimed this very job. Otherwise every slot is taken.
-            return ClaimOutcome.TAKEN if entry.job_id in holders else ClaimOutcome.SLOTS_FULL
-        if _reason_code(queue) == "ConditionalCheckFailed":
-            return ClaimOutcome.TAKEN
-        # Only the job's check failed.
-        item = _to_python(job.get("Item") or {})
-        if item.get("status") == QUEUED and "cancel_requested_at" in item:
-            return ClaimOutcome.CANCEL_PENDING
-        return ClaimOutcome.STALE
 
     def remove_entry(self, entry: QueueEntry) -> None:
         """Delete a leftover Queue item (idempotent)."""

@@ -1,0 +1,109 @@
+"""Pure rules of the stream consumers: which Jobs changes trigger a pass, and how a cancelled
+transaction's CancellationReasons are read (moto never answers TransactionConflict, AWS does)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from functions.costs.models import CostBreakdown, CostDelta, RollupOutcome
+from functions.costs.repository import TransientRollupError, rollup_outcome
+from functions.queue.models import ClaimOutcome, JobChange
+from functions.queue.repository import TransientClaimError, UnexpectedCancellation, claim_outcome
+
+pytestmark = pytest.mark.unit
+
+OK: dict[str, Any] = {"Code": "None"}
+FAILED: dict[str, Any] = {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}
+
+
+def failed_with(item: dict[str, Any]) -> dict[str, Any]:
+    return FAILED | {"Item": item}
+
+
+@pytest.mark.parametrize(
+    ("event_name", "new", "old", "expected"),
+    [
+        ("INSERT", {"job_id": "j", "status": "QUEUED"}, None, True),
+        ("INSERT", {"job_id": "j", "status": "RUNNING"}, None, False),
+        (
+            "MODIFY",
+            {"job_id": "j", "status": "COMPLETED", "slot_released_at": "t1"},
+            {"job_id": "j", "status": "COMPLETED"},
+            True,
+        ),
+        # The same release seen again in a later, unrelated change: not a new release.
+        (
+            "MODIFY",
+            {"job_id": "j", "status": "COMPLETED", "slot_released_at": "t1", "updated_at": "t2"},
+            {"job_id": "j", "status": "COMPLETED", "slot_released_at": "t1"},
+            False,
+        ),
+        ("MODIFY", {"job_id": "j", "status": "RUNNING"}, {"job_id": "j", "status": "QUEUED"}, False),
+        ("REMOVE", None, {"job_id": "j", "status": "COMPLETED", "slot_released_at": "t1"}, False),
+    ],
+)
+def test_what_triggers_a_promotion_pass(
+    event_name: str, new: dict[str, Any] | None, old: dict[str, Any] | None, expected: bool
+) -> None:
+    assert JobChange.from_images(event_name, new, old).triggers_promotion is expected
+
+
+@pytest.mark.parametrize(
+    ("reasons", "expected"),
+    [
+        ([failed_with({"holders": {"SS": ["a", "b", "c"]}}), OK, OK], ClaimOutcome.SLOTS_FULL),
+        ([failed_with({"holders": {"SS": ["a", "me"]}}), FAILED, OK], ClaimOutcome.TAKEN),
+        ([OK, FAILED, OK], ClaimOutcome.TAKEN),
+        (
+            [OK, OK, failed_with({"status": {"S": "QUEUED"}, "cancel_requested_at": {"S": "t"}})],
+            ClaimOutcome.CANCEL_PENDING,
+        ),
+        ([OK, OK, failed_with({"status": {"S": "CANCELLED"}})], ClaimOutcome.STALE),
+        ([OK, OK, FAILED], ClaimOutcome.STALE),  # the job is gone: no item comes back
+    ],
+)
+def test_reading_a_cancelled_claim(reasons: list[dict[str, Any]], expected: ClaimOutcome) -> None:
+    assert claim_outcome("me", reasons) is expected
+
+
+def test_a_conflicting_claim_is_transient_and_an_unknown_reason_is_not() -> None:
+    with pytest.raises(TransientClaimError):
+        claim_outcome("me", [{"Code": "TransactionConflict"}, OK, OK])
+    with pytest.raises(UnexpectedCancellation):
+        claim_outcome("me", [{"Code": "ValidationError"}, OK, OK])
+
+
+DELTA = CostDelta(
+    job_id="j",
+    record_id="00000001",
+    tokens_in=1,
+    tokens_out=2,
+    records=1,
+    cost=CostBreakdown(bedrock=Decimal("0.1"), fargate=Decimal("0.2"), s3=Decimal("0")),
+)
+
+
+@pytest.mark.parametrize(
+    ("reasons", "expected"),
+    [
+        ([failed_with({"rolled_up_at": {"S": "t"}}), OK], RollupOutcome.ALREADY_APPLIED),
+        ([FAILED, OK], RollupOutcome.DELTA_GONE),
+        ([OK, FAILED], RollupOutcome.JOB_GONE),
+        ([failed_with({"rolled_up_at": {"S": "t"}}), FAILED], RollupOutcome.ALREADY_APPLIED),
+    ],
+)
+def test_reading_a_cancelled_rollup(reasons: list[dict[str, Any]], expected: RollupOutcome) -> None:
+    assert rollup_outcome(DELTA, reasons) is expected
+
+
+def test_a_conflicting_rollup_is_transient() -> None:
+    with pytest.raises(TransientRollupError):
+        rollup_outcome(DELTA, [OK, {"Code": "TransactionConflict"}])
+
+
+def test_a_delta_total_is_exact_decimal() -> None:
+    assert DELTA.cost.total == Decimal("0.3")
+    assert DELTA.tokens_used == 3
