@@ -128,7 +128,7 @@ def list_jobs(
     last_key: Annotated[str | None, Query(description="Cursor from the previous page.")] = None,
 ) -> JobListResponse:
     caller = current_caller(router)
-    return _service().list(caller.user_id, limit, status, last_key)
+    return _service().list_jobs(caller.user_id, limit, status, last_key)
 
 
 @router.get(

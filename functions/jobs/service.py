@@ -249,7 +249,7 @@ class JobsService:
 
     # ------------------------------------------------------------ reads
 
-    def list(
+    def list_jobs(
         self, user_id: str, limit: int, status: JobStatus | None, last_key: str | None
     ) -> JobListResponse:
         start_key = self._decode_list_cursor(user_id, status, last_key) if last_key else None
