@@ -36,7 +36,8 @@ def _queue(scope: Construct, cid: str, name: str, config: Config, **kwargs: obje
         queue_name=name,
         encryption=sqs.QueueEncryption.SQS_MANAGED,
         enforce_ssl=True,
-        removal_policy=RemovalPolicy.DESTROY if config.is_local else RemovalPolicy.RETAIN,
+        # Messages are transient; a retained queue with a fixed name would block a redeploy.
+        removal_policy=RemovalPolicy.DESTROY,
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -232,7 +233,6 @@ class Orchestration(Construct):
             definition_substitutions=substitutions,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             tracing_enabled=not config.is_local,
-            removal_policy=RemovalPolicy.DESTROY if config.is_local else RemovalPolicy.RETAIN,
         )
 
     def _grant_state_machines(self, storage: Storage) -> None:
