@@ -40,7 +40,9 @@ class JobImage(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     job_id: str
-    status: JobStatus
+    # Optional: a write that lands after the job's deletion can recreate a bare item (job_id and
+    # slot_released_at only). A status, when present, must be one of the six.
+    status: JobStatus | None = None
     slot_released_at: str | None = None
 
 
@@ -68,12 +70,12 @@ class JobChange(BaseModel):
     @property
     def triggers_promotion(self) -> bool:
         """A job was queued, or a running slot was released (docs/data-model.md, step 2)."""
-        if self.event_name == "INSERT":
-            return self.new is not None and self.new.status == QUEUED
-        if self.event_name == "MODIFY" and self.new is not None:
-            released_before = self.old.slot_released_at if self.old is not None else None
-            return self.new.slot_released_at is not None and self.new.slot_released_at != released_before
-        return False
+        if self.new is None:  # REMOVE
+            return False
+        if self.event_name == "INSERT" and self.new.status == QUEUED:
+            return True
+        released_before = self.old.slot_released_at if self.old is not None else None
+        return self.new.slot_released_at is not None and self.new.slot_released_at != released_before
 
 
 # --- stored rows ----------------------------------------------------------------------------------
@@ -96,8 +98,8 @@ class HeldJob(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     job_id: str
-    user_id: str
-    status: JobStatus
+    user_id: str | None = None
+    status: JobStatus | None = None  # None: a bare item recreated after deletion, i.e. gone
 
 
 # --- outcomes -------------------------------------------------------------------------------------

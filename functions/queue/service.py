@@ -107,7 +107,7 @@ class PromoterService:
             job = jobs.get(job_id)
             if job is not None and job.status == RUNNING:
                 continue
-            if job is not None and job.status == QUEUED:
+            if job is not None and job.status == QUEUED and job.user_id:
                 # Claimed, not yet marked RUNNING: its execution is starting or was never started.
                 self._executions.start(job.job_id, job.user_id)
                 report.recovered.append(job_id)

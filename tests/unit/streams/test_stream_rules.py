@@ -43,6 +43,8 @@ def failed_with(item: dict[str, Any]) -> dict[str, Any]:
         ),
         ("MODIFY", {"job_id": "j", "status": "RUNNING"}, {"job_id": "j", "status": "QUEUED"}, False),
         ("REMOVE", None, {"job_id": "j", "status": "COMPLETED", "slot_released_at": "t1"}, False),
+        # A release written just after the job's deletion recreates a bare item: still a release.
+        ("INSERT", {"job_id": "j", "slot_released_at": "t1", "updated_at": "t1"}, None, True),
     ],
 )
 def test_what_triggers_a_promotion_pass(
