@@ -114,8 +114,8 @@ class ClaimOutcome(Enum):
     # The job already holds a slot, or its Queue item is gone: another promoter (or the
     # cancellation state machine) got there first. Next candidate.
     TAKEN = "taken"
-    # The job is QUEUED with a cancellation request: the cancellation state machine owns its
-    # Queue item. Next candidate, leave the item alone.
+    # The job is QUEUED with a cancellation request: it is never promoted. Remove its Queue item
+    # (the cancellation state machine's own delete is unconditional), next candidate.
     CANCEL_PENDING = "cancel_pending"
     # The job no longer exists or is no longer QUEUED: its Queue item is a leftover. Remove, next.
     STALE = "stale"

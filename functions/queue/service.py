@@ -66,10 +66,13 @@ class PromoterService:
             elif outcome is ClaimOutcome.SLOTS_FULL:
                 report.stopped_on_full_slots = True
                 break
-            elif outcome is ClaimOutcome.STALE:
+            elif outcome in (ClaimOutcome.STALE, ClaimOutcome.CANCEL_PENDING):
+                # Never promotable again. The cancellation state machine deletes the Queue item
+                # unconditionally, so removing it first is safe and spares every later pass a
+                # failed transaction.
                 self._repo.remove_entry(entry)
                 report.cleaned.append(entry.job_id)
-            # TAKEN, CANCEL_PENDING: someone else owns this job now; next candidate.
+            # TAKEN: another promoter (or the cancellation) got this job; next candidate.
         logger.info(
             "Promotion pass done",
             extra={

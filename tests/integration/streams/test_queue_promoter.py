@@ -181,7 +181,7 @@ def test_a_freed_slot_is_reused_at_once(
     assert executions_by_name(aws.client("stepfunctions"), lifecycle) == {first: 1, second: 1}
 
 
-def test_a_cancel_requested_job_is_skipped_and_left_to_the_cancellation(
+def test_a_cancel_requested_job_is_dequeued_and_never_promoted(
     aws: Any, lifecycle: str, jobs_stream: StreamTap
 ) -> None:
     db = aws.client("dynamodb")
@@ -197,9 +197,10 @@ def test_a_cancel_requested_job_is_skipped_and_left_to_the_cancellation(
     assert deliver(lambda_handler, jobs_stream.read(), jobs_stream) == {"batchItemFailures": []}
 
     assert slot_holders(db) == {waiting}
-    # The cancellation state machine dequeues it (docs/data-model.md step 4), not the promoter.
-    assert queued_job_ids(db) == [cancelled]
+    assert queued_job_ids(db) == []
     assert executions_by_name(aws.client("stepfunctions"), lifecycle) == {waiting: 1}
+    # Its status stays QUEUED: marking it CANCELLED is the cancellation state machine's part.
+    assert get_job(db, cancelled)["status"] == "QUEUED"  # type: ignore[index]
 
 
 def test_a_holder_whose_execution_did_not_start_is_started_on_the_next_pass(
