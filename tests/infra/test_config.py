@@ -1,0 +1,78 @@
+"""Context values: parsing (CLI context arrives as strings) and importing an existing user pool."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+
+from stacks.config import Config
+from stacks.names import Stage
+
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
+
+
+def _config(**context: Any) -> Config:
+    return Config.from_context(cdk.App(context=context).node)
+
+
+def test_defaults_are_the_prod_stage() -> None:
+    config = _config()
+    assert config.stage is Stage.PROD
+    assert config.names.prefix == "plot-palette"
+    assert config.max_running_jobs == 5
+    assert config.worker_max_tasks == 5
+    assert config.allowed_origins == ["*"]
+
+
+def test_cli_strings_are_parsed() -> None:
+    config = _config(
+        stage="local",
+        max_running_jobs="12",
+        allowed_origins="https://a.example, https://b.example",
+        prefix="pp-test",
+    )
+    assert config.stage is Stage.LOCAL
+    assert config.names.jobs_table == "pp-test-Jobs"
+    assert config.max_running_jobs == 12
+    assert config.worker_max_tasks == 12  # follows the running-jobs limit unless set
+    assert config.allowed_origins == ["https://a.example", "https://b.example"]
+
+
+def test_unknown_stage_is_refused() -> None:
+    with pytest.raises(ValueError, match="staging"):
+        _config(stage="staging")
+
+
+def test_pool_and_client_come_together() -> None:
+    with pytest.raises(ValueError, match="user_pool_client_id"):
+        _config(user_pool_id="us-east-1_abc")
+
+
+@pytest.fixture(scope="module")
+def imported_pool_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from stacks.app import build_app
+
+    app, stack = build_app(
+        "local",
+        outdir=tmp_path_factory.mktemp("imported"),
+        context={"user_pool_id": "us-east-1_Imported1", "user_pool_client_id": "client123"},
+        bundle=False,
+    )
+    assembly = app.synth()
+    return json.loads(Path(assembly.get_stack_artifact(stack.artifact_id).template_full_path).read_text())
+
+
+def test_imported_pool_is_trusted_and_none_is_created(imported_pool_template: dict[str, Any]) -> None:
+    resources = imported_pool_template["Resources"].values()
+    assert not [r for r in resources if r["Type"].startswith("AWS::Cognito::")]
+    (authorizer,) = [r for r in resources if r["Type"] == "AWS::ApiGatewayV2::Authorizer"]
+    jwt = authorizer["Properties"]["JwtConfiguration"]
+    assert jwt["Audience"] == ["client123"]
+    assert "us-east-1_Imported1" in json.dumps(jwt["Issuer"])
+    outputs = imported_pool_template["Outputs"]
+    assert outputs["UserPoolId"]["Value"] == "us-east-1_Imported1"
+    assert outputs["UserPoolClientId"]["Value"] == "client123"
