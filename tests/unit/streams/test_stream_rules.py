@@ -10,8 +10,9 @@ import pytest
 
 from functions.costs.models import CostBreakdown, CostDelta, RollupOutcome
 from functions.costs.repository import TransientRollupError, rollup_outcome
-from functions.queue.models import ClaimOutcome, JobChange
+from functions.queue.models import ClaimOutcome, JobChange, QueueEntry, StartOutcome
 from functions.queue.repository import TransientClaimError, UnexpectedCancellation, claim_outcome
+from functions.queue.service import PromoterService
 
 pytestmark = pytest.mark.unit
 
@@ -109,3 +110,54 @@ def test_a_conflicting_rollup_is_transient() -> None:
 def test_a_delta_total_is_exact_decimal() -> None:
     assert DELTA.cost.total == Decimal("0.3")
     assert DELTA.tokens_used == 3
+
+
+class _ConflictingQueue:
+    """A Queue whose first claims conflict, as concurrent promoters' do on the SLOTS item in AWS."""
+
+    def __init__(self, conflicts: int) -> None:
+        self.conflicts = conflicts
+        self.claims = 0
+
+    def slot_holders(self) -> set[str]:
+        return set()
+
+    def queued_entries(self) -> list[QueueEntry]:
+        return [QueueEntry(status="QUEUED", queue_key="05#t#j", job_id="j", user_id="u")]
+
+    def claim(self, entry: QueueEntry, max_running: int) -> ClaimOutcome:
+        self.claims += 1
+        if self.claims <= self.conflicts:
+            raise TransientClaimError("TransactionConflict")
+        return ClaimOutcome.CLAIMED
+
+
+class _Executions:
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str]] = []
+
+    def start(self, job_id: str, user_id: str) -> StartOutcome:
+        self.started.append((job_id, user_id))
+        return StartOutcome.STARTED
+
+
+def test_a_conflicting_claim_is_retried_with_backoff_then_promoted() -> None:
+    queue, executions, sleeps = _ConflictingQueue(conflicts=2), _Executions(), []
+    service = PromoterService(queue, executions, 3, sleep=sleeps.append)  # type: ignore[arg-type]
+
+    report = service.promote()
+
+    assert report.promoted == ["j"]
+    assert executions.started == [("j", "u")]
+    assert queue.claims == 3
+    assert len(sleeps) == 2
+
+
+def test_a_claim_that_keeps_conflicting_fails_the_pass() -> None:
+    queue, executions = _ConflictingQueue(conflicts=99), _Executions()
+    service = PromoterService(queue, executions, 3, claim_attempts=3, sleep=lambda _: None)  # type: ignore[arg-type]
+
+    with pytest.raises(TransientClaimError):
+        service.promote()
+    assert queue.claims == 3
+    assert executions.started == []
