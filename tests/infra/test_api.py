@@ -3,6 +3,7 @@ and each API Lambda's handler, runtime and settings."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from typing import Any
 
@@ -208,3 +209,20 @@ def test_outputs(each: Synthesized) -> None:
         assert name in outputs
     assert outputs["UserPoolId"]["Value"] == ref(each.logical_id("AWS::Cognito::UserPool"))
     assert outputs["EventBusName"]["Value"] == ref(each.logical_id("AWS::Events::EventBus"))
+
+
+@pytest.mark.parametrize("domain", list(ROUTES))
+def test_api_routes_are_exactly_what_each_handler_serves(each: Synthesized, domain: str) -> None:
+    """API Gateway and the Powertools resolver of each handler agree route for route."""
+    resolver = importlib.import_module(f"functions.{domain}.handler").app
+    served = {
+        f"{route.method} {route.path.replace('<', '{').replace('>', '}')}"
+        for route in [*resolver._static_routes, *resolver._dynamic_routes]
+    }
+    function_id, _ = _function_by_handler(each, domain)
+    routed = set()
+    for route in each.of_type("AWS::ApiGatewayV2::Route").values():
+        target = route["Properties"]["Target"]["Fn::Join"][1][1]["Ref"]
+        if _integration_function(each, target) == function_id:
+            routed.add(route["Properties"]["RouteKey"])
+    assert routed == served
