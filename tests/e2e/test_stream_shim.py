@@ -63,7 +63,7 @@ def _function_zip() -> bytes:
     return buffer.getvalue()
 
 
-def _setup(emulator: Emulator, name: str, **mapping: Any) -> Any:
+def _setup(emulator: Emulator, name: str, **mapping: Any) -> tuple[Any, str]:
     ddb, lam = emulator.client("dynamodb"), emulator.client("lambda")
     for table, stream in ((name, True), ("shim-log", False)):
         with contextlib.suppress(ddb.exceptions.ResourceInUseException):
@@ -87,13 +87,12 @@ def _setup(emulator: Emulator, name: str, **mapping: Any) -> Any:
         Timeout=30,
     )
     stream_arn = ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
-    lam.create_event_source_mapping(
+    return ddb, lam.create_event_source_mapping(
         FunctionName=f"{name}-consumer",
         EventSourceArn=stream_arn,
         StartingPosition="TRIM_HORIZON",
         **mapping,
-    )
-    return ddb
+    )["UUID"]
 
 
 def _log(ddb: Any, key: str) -> dict[str, int]:
@@ -111,7 +110,7 @@ def _wait(probe: Any, timeout: float = 30.0) -> None:
 
 
 def test_reported_item_failure_is_retried_from_the_first_failure(emulator: Emulator) -> None:
-    ddb = _setup(emulator, "shim-report", BatchSize=10, FunctionResponseTypes=["ReportBatchItemFailures"])
+    ddb, _ = _setup(emulator, "shim-report", BatchSize=10, FunctionResponseTypes=["ReportBatchItemFailures"])
     for key, mode in (("r-a", "ok"), ("r-b", "report-once"), ("r-c", "ok")):
         ddb.put_item(TableName="shim-report", Item={"id": {"S": key}, "mode": {"S": mode}})
     _wait(lambda: _log(ddb, "r-b").get("done") == 1 and _log(ddb, "r-c").get("done", 0) >= 1)
@@ -122,7 +121,7 @@ def test_reported_item_failure_is_retried_from_the_first_failure(emulator: Emula
 
 
 def test_poison_batch_is_discarded_after_maximum_retry_attempts(emulator: Emulator) -> None:
-    ddb = _setup(emulator, "shim-poison", BatchSize=1, MaximumRetryAttempts=2)
+    ddb, _ = _setup(emulator, "shim-poison", BatchSize=1, MaximumRetryAttempts=2)
     ddb.put_item(TableName="shim-poison", Item={"id": {"S": "p-poison"}, "mode": {"S": "raise"}})
     ddb.put_item(TableName="shim-poison", Item={"id": {"S": "p-after"}, "mode": {"S": "ok"}})
     _wait(lambda: _log(ddb, "p-after").get("done") == 1)  # the shard is not blocked
@@ -132,13 +131,19 @@ def test_poison_batch_is_discarded_after_maximum_retry_attempts(emulator: Emulat
 
 
 def test_bisect_isolates_the_poison_record(emulator: Emulator) -> None:
-    ddb = _setup(
-        emulator, "shim-bisect", BatchSize=4, MaximumRetryAttempts=0, BisectBatchOnFunctionError=True
+    ddb, mapping = _setup(
+        emulator,
+        "shim-bisect",
+        BatchSize=4,
+        MaximumRetryAttempts=0,
+        BisectBatchOnFunctionError=True,
+        Enabled=False,  # all four records first, so the first batch is exactly [1, 2, P, 4]
     )
     keys = ["b-1", "b-2", "b-poison", "b-4"]
     for key in keys:
         mode = "raise" if key == "b-poison" else "ok"
         ddb.put_item(TableName="shim-bisect", Item={"id": {"S": key}, "mode": {"S": mode}})
+    emulator.client("lambda").update_event_source_mapping(UUID=mapping, Enabled=True)
     _wait(lambda: all(_log(ddb, k).get("done", 0) >= 1 for k in ("b-1", "b-2", "b-4")))
     time.sleep(2)
     # [1, 2, P, 4] fails -> [1, 2] succeeds -> [P, 4] fails -> [P] fails with no retries left and is
