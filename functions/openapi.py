@@ -16,7 +16,13 @@ from aws_lambda_powertools.event_handler.openapi.models import Server
 from functions.common.api import OPENAPI_TITLE, OPENAPI_VERSION, build_resolver
 
 # Every module that defines API routes as ``router``.
-ROUTER_MODULES = ("functions.health.handler",)
+ROUTER_MODULES = (
+    "functions.health.handler",
+    "functions.jobs.handler",
+    "functions.templates.handler",
+    "functions.seed_data.handler",
+    "functions.dashboard.handler",
+)
 
 
 def openapi_document() -> dict:

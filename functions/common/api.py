@@ -15,11 +15,13 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from functions.common.auth import Caller, caller_from_event
-from functions.common.errors import DomainError
+from functions.common.errors import DomainError, UnauthorizedError
 from functions.common.observability import logger
 
 OPENAPI_TITLE = "plot-palette API"
 OPENAPI_VERSION = "1.0.0"
+# Routes served without the JWT authorizer (the CDK app attaches it to every other route).
+PUBLIC_PATHS = frozenset({"/health"})
 
 
 def error_response(status: int, message: str, details: Any = None) -> Response:
@@ -41,6 +43,13 @@ def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response:
+        # Powertools validates the request before the route runs; an anonymous caller must still
+        # learn that it is unauthenticated, not what is wrong with its input.
+        if app.current_event.path not in PUBLIC_PATHS:
+            try:
+                caller_from_event(app.current_event.raw_event)
+            except UnauthorizedError as unauthorized:
+                return error_response(unauthorized.status_code, unauthorized.message)
         # Location and message only: never echo the input or pydantic internals back.
         details = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}

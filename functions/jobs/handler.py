@@ -5,20 +5,17 @@ Routing and decorators only; the rules are in ``functions.jobs.service``.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Annotated, Any
 
-import boto3
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
 from functions.common.api import build_resolver, current_caller
-from functions.common.aws import client
+from functions.common.aws import client, s3_presign_client
 from functions.common.events import EventPublisher
 from functions.common.observability import logger
 from functions.common.settings import (
@@ -59,18 +56,12 @@ class JobsApiSettings(
 router = APIGatewayHttpRouter()
 
 
-@cache
-def _presign_client() -> Any:
-    """Download links are signed with SigV4 (no network needed: one client per process)."""
-    return boto3.client("s3", config=Config(signature_version="s3v4"))
-
-
 def _service() -> JobsService:
     settings = load_settings(JobsApiSettings)
     dynamodb = client("dynamodb")
     return JobsService(
         jobs=JobsRepository(dynamodb, settings.jobs_table, settings.queue_table, settings.templates_table),
-        files=JobFiles(client("s3"), settings.bucket_name, presign_client=_presign_client()),
+        files=JobFiles(client("s3"), settings.bucket_name, presign_client=s3_presign_client()),
         templates=TemplateRepository(settings.templates_table, dynamodb),
         publisher=EventPublisher(client("events"), settings.event_bus_name),
         idempotency_store=DynamoDBPersistenceLayer(

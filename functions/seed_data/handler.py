@@ -5,18 +5,15 @@ Routing and decorators only; the rules are in ``functions.seed_data.service``.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
 from functions.common.api import build_resolver, current_caller
-from functions.common.aws import client
+from functions.common.aws import client, s3_presign_client
 from functions.common.observability import logger
 from functions.common.settings import BucketSettings, TemplatesTableSettings, UploadSettings, load_settings
 from functions.seed_data.models import (
@@ -39,19 +36,10 @@ class SeedDataApiSettings(BucketSettings, TemplatesTableSettings, UploadSettings
 router = APIGatewayHttpRouter()
 
 
-@cache
-def _presign_client() -> Any:
-    """Presigned URLs and POST policies are signed with SigV4 (the content type is a signed header).
-
-    Presigning needs no network, so one client per process serves every invocation.
-    """
-    return boto3.client("s3", config=Config(signature_version="s3v4"))
-
-
 def _service() -> SeedDataService:
     settings = load_settings(SeedDataApiSettings)
     return SeedDataService(
-        store=SeedStore(client("s3"), _presign_client(), settings.bucket_name),
+        store=SeedStore(client("s3"), s3_presign_client(), settings.bucket_name),
         templates=TemplateRepository(settings.templates_table, client("dynamodb")),
         upload_max_bytes=settings.upload_max_bytes,
         upload_expires_seconds=settings.upload_url_expires_seconds,

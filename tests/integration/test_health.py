@@ -12,3 +12,11 @@ def test_unknown_route_is_a_json_404() -> None:
     answer = ApiClient(lambda_handler).get("/nope")
     assert answer.status == 404
     assert answer.body == {"error": "Not found"}
+
+
+def test_an_anonymous_request_with_bad_input_is_401_not_422() -> None:
+    from functions.jobs.handler import lambda_handler as jobs_handler
+
+    answer = ApiClient(jobs_handler).post("/jobs", user=None, body={"budget_limit": "lots"})
+    assert answer.status == 401
+    assert answer.body == {"error": "Unauthorized"}
