@@ -16,7 +16,7 @@ from cdk_nag import AwsSolutionsChecks
 from stacks.config import Config
 from stacks.plot_palette_stack import PlotPaletteStack
 
-SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
+SKIP_BUNDLING: dict[str, Any] = {"aws:cdk:bundling-stacks": []}
 
 # CDK feature flags, here rather than in cdk.json so in-process synth (tests, stacks.synth) and the
 # CLI build the same templates.
