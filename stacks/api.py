@@ -148,10 +148,8 @@ class Api(Construct):
                 "EVENT_BUS_NAME",
             ),
             "templates": settings("TEMPLATES_TABLE", "JOBS_TABLE", "EVENT_BUS_NAME"),
-            "seed_data": settings(
-                "BUCKET_NAME", "TEMPLATES_TABLE", "EVENT_BUS_NAME", UPLOAD_MAX_BYTES=str(100 * 1024 * 1024)
-            ),
-            "dashboard": settings("JOBS_TABLE", "COST_TRACKING_TABLE"),
+            "seed_data": settings("BUCKET_NAME", "TEMPLATES_TABLE", UPLOAD_MAX_BYTES=str(100 * 1024 * 1024)),
+            "dashboard": settings("JOBS_TABLE"),
         }
         self.functions: dict[str, PythonFunction] = {
             domain: PythonFunction(
@@ -235,15 +233,15 @@ class Api(Construct):
         storage.idempotency.grant_read_write_data(f["jobs"])
         storage.grant_objects(f["jobs"], "jobs/", "s3:GetObject")
         storage.grant_objects(f["jobs"], "seed-data/", "s3:GetObject")
-        storage.grant_list(f["jobs"], "seed-data/")
+        storage.grant_list(f["jobs"])  # HeadObject of a missing seed file answers 404
         # templates: immutable versions and head items; "in use" check through template-id-index.
         storage.templates.grant_read_write_data(f["templates"])
         storage.jobs.grant_read_data(f["templates"])
         # seed data: presigned uploads under seed-data/ and validation reads.
         storage.grant_objects(f["seed_data"], "seed-data/", "s3:PutObject", "s3:GetObject")
-        storage.grant_list(f["seed_data"], "seed-data/")
+        storage.grant_list(f["seed_data"])  # GetObject of a missing upload answers 404
         storage.templates.grant_read_data(f["seed_data"])
-        # dashboard: the rolled-up job item and its cost records.
+        # dashboard: the rolled-up job item.
         storage.jobs.grant_read_data(f["dashboard"])
-        storage.cost_tracking.grant_read_data(f["dashboard"])
-        self.publishers = [f["jobs"], f["templates"], f["seed_data"]]
+        # the domains that emit events (functions.common.events).
+        self.publishers = [f["jobs"], f["templates"]]

@@ -156,7 +156,6 @@ class Orchestration(Construct):
             environment={
                 "JOBS_TABLE": storage.jobs.table_name,
                 "QUEUE_TABLE": storage.queue.table_name,
-                "EVENT_BUS_NAME": self.bus.event_bus_name,
                 "MAX_RUNNING_JOBS": str(config.max_running_jobs),
                 "LIFECYCLE_STATE_MACHINE_ARN": self.lifecycle.state_machine_arn,
             },
@@ -173,7 +172,6 @@ class Orchestration(Construct):
             environment={
                 "JOBS_TABLE": storage.jobs.table_name,
                 "COST_TRACKING_TABLE": storage.cost_tracking.table_name,
-                "EVENT_BUS_NAME": self.bus.event_bus_name,
             },
         )
         self.stream_failures: dict[str, sqs.Queue] = {}
@@ -211,8 +209,6 @@ class Orchestration(Construct):
         # rollup: mark the delta rolled up (CostTracking) and ADD it to the job (Jobs).
         storage.cost_tracking.grant_read_write_data(self.rollup.function)
         storage.jobs.grant_read_write_data(self.rollup.function)
-        for fn in (self.promoter, self.rollup):
-            self.bus.grant_put_events_to(fn.function)
 
     def _state_machine(
         self, cid: str, file: str, name: str, config: Config, substitutions: dict[str, str]

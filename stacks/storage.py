@@ -155,13 +155,17 @@ class Storage(Construct):
             grantee=grantee, actions=list(actions), resource_arns=[self.bucket.arn_for_objects(f"{prefix}*")]
         )
 
-    def grant_list(self, grantee: iam.IGrantable, prefix: str) -> None:
-        """ListBucket limited to keys under ``prefix`` (so a missing object answers 404, not 403)."""
+    def grant_list(self, grantee: iam.IGrantable, prefix: str | None = None) -> None:
+        """``s3:ListBucket``, limited to keys under ``prefix`` when given.
+
+        Without a prefix condition: S3 answers a GetObject/HeadObject of a missing key with 404 only to a
+        caller allowed to list the bucket (403 otherwise), and that request carries no ``s3:prefix``,
+        so code that needs "not found" gets the bucket-wide permission (key names only, no content).
+        """
+        conditions = {"StringLike": {"s3:prefix": [f"{prefix}*"]}} if prefix else None
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self.bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+                actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn], conditions=conditions
             )
         )
 

@@ -204,7 +204,7 @@ class Worker(Construct):
         # Seed data in, outputs and checkpoints out.
         storage.grant_objects(role, "seed-data/", "s3:GetObject")
         storage.grant_objects(role, "jobs/", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
-        storage.grant_list(role, "jobs/")
+        storage.grant_list(role)  # a missing checkpoint answers 404 (NoSuchKey), not 403
         # Work items.
         work_queue.grant_consume_messages(role)
         # SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat for the lifecycle's waiting task.

@@ -226,3 +226,36 @@ def test_api_routes_are_exactly_what_each_handler_serves(each: Synthesized, doma
         if _integration_function(each, target) == function_id:
             routed.add(route["Properties"]["RouteKey"])
     assert routed == served
+
+
+# The settings model each function's handler loads (functions/<domain>/...).
+SETTINGS_MODELS = {
+    "health": None,
+    "jobs": "functions.jobs.handler:JobsApiSettings",
+    "templates": "functions.templates.handler:TemplatesApiSettings",
+    "seed_data": "functions.seed_data.handler:SeedDataApiSettings",
+    "dashboard": "functions.common.settings:JobsTableSettings",
+    "queue": "functions.queue.models:PromoterSettings",
+    "costs": "functions.costs.models:CostRollupSettings",
+}
+RESOURCE_SETTINGS = {*KNOWN_SETTINGS} - {"UPLOAD_MAX_BYTES", "UPLOAD_URL_EXPIRES_SECONDS", "MAX_RUNNING_JOBS"}
+RESOURCE_SETTINGS -= {"IDEMPOTENCY_TTL_SECONDS", "AWS_REGION"}
+
+
+@pytest.mark.parametrize("domain", list(SETTINGS_MODELS))
+def test_every_resource_a_handler_reads_is_passed_and_validates(each: Synthesized, domain: str) -> None:
+    """A resource setting left out would silently fall back to the prod default name."""
+    _, function = _function_by_handler(each, domain)
+    variables = function["Properties"]["Environment"]["Variables"]
+    target = SETTINGS_MODELS[domain]
+    if target is None:
+        assert not set(variables) & RESOURCE_SETTINGS
+        return
+    module, name = target.split(":")
+    model = getattr(importlib.import_module(module), name)
+    read = {f.validation_alias for f in model.model_fields.values()}
+    assert read & RESOURCE_SETTINGS <= set(variables), (read & RESOURCE_SETTINGS) - set(variables)
+    passed = {k for k in variables if not k.startswith("POWERTOOLS_")}
+    assert passed <= read, f"settings the handler never reads: {passed - read}"
+    values = {k: v if isinstance(v, str) else "resolved-at-deploy" for k, v in variables.items() if k in read}
+    model(**values)  # raises pydantic.ValidationError on a missing required or invalid value
