@@ -206,6 +206,8 @@ class Orchestration(Construct):
         storage.queue.grant_read_write_data(self.promoter.function)
         storage.jobs.grant_read_data(self.promoter.function)
         self.lifecycle.grant_start_execution(self.promoter.function)
+        # Before freeing the slot of a finished or deleted job, the promoter checks its execution ended.
+        self.lifecycle.grant_execution(self.promoter.function, "states:DescribeExecution")
         # rollup: mark the delta rolled up (CostTracking) and ADD it to the job (Jobs).
         storage.cost_tracking.grant_read_write_data(self.rollup.function)
         storage.jobs.grant_read_write_data(self.rollup.function)

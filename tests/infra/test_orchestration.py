@@ -231,7 +231,10 @@ def test_promoter_knows_the_limit_and_the_lifecycle(each: Synthesized) -> None:
     assert variables["MAX_RUNNING_JOBS"] == "5"
     assert variables["LIFECYCLE_STATE_MACHINE_ARN"] == ref(lifecycle_id)
     role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
-    assert _allows(_policy_statements(each, role_id), "states:StartExecution", lifecycle_id)
+    statements = _policy_statements(each, role_id)
+    assert _allows(statements, "states:StartExecution", lifecycle_id)
+    # It frees the slot of a finished job only once that job's execution is over.
+    assert _allows(statements, "states:DescribeExecution", lifecycle_id)
 
 
 def test_work_queue_has_a_dead_letter_queue(each: Synthesized) -> None:
