@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from aws_lambda_powertools.event_handler.openapi.models import Server
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 
-from functions.common.api import OPENAPI_TITLE, OPENAPI_VERSION, build_resolver
+from functions.common.api import OPENAPI_TITLE, OPENAPI_VERSION, PUBLIC_PATHS, build_resolver
 
 # Every module that defines API routes as ``router``.
 ROUTER_MODULES = (
@@ -30,14 +30,22 @@ def openapi_document() -> dict:
     for name in ROUTER_MODULES:
         routers.append(importlib.import_module(name).router)
     app = build_resolver(*routers)
-    return json.loads(
+    document = json.loads(
         app.get_openapi_json_schema(
             title=OPENAPI_TITLE,
             version=OPENAPI_VERSION,
             description="REST API of plot-palette: generation jobs, prompt templates, seed data, dashboard.",
             servers=[Server(url="/")],
+            # Every route but the public ones needs a Cognito ID token: `Authorization: Bearer <token>`.
+            security_schemes={"cognito": HTTPBearer(bearerFormat="JWT", description="Cognito ID token")},
+            security=[{"cognito": []}],
         )
     )
+    # Public routes opt out of the global requirement (Powertools drops an empty per-route list).
+    for path in PUBLIC_PATHS & document["paths"].keys():
+        for operation in document["paths"][path].values():
+            operation["security"] = []
+    return document
 
 
 def render() -> str:

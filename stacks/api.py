@@ -26,7 +26,7 @@ GET, POST, PUT, DELETE = (
 
 # domain -> [(method, path)], the API contract of DESIGN.md section 7 (health is public).
 ROUTES: dict[str, list[tuple[apigw.HttpMethod, str]]] = {
-    "health": [(GET, "/health")],
+    "health": [(GET, "/health"), (GET, "/docs"), (GET, "/openapi.json")],
     "jobs": [
         (POST, "/jobs"),
         (GET, "/jobs"),
@@ -110,7 +110,7 @@ class Auth(Construct):
 
 
 class Api(Construct):
-    """The HTTP API: JWT authorizer on every route but GET /health, throttling and access logs."""
+    """The HTTP API: JWT authorizer on every route but the public ones (health, docs), throttling, logs."""
 
     def __init__(
         self,

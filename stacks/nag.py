@@ -103,13 +103,14 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
             "password policy is the default. Turn Plus on per deployment when threat protection is needed.",
         )
 
-    health_route = api.http_api.node.find_child("GET--health")
-    _suppress(
-        health_route,
-        "AwsSolutions-APIG4",
-        "GET /health is the liveness probe and the one route that is public by design (DESIGN.md s.7); "
-        "it returns a constant and reads nothing.",
-    )
+    public_routes = {
+        "GET--health": "GET /health is the liveness probe, public by design (DESIGN.md s.7); it returns a "
+        "constant and reads nothing.",
+        "GET--docs": "GET /docs is the API's Swagger UI page: static documentation, no data.",
+        "GET--openapi.json": "GET /openapi.json is the API's published OpenAPI document: static, no data.",
+    }
+    for child, reason in public_routes.items():
+        _suppress(api.http_api.node.find_child(child), "AwsSolutions-APIG4", reason)
 
     if config.is_local:
         _suppress(

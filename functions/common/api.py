@@ -21,7 +21,7 @@ from functions.common.observability import logger
 OPENAPI_TITLE = "plot-palette API"
 OPENAPI_VERSION = "1.0.0"
 # Routes served without the JWT authorizer (the CDK app attaches it to every other route).
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", "/docs", "/openapi.json"})
 
 
 def error_response(status: int, message: str, details: Any = None) -> Response:

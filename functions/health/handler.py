@@ -1,9 +1,18 @@
-"""GET /health: liveness, no authentication (the only route without the JWT authorizer)."""
+"""Public routes (no JWT authorizer): GET /health, and the API's documentation.
+
+``GET /docs`` is Swagger UI for the whole API (every domain's routes, with a bearer-token "Authorize"
+button) and ``GET /openapi.json`` the document behind it — the same one ``make openapi`` commits.
+The Swagger UI assets are the copies Powertools ships, so the page works without internet access.
+"""
 
 from __future__ import annotations
 
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -19,9 +28,40 @@ class HealthResponse(BaseModel):
     status: str
 
 
-@router.get("/health", tags=["health"], summary="Liveness check (no authentication)")
+@router.get("/health", tags=["health"], summary="Liveness check (no authentication)", security=[])
 def health() -> HealthResponse:
     return HealthResponse(status="ok")
+
+
+@cache
+def _openapi_json() -> str:
+    # Imported here: functions.openapi imports this module to collect its routes.
+    from functions.openapi import render
+
+    return render()
+
+
+@cache
+def _swagger_page() -> str:
+    assets = Path(generate_swagger_html.__code__.co_filename).parent
+    return generate_swagger_html(
+        _openapi_json().replace("</", "<\\/"),  # keep the spec from closing the page's <script>
+        (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
+        (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
+        "",
+        None,
+        persist_authorization=True,
+    )
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi_document():
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=_openapi_json())
+
+
+@router.get("/docs", include_in_schema=False)
+def swagger_ui():
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=_swagger_page())
 
 
 app = build_resolver(router)

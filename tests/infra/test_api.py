@@ -18,6 +18,8 @@ pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 # The API contract of DESIGN.md section 7, written out: the template must serve exactly these.
 EXPECTED_ROUTES = {
     "GET /health": "health",
+    "GET /docs": "health",
+    "GET /openapi.json": "health",
     "POST /jobs": "jobs",
     "GET /jobs": "jobs",
     "GET /jobs/{job_id}": "jobs",
@@ -73,13 +75,16 @@ def test_routes_are_the_api_contract_and_reach_their_domain_function(each: Synth
         assert served[route_key] == function_id, route_key
 
 
+PUBLIC_ROUTES = {"GET /health", "GET /docs", "GET /openapi.json"}
+
+
 def test_jwt_authorizer_on_every_route_but_health(each: Synthesized) -> None:
     authorizer_id, authorizer = each.one("AWS::ApiGatewayV2::Authorizer")
     assert authorizer["Properties"]["AuthorizerType"] == "JWT"
     assert authorizer["Properties"]["IdentitySource"] == ["$request.header.Authorization"]
     for route in each.of_type("AWS::ApiGatewayV2::Route").values():
         props = route["Properties"]
-        if props["RouteKey"] == "GET /health":
+        if props["RouteKey"] in PUBLIC_ROUTES:
             assert props.get("AuthorizationType", "NONE") == "NONE"
             assert "AuthorizerId" not in props
         else:

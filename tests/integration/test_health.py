@@ -1,4 +1,5 @@
 from functions.health.handler import lambda_handler
+from functions.openapi import render
 from tests.support.http import ApiClient
 
 
@@ -20,3 +21,21 @@ def test_an_anonymous_request_with_bad_input_is_401_not_422() -> None:
     answer = ApiClient(jobs_handler).post("/jobs", user=None, body={"budget_limit": "lots"})
     assert answer.status == 401
     assert answer.body == {"error": "Unauthorized"}
+
+
+def test_swagger_ui_serves_the_whole_api_offline_without_a_token() -> None:
+    import json
+
+    client = ApiClient(lambda_handler)
+    page = client.get("/docs", user=None)
+    assert page.status == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "SwaggerUIBundle" in page.body  # the bundled assets are inlined: no CDN needed
+    assert "/jobs/{job_id}" in page.body
+
+    document = client.get("/openapi.json", user=None)
+    assert document.status == 200
+    assert set(document.body["paths"]) >= {"/health", "/jobs", "/templates", "/seed-data/upload"}
+    assert document.body["paths"]["/health"]["get"]["security"] == []
+    assert document.body["security"] == [{"cognito": []}]
+    assert json.dumps(document.body, sort_keys=True, indent=2) + "\n" == render()
