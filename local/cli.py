@@ -266,9 +266,9 @@ def describe_history(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             open_rows[details["name"]] = row
         elif kind.endswith("StateExited"):
             details = event["stateExitedEventDetails"]
-            row = open_rows.pop(details["name"], None)
-            if row is not None:
-                row["exited"] = event["timestamp"]
+            exited = open_rows.pop(details["name"], None)
+            if exited is not None:
+                exited["exited"] = event["timestamp"]
         elif kind.endswith("Failed") or kind.endswith("TimedOut") or kind.endswith("Aborted"):
             detail_key = next((k for k in event if k.endswith("EventDetails")), None)
             details = event.get(detail_key, {}) if detail_key else {}

@@ -204,7 +204,7 @@ def next_mocked_response(lookup: Any) -> dict[str, Any] | None:
     attempts = execution.setdefault("mockAttempts", {})
     attempt = attempts.get(state, 0)
     attempts[state] = attempt + 1
-    return lookup(machine, test_case, state, attempt)  # type: ignore[no-any-return]
+    return lookup(machine, test_case, state, attempt)
 
 
 def _mocked_result(mock: dict[str, Any]) -> Any:
