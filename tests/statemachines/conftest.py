@@ -52,6 +52,18 @@ MOCK_CONFIG: dict[str, Any] = {
                     "Release job slot": "DynamoDBThrottledTwice",
                     "Emit job completed": "EventBridgeInternalErrorOnce",
                 },
+                # Six failed attempts exhaust a task's Retry (MaxAttempts 5): the next one would succeed.
+                "MarkRunningKeepsFailing": {"Mark job running": "DynamoDBServerErrorSixTimes"},
+                "MarkCompletedKeepsFailing": {"Mark job completed": "DynamoDBServerErrorSixTimes"},
+                "MarkCancelledAndItsReleaseKeepFailing": {
+                    "Mark job cancelled": "DynamoDBServerErrorSixTimes",
+                    "Release the job slot after the lifecycle failed": "DynamoDBAlwaysFails",
+                },
+                # The last resort retries longer (MaxAttempts 10): twenty failures exhaust it too.
+                "MarkRunningAndTheLastResortKeepFailing": {
+                    "Mark job running": "DynamoDBServerErrorSixTimes",
+                    "Mark job failed after the lifecycle failed": "DynamoDBAlwaysFails",
+                },
             }
         },
         CANCELLATION: {
@@ -85,7 +97,8 @@ MOCK_CONFIG: dict[str, Any] = {
         },
         "DynamoDBThrottledTwice": {"0-1": _throw("DynamoDB.ProvisionedThroughputExceededException")},
         "DynamoDBServerErrorOnce": {"0": _throw("DynamoDB.InternalServerErrorException")},
-        "DynamoDBAlwaysFails": {"0-9": _throw("DynamoDB.InternalServerErrorException")},
+        "DynamoDBServerErrorSixTimes": {"0-5": _throw("DynamoDB.InternalServerErrorException")},
+        "DynamoDBAlwaysFails": {"0-19": _throw("DynamoDB.InternalServerErrorException")},
         "EventBridgeInternalErrorOnce": {"0": _throw("EventBridge.InternalException")},
         "SQSClientErrorOnce": {"0": _throw("SQS.SdkClientException")},
         "SfnThrottledOnce": {"0": _throw("Sfn.ThrottlingException")},

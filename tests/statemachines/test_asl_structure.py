@@ -175,3 +175,59 @@ def test_the_lifecycle_follows_the_protocol_order() -> None:
     assert release["Parameters"]["ConditionExpression"] == "contains(holders, :job_id)"
     assert release["Next"] == release["Catch"][0]["Next"] == "Record job slot released"
     assert states["Record job slot released"]["Next"] == "Choose the terminal event"
+
+
+LIFECYCLE_SLOT_RELEASES = {
+    "Release job slot",
+    "Release slot without a status change",
+    "Release the job slot after the lifecycle failed",
+}
+
+
+def test_no_lifecycle_execution_ends_holding_the_slot_of_a_job_it_owns() -> None:
+    """The execution starts holding its job's slot. Every way out before a slot release (an end
+    state, or a task error no Catch takes) is a defect, except the Fail state that reports the job
+    could not even be marked FAILED. After a release has been attempted, a failure leaves a job that
+    is terminal or owned by the cancellation state machine, whose slot the queue promoter frees."""
+    definition = json.loads((STATEMACHINES_DIR / "job_lifecycle.asl.json").read_text())
+    states = definition["States"]
+    before_release, todo = set(), [definition["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name in before_release or name in LIFECYCLE_SLOT_RELEASES:
+            continue
+        before_release.add(name)
+        todo += successors(states[name])
+    assert "Mark job running" in before_release
+    for name in sorted(before_release - {"Job could not be marked failed"}):
+        state = states[name]
+        assert not ends(state), f"{name!r} ends the execution while it holds the slot"
+        if state["Type"] == "Task":
+            caught = {error for catcher in state.get("Catch", []) for error in catcher["ErrorEquals"]}
+            assert "States.ALL" in caught, f"{name!r} can fail the execution while it holds the slot"
+
+
+def test_the_last_resort_marks_failed_then_releases_then_records_then_emits() -> None:
+    states = json.loads((STATEMACHINES_DIR / "job_lifecycle.asl.json").read_text())["States"]
+    mark = states["Mark job failed after the lifecycle failed"]
+    # Only a job this lifecycle still owns: RUNNING, or QUEUED without a cancellation request.
+    assert mark["Parameters"]["ConditionExpression"] == (
+        "#status = :running OR (#status = :queued AND attribute_not_exists(cancel_requested_at))"
+    )
+    assert "user_status = :user_status" in mark["Parameters"]["UpdateExpression"]
+    status_writes = [name for name, state in states.items() if "#status = " in str(state.get("Parameters"))]
+    assert len(status_writes) == 6  # running, four terminal statuses, and the last resort itself
+    for name in status_writes:
+        if name == "Mark job failed after the lifecycle failed":
+            continue
+        (last,) = [c for c in states[name]["Catch"] if "States.ALL" in c["ErrorEquals"]]
+        assert states[last["Next"]]["Next"] == "Mark job failed after the lifecycle failed", name
+    release = states["Release the job slot after the lifecycle failed"]
+    condition_failed = [
+        c for c in mark["Catch"] if "DynamoDB.ConditionalCheckFailedException" in c["ErrorEquals"]
+    ]
+    assert mark["Next"] == condition_failed[0]["Next"] == "Release the job slot after the lifecycle failed"
+    assert release["Parameters"] == states["Release job slot"]["Parameters"]
+    assert release["Next"] == "Record the job slot released after the lifecycle failed"
+    assert states[release["Next"]]["Next"] == "Check whether the job was marked failed"
+    assert states["Emit job failed after the lifecycle failed"]["Next"] == "Job lifecycle failed"
