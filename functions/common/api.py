@@ -11,7 +11,10 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from functions.common.auth import Caller, caller_from_event
@@ -29,6 +32,13 @@ def error_response(status: int, message: str, details: Any = None) -> Response:
     if details is not None:
         body["details"] = details
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def _unsupported_media_type() -> Response:
+    return error_response(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        "Unsupported content type: send JSON with Content-Type: application/json",
+    )
 
 
 def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
@@ -50,12 +60,21 @@ def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
                 caller_from_event(app.current_event.raw_event)
             except UnauthorizedError as unauthorized:
                 return error_response(unauthorized.status_code, unauthorized.message)
+        # Powertools parses form bodies itself; every body here is JSON, so say that plainly
+        # (`curl -d` sends application/x-www-form-urlencoded unless told otherwise).
+        content_type = app.current_event.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            return _unsupported_media_type()
         # Location and message only: never echo the input or pydantic internals back.
         details = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in error.errors()
         ]
         return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "Request validation failed", details)
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
+        return _unsupported_media_type()
 
     @app.not_found
     def _not_found(_: Exception) -> Response:
