@@ -3,31 +3,30 @@ API (see ``functions.jobs.models``); counts are JSON integers."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from pydantic import BaseModel, Field
 
+from functions.common.money import DecimalString
 from functions.jobs.models import JobStatus
 
 
 class Progress(BaseModel):
     records_generated: int
     target_records: int
-    percentage: Decimal = Field(description="0..100, two decimals.")
+    percentage: DecimalString = Field(description="0..100, two decimals.")
 
 
 class CostBreakdown(BaseModel):
-    bedrock: Decimal
-    fargate: Decimal
-    s3: Decimal
-    total: Decimal
+    bedrock: DecimalString
+    fargate: DecimalString
+    s3: DecimalString
+    total: DecimalString
 
 
 class Budget(BaseModel):
-    limit: Decimal
-    used: Decimal
-    remaining: Decimal = Field(description="limit - used, never below 0.")
-    percentage_used: Decimal = Field(
+    limit: DecimalString
+    used: DecimalString
+    remaining: DecimalString = Field(description="limit - used, never below 0.")
+    percentage_used: DecimalString = Field(
         description="used / limit * 100, two decimals; may pass 100 by at most one unit of work."
     )
 

@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from functions.common.money import DecimalString
+
 MAX_EXPORT_CONFIG_BYTES = 8 * 1024
 MAX_EXPORT_CONFIG_DEPTH = 8
 MAX_NUMBER_DIGITS = 38  # DynamoDB numbers: 38 significant digits
@@ -119,10 +121,10 @@ class ListJobsQuery(BaseModel):
 class Cost(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    bedrock: Decimal = Decimal(0)
-    fargate: Decimal = Decimal(0)
-    s3: Decimal = Decimal(0)
-    total: Decimal = Decimal(0)
+    bedrock: DecimalString = Decimal(0)
+    fargate: DecimalString = Decimal(0)
+    s3: DecimalString = Decimal(0)
+    total: DecimalString = Decimal(0)
 
 
 class JobResult(BaseModel):
@@ -143,7 +145,7 @@ class JobRecord(BaseModel):
     template_id: str
     template_version: int
     seed_data_path: str
-    budget_limit: Decimal
+    budget_limit: DecimalString
     output_format: OutputFormat
     num_records: int
     priority: int
@@ -199,8 +201,8 @@ class JobSummary(BaseModel):
     created_at: str
     updated_at: str
     records_generated: int
-    cost_estimate: Decimal = Field(description="Dollars spent so far (the rolled-up `cost.total`).")
-    budget_limit: Decimal
+    cost_estimate: DecimalString = Field(description="Dollars spent so far (the rolled-up `cost.total`).")
+    budget_limit: DecimalString
 
     @classmethod
     def of(cls, job: JobRecord) -> JobSummary:
@@ -243,7 +245,7 @@ class JobDetail(BaseModel):
     template_id: str
     template_version: int
     seed_data_path: str
-    budget_limit: Decimal
+    budget_limit: DecimalString
     output_format: OutputFormat
     num_records: int
     priority: int
