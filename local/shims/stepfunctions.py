@@ -20,6 +20,12 @@ then, and delete what is no longer needed):
   can never reach its ``Return``. The shim consults the mock config once per task attempt (each
   retry is the next number, and an attempt the test case does not list makes the real call), as
   AWS Step Functions Local does.
+- The optimized ``arn:aws:states:::states:startExecution`` integration runs, but a refused
+  StartExecution fails the task with the bare API code (``ExecutionAlreadyExists``) where AWS names
+  it ``StepFunctions.ExecutionAlreadyExistsException``; the shim renames the errors of that
+  (non-``.sync``) integration the AWS way, so a Catch written for AWS matches. (MiniStack also
+  refuses a taken name whose execution is still running with the same input, which AWS accepts as
+  an idempotent start.)
 
 Installed by ``python -m local.shims`` with the other shims; ``local.emulator.start_emulator``
 launches MiniStack that way by default.
@@ -207,6 +213,16 @@ def next_mocked_response(lookup: Any) -> dict[str, Any] | None:
     return lookup(machine, test_case, state, attempt)
 
 
+# --------------------------------------------------------------------------- states:startExecution errors
+
+
+def optimized_start_execution_error(code: str) -> str:
+    """The AWS error name of a refused ``states:startExecution`` task for a StartExecution error code."""
+    if "." in code:  # States.*, or already prefixed
+        return code
+    return f"StepFunctions.{code if code.endswith('Exception') else code + 'Exception'}"
+
+
 def _mocked_result(mock: dict[str, Any]) -> Any:
     if "Throw" in mock:
         sfn = _sfn()
@@ -228,6 +244,7 @@ def install() -> None:
     original_invoke_with_callback = sfn._invoke_with_callback
     original_invoke_resource = sfn._invoke_resource
     original_get_mock_response = sfn._get_mock_response
+    original_nested_start = sfn._invoke_nested_start_execution
 
     def dispatch_aws_sdk_rest_xml(
         service_info: dict[str, Any], service_name: str, action: str, input_data: Any
@@ -271,7 +288,14 @@ def install() -> None:
         finally:
             done.set()
 
+    def invoke_nested_start_execution(resource: str, input_data: Any):
+        try:
+            return original_nested_start(resource, input_data)
+        except sfn._ExecutionError as error:
+            raise sfn._ExecutionError(optimized_start_execution_error(error.error), error.cause) from error
+
     sfn._dispatch_aws_sdk_rest_xml = dispatch_aws_sdk_rest_xml
+    sfn._invoke_nested_start_execution = invoke_nested_start_execution
     sfn._execute_task = execute_task
     sfn._invoke_with_callback = invoke_with_callback
     sfn._invoke_resource = invoke_resource

@@ -27,6 +27,8 @@ BATCH_SIZE = 2
 LIFECYCLE = "plot-palette-job-lifecycle"
 CANCELLATION = "plot-palette-job-cancellation"
 CLEANUP = "plot-palette-job-cleanup"
+# The cleanup file deployed a second time with CleanupRoundsPerExecution = 2, to run continuations.
+CLEANUP_TWO_ROUNDS = "plot-palette-job-cleanup-two-rounds"
 SHIM_CHECK = "shim-check-mock-attempts"  # created by test_stepfunctions_shim.py
 # The promoter's conditions (docs/data-model.md); tests run jobs one at a time, the limit is not tested here.
 PROMOTER_MAX_RUNNING = 1000
@@ -89,6 +91,16 @@ MOCK_CONFIG: dict[str, Any] = {
                 "JobItemDeleteFails": {"Delete the job item": "DynamoDBAlwaysFails"},
             }
         },
+        CLEANUP_TWO_ROUNDS: {
+            "TestCases": {
+                "ContinuationAlreadyStarted": {
+                    "Continue the cleanup in a new execution": "SfnExecutionAlreadyExists"
+                },
+                "ContinuationKeepsFailing": {
+                    "Continue the cleanup in a new execution": "SfnServiceErrorSixTimes"
+                },
+            }
+        },
     },
     "MockedResponses": {
         "ThrowTwiceThenReturn": {
@@ -102,6 +114,8 @@ MOCK_CONFIG: dict[str, Any] = {
         "EventBridgeInternalErrorOnce": {"0": _throw("EventBridge.InternalException")},
         "SQSClientErrorOnce": {"0": _throw("SQS.SdkClientException")},
         "SfnThrottledOnce": {"0": _throw("Sfn.ThrottlingException")},
+        "SfnExecutionAlreadyExists": {"0": _throw("StepFunctions.ExecutionAlreadyExistsException")},
+        "SfnServiceErrorSixTimes": {"0-5": _throw("StepFunctions.AWSStepFunctionsException")},
         "S3SlowDownOnce": {"0": _throw("S3.SlowDownException")},
         "S3FailsFromSecondAttempt": {"1-9": _throw("S3.S3Exception", "We encountered an internal error")},
         "DynamoDbSdkThrottledOnce": {"0": _throw("DynamoDb.ThrottlingException")},
@@ -119,6 +133,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateMachineStac
         heartbeat_seconds=HEARTBEAT_SECONDS,
         batch_size=BATCH_SIZE,
         log_path=directory / "ministack.log",
+    )
+    deployed.deploy(
+        "job_cleanup_two_rounds", "job_cleanup", CLEANUP_TWO_ROUNDS, CleanupRoundsPerExecution="2"
     )
     yield deployed
     deployed.emulator.stop()
@@ -270,7 +287,9 @@ class Env:
             "job_cancellation", envelope("Job Cancellation Requested", detail), test_case=test_case
         )
 
-    def request_deletion(self, job: dict[str, str], test_case: str | None = None) -> str:
+    def request_deletion(
+        self, job: dict[str, str], test_case: str | None = None, machine: str = "job_cleanup"
+    ) -> str:
         status = self.job(job["job_id"]).get("status", "COMPLETED")
         detail = {
             "job_id": job["job_id"],
@@ -278,9 +297,7 @@ class Env:
             "requested_at": now_iso(),
             "status": status,
         }
-        return self.stack.start(
-            "job_cleanup", envelope("Job Deletion Requested", detail), test_case=test_case
-        )
+        return self.stack.start(machine, envelope("Job Deletion Requested", detail), test_case=test_case)
 
     # ---------------------------------------------------------------- reading back
 

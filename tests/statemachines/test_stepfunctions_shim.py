@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 
-from local.shims.stepfunctions import delete_objects_request_body, parse_delete_result
+from local.shims.stepfunctions import (
+    delete_objects_request_body,
+    optimized_start_execution_error,
+    parse_delete_result,
+)
 from tests.statemachines.conftest import SHIM_CHECK, Env
 from tests.support.ministack import ROLE_ARN
 
@@ -221,3 +225,50 @@ def test_mock_attempts_count_each_retry(env: Env) -> None:
         "DynamoDB.ProvisionedThroughputExceededException"
     ] * 2
     assert env.job("never-written") == {}  # the mocked attempt made no real call
+
+
+def test_start_execution_error_names_are_those_of_aws() -> None:
+    assert optimized_start_execution_error("ExecutionAlreadyExists") == (
+        "StepFunctions.ExecutionAlreadyExistsException"
+    )
+    assert optimized_start_execution_error("ValidationException") == "StepFunctions.ValidationException"
+    assert optimized_start_execution_error("States.Runtime") == "States.Runtime"
+
+
+def test_a_taken_execution_name_is_refused_with_the_aws_error_name(env: Env) -> None:
+    target = create_machine(env, {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+    start = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::states:startExecution",
+        "Parameters": {"StateMachineArn": target, "Name.$": "$.name", "Input": {"from.$": "$$.State.Name"}},
+        "ResultPath": None,
+    }
+    machine = create_machine(
+        env,
+        {
+            "StartAt": "Start it",
+            "States": {
+                "Start it": {**start, "Next": "Start it again"},
+                "Start it again": {
+                    **start,
+                    "Catch": [
+                        {
+                            "ErrorEquals": ["StepFunctions.ExecutionAlreadyExistsException"],
+                            "ResultPath": "$.refused",
+                            "Next": "Refused",
+                        }
+                    ],
+                    "End": True,
+                },
+                "Refused": {"Type": "Succeed"},
+            },
+        },
+    )
+    name = f"taken-{uuid.uuid4().hex[:8]}"
+
+    execution = run(env, machine, {"name": name})
+
+    assert execution.path == ["Start it", "Start it again", "Refused"]
+    assert execution.output["refused"]["Error"] == "StepFunctions.ExecutionAlreadyExistsException"
+    started = env.client("stepfunctions").list_executions(stateMachineArn=target)["executions"]
+    assert [e["name"] for e in started] == [name]

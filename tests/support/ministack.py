@@ -118,6 +118,19 @@ class StateMachineStack:
     def bucket(self) -> str:
         return self.substitutions["BucketName"]
 
+    def deploy(self, key: str, stem: str, name: str, **overrides: str) -> str:
+        """Create state machine ``name`` from ``statemachines/{stem}.asl.json``, substituted like the
+        stack's (``overrides`` replace some values), and start it later as ``start(key, ...)``."""
+        definition = substitute(
+            (STATEMACHINES_DIR / f"{stem}.asl.json").read_text(), {**self.substitutions, **overrides}
+        )
+        self.arns[key] = str(
+            self.client("stepfunctions").create_state_machine(
+                name=name, definition=definition, roleArn=ROLE_ARN
+            )["stateMachineArn"]
+        )
+        return self.arns[key]
+
     def start(
         self, machine: str, payload: Any, *, name: str | None = None, test_case: str | None = None
     ) -> str:
@@ -174,6 +187,7 @@ def stack_substitutions(
     heartbeat_seconds: int,
     job_timeout_seconds: int,
     batch_size: int,
+    cleanup_rounds_per_execution: int = 200,
 ) -> dict[str, str]:
     """Every placeholder of the ASL files, the same names statemachines/README.md documents.
 
@@ -189,6 +203,7 @@ def stack_substitutions(
         "HeartbeatSeconds": str(heartbeat_seconds),
         "JobTimeoutSeconds": str(job_timeout_seconds),
         "BatchSize": str(batch_size),
+        "CleanupRoundsPerExecution": str(cleanup_rounds_per_execution),
     }
 
 
@@ -198,6 +213,7 @@ def start_stack(
     heartbeat_seconds: int = 3,
     job_timeout_seconds: int = 60,
     batch_size: int = 2,
+    cleanup_rounds_per_execution: int = 200,
     log_path: Path | None = None,
 ) -> StateMachineStack:
     """Start MiniStack with ``SFN_WAIT_SCALE=0`` and the mock config, and deploy the state machines."""
@@ -215,15 +231,12 @@ def start_stack(
             heartbeat_seconds=heartbeat_seconds,
             job_timeout_seconds=job_timeout_seconds,
             batch_size=batch_size,
+            cleanup_rounds_per_execution=cleanup_rounds_per_execution,
         )
         stack = StateMachineStack(emulator, capture, work_queue_url, substitutions)
-        sfn = emulator.client("stepfunctions")
         for path in asl_files():
             stem = path.name.removesuffix(".asl.json")
-            definition = substitute(path.read_text(), substitutions)
-            stack.arns[stem] = sfn.create_state_machine(
-                name=MACHINES[stem], definition=definition, roleArn=ROLE_ARN
-            )["stateMachineArn"]
+            stack.deploy(stem, stem, MACHINES[stem])
         return stack
     except BaseException:
         emulator.stop()
