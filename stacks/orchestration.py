@@ -9,9 +9,10 @@ they name (tests/infra checks the two agree).
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
@@ -27,6 +28,9 @@ from stacks.storage import Storage
 STATEMACHINES = ROOT / "statemachines"
 JOBS_SOURCE = "plot-palette.jobs"
 EVENT_SOURCES = ["plot-palette.jobs", "plot-palette.templates", "plot-palette.seed-data"]
+# Rounds (a page listed and deleted) one cleanup execution does before it continues in a new one:
+# about 2,800 history events, far below the 25,000 limit (statemachines/README.md).
+CLEANUP_ROUNDS_PER_EXECUTION = 200
 
 
 def _queue(scope: Construct, cid: str, name: str, config: Config, **kwargs: object) -> sqs.Queue:
@@ -114,9 +118,10 @@ class Orchestration(Construct):
                 **common,
                 "CostTrackingTable": storage.cost_tracking.table_name,
                 "BucketName": storage.bucket.bucket_name,
+                "CleanupRoundsPerExecution": str(CLEANUP_ROUNDS_PER_EXECUTION),
             },
         )
-        self._grant_state_machines(storage)
+        self._grant_state_machines(storage, cleanup_name=names.cleanup_state_machine)
 
         # Rules: domain events -> state machines ---------------------------------------------------
         self.rule_target_dlq = _queue(
@@ -233,7 +238,7 @@ class Orchestration(Construct):
             tracing_enabled=not config.is_local,
         )
 
-    def _grant_state_machines(self, storage: Storage) -> None:
+    def _grant_state_machines(self, storage: Storage, *, cleanup_name: str) -> None:
         """Exactly the calls each ASL file makes (see the Task states of statemachines/*.asl.json)."""
         lifecycle, cancellation, cleanup = self.lifecycle, self.cancellation, self.cleanup
         items = storage.grant_items
@@ -250,6 +255,17 @@ class Orchestration(Construct):
         items(storage.cost_tracking, cleanup, "dynamodb:Query", "dynamodb:BatchWriteItem")
         storage.grant_list(cleanup, "jobs/")
         storage.grant_objects(cleanup, "jobs/", "s3:DeleteObject")
+        # A long cleanup continues in a new execution of itself. Its ARN is built from the fixed name:
+        # a reference to the machine in its own role's policy would be a circular dependency.
+        cleanup_arn = Stack.of(self).format_arn(
+            service="states",
+            resource="stateMachine",
+            resource_name=cleanup_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        cleanup.add_to_role_policy(
+            iam.PolicyStatement(actions=["states:StartExecution"], resources=[cleanup_arn])
+        )
 
         for machine in (lifecycle, cancellation, cleanup):
             self.bus.grant_put_events_to(machine)

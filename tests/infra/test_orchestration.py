@@ -117,6 +117,7 @@ INTEGRATION_ACTIONS = {
     "arn:aws:states:::sqs:sendMessage": "sqs:SendMessage",
     "arn:aws:states:::sqs:sendMessage.waitForTaskToken": "sqs:SendMessage",
     "arn:aws:states:::aws-sdk:sfn:sendTaskFailure": "states:SendTaskFailure",
+    "arn:aws:states:::states:startExecution": "states:StartExecution",
 }
 
 
@@ -152,11 +153,62 @@ def test_role_grants_every_task_its_action_on_the_resource_it_names(each: Synthe
         named = {p for p in PLACEHOLDER.findall(arguments) if isinstance(substitutions.get(p), dict)}
         if action == "states:SendTaskFailure":
             named_ids = [_machine(each, "lifecycle_state_machine")[0]]
+        elif action == "states:StartExecution":
+            # The cleanup continues in a new execution of itself ($$.StateMachine.Id).
+            assert task["Parameters"]["StateMachineArn.$"] == "$$.StateMachine.Id"
+            own_arn = _own_arn(machine["Properties"]["StateMachineName"])
+            assert any(
+                own_arn in _as_list(s["Resource"])
+                for s in statements
+                if s["Effect"] == "Allow" and action in _as_list(s["Action"])
+            ), f"{attr}: {action} on itself not granted"
+            continue
         else:
             assert named, f"{task} names no resource through a placeholder"
             named_ids = [substitutions[p]["Ref"] for p in named]
         for logical_id in named_ids:
             assert _allows(statements, action, logical_id), f"{attr}: {action} on {logical_id} not granted"
+
+
+def _own_arn(name: str) -> dict[str, Any]:
+    """A state machine's ARN built from the stack's partition, region and account and its fixed name
+    (a Ref to the machine from its own role's policy would be a circular dependency)."""
+    return {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":states:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                f":stateMachine:{name}",
+            ],
+        ]
+    }
+
+
+def test_only_the_cleanup_may_start_executions_and_only_of_itself(each: Synthesized) -> None:
+    for attr in MACHINES:
+        _, machine = _machine(each, attr)
+        role_id = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+        starts = [
+            resource
+            for s in _policy_statements(each, role_id)
+            if "states:StartExecution" in _as_list(s["Action"])
+            for resource in _as_list(s["Resource"])
+        ]
+        expected = [_own_arn(each.names.cleanup_state_machine)] if attr == "cleanup_state_machine" else []
+        assert starts == expected, attr
+
+
+def test_cleanup_rounds_per_execution_stays_far_below_the_history_limit(each: Synthesized) -> None:
+    _, machine = _machine(each, "cleanup_state_machine")
+    rounds = int(machine["Properties"]["DefinitionSubstitutions"]["CleanupRoundsPerExecution"])
+    # A round is at most ~14 history events, ~44 with every retry used; the limit is 25,000.
+    assert rounds >= 1
+    assert rounds * 44 < 25_000
 
 
 def test_lifecycle_may_not_delete_or_scan(each: Synthesized) -> None:
