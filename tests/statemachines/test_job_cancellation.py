@@ -63,6 +63,7 @@ def test_cancel_between_promotion_and_start_ends_cancelled_and_frees_the_slot(en
     assert lifecycle.path == [
         "Read lifecycle settings",
         "Mark job running",
+        "Resume the job this execution already marked running",  # not RUNNING: not this execution's
         "Release slot without a status change",
         "Record slot released without a status change",
         "Job status was not changed by this execution",

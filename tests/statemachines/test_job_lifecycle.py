@@ -165,3 +165,45 @@ def test_a_second_lifecycle_start_for_the_same_job_is_refused_by_name(env: Env) 
         env.stack.start(
             "job_lifecycle", {"job_id": job["job_id"], "user_id": "someone-else"}, name=job["job_id"]
         )
+
+
+def test_a_job_already_marked_running_by_a_lost_answer_is_resumed_not_left_running(env: Env) -> None:
+    """A retried "Mark job running" whose first write succeeded (its answer lost) fails its condition:
+    the job is RUNNING, as the lost write left it, and this execution goes on with it."""
+    job = env.create_job(num_records=2)
+    env.claim(job)
+    lost_write_at = "2026-11-28T15:04:05.123Z"
+    env.client("dynamodb").update_item(  # what the first attempt wrote before its answer was lost
+        TableName=env.stack.jobs_table,
+        Key={"job_id": {"S": job["job_id"]}},
+        UpdateExpression=(
+            "SET #status = :running, user_status = :user_status, started_at = :at, updated_at = :at"
+        ),
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={
+            ":running": {"S": "RUNNING"},
+            ":user_status": {"S": f"{job['user_id']}#RUNNING"},
+            ":at": {"S": lost_write_at},
+        },
+    )
+    execution_arn = env.start_lifecycle(job)
+
+    outcome = env.worker().run_once()
+    execution = env.stack.wait(execution_arn)
+
+    assert outcome.reported == "success"
+    assert execution.path == [
+        "Read lifecycle settings",
+        "Mark job running",
+        "Resume the job this execution already marked running",
+        *STARTED[2:],
+        "Mark job completed",
+        *RELEASED,
+        "Emit job completed",
+    ]
+    record = env.job(job["job_id"])
+    assert (record["status"], record["started_at"]) == ("COMPLETED", lost_write_at)
+    assert job["job_id"] not in env.slot_holders()
+    events = env.events(job["job_id"], expected=2)
+    assert [type(e) for e in events] == [JobStarted, JobCompleted]
+    assert events[0].started_at == lost_write_at
