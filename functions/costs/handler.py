@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.common.aws import client
 from functions.common.observability import logger
 from functions.common.settings import load_settings
+from functions.common.streams import dynamodb_stream_processor
 from functions.costs.models import CostDelta, CostRollupSettings
 from functions.costs.repository import CostRepository
 from functions.costs.service import CostRollupService
@@ -41,13 +42,7 @@ class _RecordHandler:
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    processor = BatchProcessor(
-        event_type=EventType.DynamoDBStreams,
-        model=DynamoDBStreamRecordModel,
-        # Report every failed record, even when all failed, rather than raising: the answer has
-        # one shape, and Lambda retries all-failed and raised batches alike.
-        raise_on_entire_batch_failure=False,
-    )
+    processor = dynamodb_stream_processor()
     records = _RecordHandler(build_service(load_settings(CostRollupSettings)))
     return process_partial_response(
         event=event, record_handler=records.handle, processor=processor, context=context

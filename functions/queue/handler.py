@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.common.aws import client
 from functions.common.observability import logger
 from functions.common.settings import load_settings
+from functions.common.streams import dynamodb_stream_processor
 from functions.queue.models import JobChange, PromoterSettings
 from functions.queue.repository import LifecycleExecutions, QueueRepository
 from functions.queue.service import PromoterService
@@ -54,14 +55,7 @@ class _BatchPromotion:
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    # A processor per invocation: it keeps per-batch state, and the promotion pass is per batch.
-    processor = BatchProcessor(
-        event_type=EventType.DynamoDBStreams,
-        model=DynamoDBStreamRecordModel,
-        # Report every failed record, even when all failed, rather than raising: the answer has
-        # one shape, and Lambda retries all-failed and raised batches alike.
-        raise_on_entire_batch_failure=False,
-    )
+    processor = dynamodb_stream_processor()
     batch = _BatchPromotion(build_service(load_settings(PromoterSettings)))
     return process_partial_response(
         event=event, record_handler=batch.handle, processor=processor, context=context

@@ -1,0 +1,19 @@
+"""The batch processor every DynamoDB stream consumer uses (Powertools, partial batch responses)."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
+
+
+def dynamodb_stream_processor() -> BatchProcessor:
+    """A new processor for one invocation (it keeps per-batch state).
+
+    Every failed record is reported in ``batchItemFailures``, even when all of them failed, rather
+    than raising: the answer keeps one shape, and Lambda retries all-failed and raised batches alike.
+    """
+    return BatchProcessor(
+        event_type=EventType.DynamoDBStreams,
+        model=DynamoDBStreamRecordModel,
+        raise_on_entire_batch_failure=False,
+    )
