@@ -15,7 +15,9 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from pydantic import BaseModel
 
 from functions.common.auth import Caller, caller_from_event
 from functions.common.errors import DomainError, UnauthorizedError
@@ -25,6 +27,27 @@ OPENAPI_TITLE = "plot-palette API"
 OPENAPI_VERSION = "1.0.0"
 # Routes served without the JWT authorizer (the CDK app attaches it to every other route).
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/openapi.json"})
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": "..."}``; validation errors add ``details``."""
+
+    error: str
+    details: Any | None = None
+
+
+def error_doc(description: str) -> OpenAPIResponse:
+    """An OpenAPI ``responses`` entry for an error status, documented with the error body."""
+    return {"description": description, "content": {"application/json": {"model": ErrorBody}}}
+
+
+def api_responses(success: tuple[int, str], **errors: str) -> dict[int, OpenAPIResponse]:
+    """OpenAPI ``responses``: the success code (its schema comes from the route's return type) and
+    error codes with the error body, e.g. ``api_responses((200, "The job"), e404="Job not found")``."""
+    answer: dict[int, OpenAPIResponse] = {success[0]: {"description": success[1]}}
+    for code, text in errors.items():
+        answer[int(code[1:])] = error_doc(text)
+    return answer
 
 
 def error_response(status: int, message: str, details: Any = None) -> Response:

@@ -8,13 +8,12 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.common.api import build_resolver, current_caller
+from functions.common.api import api_responses, build_resolver, current_caller
 from functions.common.aws import client
 from functions.common.observability import logger
 from functions.common.settings import JobsTableSettings, load_settings
 from functions.dashboard.models import DashboardResponse
 from functions.dashboard.service import DashboardService
-from functions.jobs.models import api_responses
 from functions.jobs.repository import JobsRepository
 from functions.jobs.service import JobAccess
 

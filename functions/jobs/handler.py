@@ -14,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.common.api import build_resolver, current_caller
+from functions.common.api import api_responses, build_resolver, current_caller
 from functions.common.aws import client, s3_presign_client
 from functions.common.events import EventPublisher
 from functions.common.observability import logger
@@ -35,7 +35,6 @@ from functions.jobs.models import (
     JobDetail,
     JobListResponse,
     JobStatus,
-    api_responses,
 )
 from functions.jobs.repository import JobFiles, JobsRepository
 from functions.jobs.service import JobsService

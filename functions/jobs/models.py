@@ -13,7 +13,6 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from functions.common.money import DecimalString
@@ -170,22 +169,6 @@ class JobRecord(BaseModel):
 
 
 # ---------------------------------------------------------------- responses
-
-
-class ErrorBody(BaseModel):
-    """Every error answer (``functions.common.api``): validation errors add ``details``."""
-
-    error: str
-    details: Any | None = None
-
-
-def api_responses(success: tuple[int, str], **errors: str) -> dict[int, OpenAPIResponse]:
-    """OpenAPI ``responses``: the success code (its schema comes from the route's return type) and
-    error codes with the error body, e.g. ``api_responses((200, "The job"), e404="Job not found")``."""
-    answer: dict[int, OpenAPIResponse] = {success[0]: {"description": success[1]}}
-    for code, text in errors.items():
-        answer[int(code[1:])] = {"description": text, "content": {"application/json": {"model": ErrorBody}}}
-    return answer
 
 
 class CreateJobResponse(BaseModel):

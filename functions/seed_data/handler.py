@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.common.api import build_resolver, current_caller
+from functions.common.api import build_resolver, current_caller, error_doc
 from functions.common.aws import client, s3_presign_client
 from functions.common.observability import logger
 from functions.common.settings import BucketSettings, TemplatesTableSettings, UploadSettings, load_settings
@@ -25,7 +25,6 @@ from functions.seed_data.models import (
 )
 from functions.seed_data.repository import SeedStore
 from functions.seed_data.service import SeedDataService
-from functions.templates.models import error_doc
 from functions.templates.repository import TemplateRepository
 
 

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.common.api import build_resolver, current_caller
+from functions.common.api import build_resolver, current_caller, error_doc
 from functions.common.aws import client
 from functions.common.events import EventPublisher
 from functions.common.observability import logger
@@ -30,7 +30,6 @@ from functions.templates.models import (
     TemplateResponse,
     TemplateWriteResponse,
     UpdateTemplateRequest,
-    error_doc,
 )
 from functions.templates.repository import TemplateRepository, TemplateUsage
 from functions.templates.service import TemplateService

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_STEPS = 10
@@ -100,18 +99,6 @@ class UpdateTemplateRequest(BaseModel):
 
 
 # ---------------------------------------------------------------- responses
-
-
-class ErrorResponse(BaseModel):
-    """Every 4xx: ``{"error": ...}``; a validation error may add ``details``."""
-
-    error: str
-    details: Any = None
-
-
-def error_doc(description: str) -> OpenAPIResponse:
-    """An OpenAPI ``responses`` entry for an error status (so it is not documented as the success model)."""
-    return {"description": description, "content": {"application/json": {"model": ErrorResponse}}}
 
 
 class TemplateWriteResponse(BaseModel):
