@@ -15,6 +15,7 @@ from functions.common.settings import load_settings
 from functions.templates.repository import TemplateRepository
 from functions.worker.exporters import Exporter
 from functions.worker.pricing import FargatePrice
+from functions.worker.protection import EcsAgentTaskProtection, NoTaskProtection, TaskProtection
 from functions.worker.providers import BedrockProvider, ModelProvider, OfflineProvider
 from functions.worker.rendering import PromptRenderer, RenderLimits
 from functions.worker.reporter import StepFunctionsTaskReporter
@@ -28,6 +29,13 @@ def build_provider(settings: WorkerSettings) -> ModelProvider:
     if settings.model_provider == "offline":
         return OfflineProvider()
     return BedrockProvider(client("bedrock-runtime"), max_tokens=settings.bedrock_max_tokens)
+
+
+def build_protection(settings: WorkerSettings) -> TaskProtection:
+    """Scale-in protection through the ECS agent inside a task; nothing where there is no agent."""
+    if not settings.ecs_agent_uri:
+        return NoTaskProtection()
+    return EcsAgentTaskProtection(settings.ecs_agent_uri, expires_in_minutes=settings.protection_minutes)
 
 
 def build_worker(settings: WorkerSettings) -> WorkerLoop:
@@ -61,6 +69,7 @@ def build_worker(settings: WorkerSettings) -> WorkerLoop:
         visibility_timeout_seconds=settings.visibility_timeout_seconds,
         poll_wait_seconds=settings.poll_wait_seconds,
         max_attempts=settings.max_attempts,
+        protection=build_protection(settings),
     )
 
 

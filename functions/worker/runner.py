@@ -12,6 +12,13 @@ Per work item (docs/data-model.md "Work item", docs/worker-contract.md):
    its message is made visible again and the next worker resumes it from its checkpoint. A crash
    leaves the message to reappear after its visibility timeout; after ``max_attempts`` receipts
    the job is failed rather than retried forever.
+
+ECS task scale-in protection (functions/worker/protection.py): the service scales on the queue's
+depth, so when one job ends ECS may stop any task, including one in the middle of another job.
+From receiving a work item until its result is reported (or it is dropped, released on shutdown
+or left after a crash) the worker keeps its task protected: ``acquire`` on receipt, ``renew``
+with the heartbeats while the job runs, ``release`` when idle again. Without ``ECS_AGENT_URI``
+(locally) this is a no-op, and a protection call that fails is logged and never fails the job.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pydantic import ValidationError
 from functions.common.clock import now_iso
 from functions.common.observability import logger
 from functions.worker.models import JobResult, Outcome, WorkItem
+from functions.worker.protection import NoTaskProtection, TaskProtection
 from functions.worker.reporter import TaskGone, TaskReporter
 from functions.worker.repository import JobStore
 from functions.worker.service import BUDGET_EXCEEDED, JOB_CANCELLED, GenerationService, StopSignal
@@ -37,6 +45,18 @@ WORKER_ERROR = "WorkerError"
 INVALID_WORK_ITEM = "InvalidWorkItem"
 RETRY_DELAY_SECONDS = 30
 MIN_BEAT_GAP_SECONDS = 1.0
+
+
+def quietly(call: Callable[[], None], what: str) -> None:
+    """Run a task protection call; whatever goes wrong is a warning, never the job's failure."""
+    try:
+        call()
+    except Exception as error:
+        logger.warning(
+            "Task scale-in protection failed; carrying on",
+            call=what,
+            error=f"{type(error).__name__}: {error}",
+        )
 
 
 class Progress:
@@ -72,8 +92,10 @@ class Heartbeat:
         stall_seconds: float,
         stop: StopSignal,
         min_gap_seconds: float = MIN_BEAT_GAP_SECONDS,
+        protection: TaskProtection | None = None,
     ) -> None:
         self._reporter = reporter
+        self._protection = protection or NoTaskProtection()
         self._token = task_token
         self._extend = extend_visibility
         self._progress = progress
@@ -110,6 +132,7 @@ class Heartbeat:
             self._extend()
         except Exception:
             logger.exception("Could not extend the work item's visibility")
+        quietly(self._protection.renew, "renew")
 
     def _run(self) -> None:
         """Beat every ``interval``, and after each committed batch (at most one beat a second)."""
@@ -141,8 +164,10 @@ class WorkerLoop:
         poll_wait_seconds: int = 20,
         max_attempts: int = 3,
         min_beat_gap_seconds: float = MIN_BEAT_GAP_SECONDS,
+        protection: TaskProtection | None = None,
     ) -> None:
         self._sqs = sqs
+        self._protection = protection or NoTaskProtection()
         self._queue_url = queue_url
         self._jobs = jobs
         self._reporter = reporter
@@ -197,6 +222,14 @@ class WorkerLoop:
     # ------------------------------------------------------------ one item
 
     def handle(self, message: dict[str, Any]) -> JobResult | None:
+        """Handle one work item with the task protected from scale-in until it is done with."""
+        quietly(self._protection.acquire, "acquire")
+        try:
+            return self._handle(message)
+        finally:
+            quietly(self._protection.release, "release")
+
+    def _handle(self, message: dict[str, Any]) -> JobResult | None:
         item = self._parse(message)
         if item is None:
             return None
@@ -224,6 +257,7 @@ class WorkerLoop:
                 stall_seconds=self._stall_seconds,
                 stop=job_stop,
                 min_gap_seconds=self._min_beat_gap,
+                protection=self._protection,
             ):
                 result = self._service.run(item, control, job_stop)
         except Exception as error:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from functions.common.settings import (
     BucketSettings,
@@ -37,3 +37,16 @@ class WorkerSettings(JobsTableSettings, TemplatesTableSettings, CostTrackingTabl
     prompt_render_seconds: float = Field(default=2.0, gt=0, validation_alias="PROMPT_RENDER_SECONDS")
     bedrock_max_tokens: int = Field(default=1024, ge=1, validation_alias="BEDROCK_MAX_TOKENS")
     cost_ttl_days: int = Field(default=90, ge=1, validation_alias="COST_TTL_DAYS")
+    # Set by ECS inside a task (the container agent's endpoint); absent locally, where task
+    # scale-in protection is a no-op (functions/worker/protection.py).
+    ecs_agent_uri: str | None = Field(default=None, validation_alias="ECS_AGENT_URI")
+    # How long one protection call protects the task; renewed with heartbeats at half this.
+    protection_minutes: int = Field(default=10, ge=1, le=2880, validation_alias="WORKER_PROTECTION_MINUTES")
+
+    @model_validator(mode="after")
+    def _renewal_fits_between_heartbeats(self) -> WorkerSettings:
+        # Renewal happens on a heartbeat once half the period has passed: beats must come at
+        # least that often or the protection lapses mid-job.
+        if self.heartbeat_seconds * 2 > self.protection_minutes * 60:
+            raise ValueError("WORKER_PROTECTION_MINUTES must be at least twice WORKER_HEARTBEAT_SECONDS")
+        return self
