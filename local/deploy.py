@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from local.emulator import ACCOUNT_ID, REGION
 
 BOOTSTRAP_QUALIFIER = "hnb659fds"
@@ -225,6 +227,37 @@ def _template_url(s3: Any, stack: StackArtifact, bucket: str) -> str:
     return f"https://s3.{REGION}.amazonaws.com/{bucket_and_key}"
 
 
+_RECREATE = {"ROLLBACK_COMPLETE", "CREATE_FAILED"}  # a failed create: nothing in it worth keeping
+_STUCK = {"ROLLBACK_FAILED", "UPDATE_ROLLBACK_FAILED", "DELETE_FAILED"}
+
+
+def plan_stack(status: str | None, digest: str, previous_digest: str | None) -> str:
+    """What a deploy does with one stack, from its status and template digests.
+
+    ``"create"``: no such stack. ``"recreate"``: a create failed earlier (delete it, then create).
+    ``"skip"``: the template is byte for byte the one of the last successful deploy and the stack
+    is healthy. ``"update"``: anything else (changed template, no record of the last deploy, a
+    stack left UPDATE_ROLLBACK_COMPLETE); CloudFormation then changes only what differs.
+    A stack that cannot be updated raises DeployError saying what to do.
+    """
+    if status in (None, "DELETE_COMPLETE"):
+        return "create"
+    if status in _RECREATE:
+        return "recreate"
+    if status in _STUCK:
+        raise DeployError(
+            f"the stack is {status} and cannot be updated; delete the state dir to start from scratch"
+        )
+    if status.endswith("_IN_PROGRESS"):
+        raise DeployError(
+            f"the stack is {status}: an earlier deploy did not finish (the emulator was stopped in the "
+            "middle of it); delete the state dir to start from scratch"
+        )
+    if digest == previous_digest and status in _DONE:
+        return "skip"
+    return "update"
+
+
 def deploy_stack(
     cfn: Any,
     stack: StackArtifact,
@@ -236,25 +269,27 @@ def deploy_stack(
 ) -> tuple[dict[str, str], bool]:
     """Create or update one stack; returns (outputs, whether anything was sent to CloudFormation)."""
     status = _stack_status(cfn, stack.name)
-    digest = template_digest(stack)
-    changed = True
-    if status in {"ROLLBACK_COMPLETE", "CREATE_FAILED"}:
+    try:
+        plan = plan_stack(status, template_digest(stack), previous_digest)
+    except DeployError as error:
+        raise DeployError(f"{stack.name}: {error}") from error
+    changed = plan != "skip"
+    if plan == "recreate":
         progress(f"  {stack.name} is {status} from an earlier attempt: deleting it first")
         cfn.delete_stack(StackName=stack.name)
         _wait_deleted(cfn, stack.name, timeout)
-        status = None
+        plan = "create"
     kwargs = {
         "StackName": stack.name,
         "TemplateURL": template_url,
         "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
     }
-    if status is None:
+    if plan == "create":
         progress(f"  creating stack {stack.name}")
         cfn.create_stack(**kwargs)
         _wait(cfn, stack.name, progress, timeout)
-    elif digest == previous_digest and status in _DONE:
+    elif plan == "skip":
         progress(f"  {stack.name} unchanged since the last deploy")
-        changed = False
     else:
         progress(f"  updating stack {stack.name}")
         try:
@@ -262,6 +297,7 @@ def deploy_stack(
         except Exception as error:
             if "No updates are to be performed" not in str(error):
                 raise
+            progress(f"  {stack.name}: no updates are to be performed")
             changed = False
         else:
             _wait(cfn, stack.name, progress, timeout)
@@ -293,15 +329,18 @@ def deploy_assembly(
     outputs: dict[str, str] = {}
     digests: dict[str, str] = {}
     for stack in read_assembly(assembly):
-        if stack.asset_manifest is not None:
-            publish_assets(s3, stack.asset_manifest, progress)
-        stack_outputs, _ = deploy_stack(
-            cfn,
-            stack,
-            template_url=_template_url(s3, stack, bucket),
-            previous_digest=previous.get(stack.name),
-            progress=progress,
-        )
+        try:
+            if stack.asset_manifest is not None:
+                publish_assets(s3, stack.asset_manifest, progress)
+            stack_outputs, _ = deploy_stack(
+                cfn,
+                stack,
+                template_url=_template_url(s3, stack, bucket),
+                previous_digest=previous.get(stack.name),
+                progress=progress,
+            )
+        except ClientError as error:
+            raise DeployError(f"{stack.name}: {error}") from error
         outputs.update(stack_outputs)
         digests[stack.name] = template_digest(stack)
     return outputs, digests

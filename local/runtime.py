@@ -43,7 +43,17 @@ Progress = Callable[[str], None]
 
 
 class RuntimeNotRunning(RuntimeError):
-    pass
+    """No runtime answers for a state dir; the message says why and what to run."""
+
+
+class Interrupted(RuntimeError):
+    """A stop was requested (Ctrl-C, SIGTERM, SIGHUP) before the runtime was ready."""
+
+
+NOT_FOUND_HINT = (
+    "the default state dir is .plot-palette in the current directory; "
+    "pass --state-dir DIR or set PLOT_PALETTE_STATE_DIR to use another"
+)
 
 
 # --------------------------------------------------------------------------- runtime.json
@@ -64,6 +74,9 @@ class RuntimeInfo:
     resources: dict[str, str] = field(default_factory=dict)
     swagger_url: str | None = None
     started_at: float = 0.0
+    emulator_pid: int | None = None
+    worker_pids: list[int] = field(default_factory=list)
+    stopped_at: float | None = None  # set by a clean stop; a crash leaves it unset
 
     @property
     def endpoint(self) -> str:
@@ -82,6 +95,9 @@ class RuntimeInfo:
             "resources": self.resources,
             "swagger_url": self.swagger_url,
             "started_at": self.started_at,
+            "emulator_pid": self.emulator_pid,
+            "worker_pids": self.worker_pids,
+            "stopped_at": self.stopped_at,
         }
 
     def save(self) -> None:
@@ -93,25 +109,34 @@ class RuntimeInfo:
     @classmethod
     def load(cls, state_dir: Path) -> RuntimeInfo:
         path = Path(state_dir) / RUNTIME_FILE
-        if not path.exists():
+        if not path.is_file():
             raise RuntimeNotRunning(
-                f"no plot-palette runtime has been started with state dir {state_dir}: "
+                f"no plot-palette runtime has been started with state dir {state_dir} ({NOT_FOUND_HINT}): "
                 f"run `plot-palette local --state-dir {state_dir}` (or `make local`) first"
             )
-        data = json.loads(path.read_text())
-        return cls(
-            state_dir=Path(state_dir),
-            port=int(data["port"]),
-            pid=int(data["pid"]),
-            api_url=data["api_url"],
-            api_id=data["api_id"],
-            user_pool_id=data["user_pool_id"],
-            user_pool_client_id=data["user_pool_client_id"],
-            outputs=data.get("outputs", {}),
-            resources=data.get("resources", {}),
-            swagger_url=data.get("swagger_url"),
-            started_at=float(data.get("started_at", 0)),
-        )
+        try:
+            data = json.loads(path.read_text())
+            return cls(
+                state_dir=Path(state_dir),
+                port=int(data["port"]),
+                pid=int(data["pid"]),
+                api_url=data["api_url"],
+                api_id=data["api_id"],
+                user_pool_id=data["user_pool_id"],
+                user_pool_client_id=data["user_pool_client_id"],
+                outputs=data.get("outputs") or {},
+                resources=data.get("resources") or {},
+                swagger_url=data.get("swagger_url"),
+                started_at=float(data.get("started_at") or 0),
+                emulator_pid=int(data["emulator_pid"]) if data.get("emulator_pid") else None,
+                worker_pids=[int(pid) for pid in data.get("worker_pids") or []],
+                stopped_at=float(data["stopped_at"]) if data.get("stopped_at") else None,
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise RuntimeNotRunning(
+                f"{path} is unreadable ({type(error).__name__}: {error}); it is rewritten at the next "
+                f"`plot-palette local --state-dir {state_dir}` (or delete it)"
+            ) from error
 
     def client(self, service: str) -> Any:
         import boto3
@@ -135,15 +160,56 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _cmdline(pid: int) -> str | None:
+    """The command line of ``pid`` where /proc tells it (Linux), else None."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+
+
 def running_runtime(state_dir: Path) -> RuntimeInfo:
     """The runtime recorded in ``state_dir`` if it is up and answering; else RuntimeNotRunning."""
     info = RuntimeInfo.load(state_dir)
-    if not _pid_alive(info.pid) or not is_healthy(info.endpoint):
+    start = f"start it with `plot-palette local --state-dir {state_dir}`"
+    if info.stopped_at:
+        stopped = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.stopped_at))
         raise RuntimeNotRunning(
-            f"the plot-palette runtime of state dir {state_dir} is not running (it was on port {info.port}): "
-            f"start it with `plot-palette local --state-dir {state_dir}`"
+            f"the plot-palette runtime of state dir {state_dir} was stopped at {stopped}: {start}"
+        )
+    if not _pid_alive(info.pid):
+        raise RuntimeNotRunning(
+            f"the plot-palette runtime of state dir {state_dir} is not running (its process {info.pid} "
+            f"ended without a clean stop; it was on port {info.port}): {start}"
+        )
+    if not is_healthy(info.endpoint):
+        raise RuntimeNotRunning(
+            f"the plot-palette runtime of state dir {state_dir} (process {info.pid}) has no emulator "
+            f"answering on port {info.port}: it is starting or stopping, or MiniStack died "
+            f"(see {Path(state_dir) / 'logs' / 'emulator.log'})"
         )
     return info
+
+
+def leftover_processes(info: RuntimeInfo) -> list[tuple[str, int]]:
+    """What a ``plot-palette local`` that died without a clean stop (kill -9, a crash) left running.
+
+    The emulator and the workers run in their own sessions, so they outlive such a death and keep
+    the port (and the work queue) busy. A pid counts only if it still looks like what was started:
+    the emulator still answers on the recorded port, and where /proc tells, the command line matches.
+    """
+    if info.stopped_at or _pid_alive(info.pid):
+        return []
+    left: list[tuple[str, int]] = []
+    if info.emulator_pid and _pid_alive(info.emulator_pid) and is_healthy(info.endpoint):
+        cmdline = _cmdline(info.emulator_pid)
+        if cmdline is None or "local.shims" in cmdline or "ministack" in cmdline:
+            left.append(("emulator", info.emulator_pid))
+    for pid in info.worker_pids:
+        cmdline = _cmdline(pid)
+        if _pid_alive(pid) and cmdline is not None and "functions.worker" in cmdline:
+            left.append(("worker", pid))
+    return left
 
 
 # --------------------------------------------------------------------------- synth
@@ -156,6 +222,7 @@ def synth_local_stage(
     *,
     context: dict[str, Any] | None = None,
     timeout: float = 600.0,
+    stop: threading.Event | None = None,
 ) -> Path:
     """Run the CDK app (``python -m stacks.app``, what cdk.json runs) for the ``local`` stage.
 
@@ -163,7 +230,7 @@ def synth_local_stage(
     (``CDK_CONTEXT_JSON``, ``CDK_OUTDIR``). Bundling is skipped (``aws:cdk:bundling-stacks = []``):
     MiniStack runs handlers with the project's own interpreter and venv, and a dependency layer built
     for the Lambda platform would shadow the venv with wheels for another Python. Returns the
-    assembly directory of the local stage.
+    assembly directory of the local stage. A set ``stop`` ends the synth and raises Interrupted.
     """
     env = {
         **os.environ,
@@ -187,8 +254,16 @@ def synth_local_stage(
         while process.poll() is None:
             if time.monotonic() > deadline:
                 process.kill()
+                process.wait()
                 raise RuntimeError(f"synth did not finish within {timeout:.0f} s; see {log_path}")
-            time.sleep(1)
+            if stop is not None and stop.is_set():
+                process.kill()
+                process.wait()
+                raise Interrupted("stopped while synthesizing")
+            if stop is not None:
+                stop.wait(1)
+            else:
+                time.sleep(1)
             dots += 1
             if dots % 10 == 0:
                 progress(f"  … still synthesizing ({dots} s)")
@@ -446,6 +521,16 @@ class WorkerPool:
                 )
             )
         progress(f"started {count} generation worker process(es) (logs in {info.state_dir / 'logs'})")
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
+
+    def kill(self) -> None:
+        """Kill every worker now (a third Ctrl-C): no clean stop."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
 
     def check(self, progress: Progress) -> None:
         for index, process in enumerate(self.processes):
