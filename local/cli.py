@@ -427,6 +427,7 @@ def _failure_message(event: dict[str, Any]) -> str:
 
 
 _FAILURE_SUFFIXES = ("Failed", "TimedOut", "Aborted")
+_NOT_CAUGHT = {"ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"}
 _ATTEMPT_SUCCESS = ("TaskSucceeded", "LambdaFunctionSucceeded", "ActivitySucceeded")
 
 
@@ -459,7 +460,14 @@ def describe_history(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if exited is not None:
                 exited["exited"] = event["timestamp"]
                 open_rows.remove(exited)
-        elif kind.startswith("Execution") and kind.endswith(_FAILURE_SUFFIXES):
+        elif kind.startswith("Execution") and kind.endswith((*_FAILURE_SUFFIXES, "Succeeded")):
+            for row in open_rows:  # the execution ended them: a Fail state, or whatever ran when it stopped
+                row["exited"] = event["timestamp"]
+                if row["type"] != "Fail" and not kind.endswith("Succeeded"):
+                    row["error"] = f"interrupted by {kind}"
+            open_rows.clear()
+            if kind.endswith("Succeeded"):
+                continue
             rows.append(
                 {
                     "state": "(execution)",
@@ -480,9 +488,15 @@ def describe_history(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _row_status(row: dict[str, Any]) -> str:
+    if row["type"] == "Fail":
+        return "✗ (a Fail state: ends the execution)"
     if row["error"]:
-        caught = " (caught)" if row["exited"] is not None and row["state"] != "(execution)" else ""
-        return f"✗ {row['error']}{caught}"
+        notes = []
+        if len(row["failures"]) > 1:
+            notes.append(f"{len(row['failures'])} attempts")
+        if row["exited"] is not None and row["type"] not in _NOT_CAUGHT and row["failures"]:
+            notes.append("caught")
+        return f"✗ {row['error']}" + (f" ({', '.join(notes)})" if notes else "")
     if row["exited"] is None:
         return "… running"
     retries = len(row["failures"])
@@ -498,11 +512,13 @@ def execution_report(label: str, described: dict[str, Any], history: list[dict[s
     lines = [f"{label} execution {name}: {described['status']}"]
     stopped = f", stopped {_fmt_time(described['stopDate'])}" if described.get("stopDate") else ""
     lines.append(f"  started {_fmt_time(described['startDate'])}{stopped}")
-    for row in describe_history(history):
+    rows = describe_history(history)
+    width = max([40, *(len(row["state"]) for row in rows)])
+    for row in rows:
         took = ""
         if row["exited"] is not None and isinstance(row["entered"], datetime):
             took = f"{(row['exited'] - row['entered']).total_seconds() * 1000:8.0f} ms"
-        lines.append(f"  {_fmt_time(row['entered'])}  {took:>11}  {row['state']:<40} {_row_status(row)}")
+        lines.append(f"  {_fmt_time(row['entered'])}  {took:>11}  {row['state']:<{width}} {_row_status(row)}")
     return lines
 
 
