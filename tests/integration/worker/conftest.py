@@ -1,13 +1,20 @@
 """Fixtures for the generation worker against moto: a template, a seed file, a RUNNING job and a
 service wired exactly as ``functions.worker.main`` wires it (offline provider), with a stepping
-monotonic clock so the Fargate share of the cost is reproducible."""
+monotonic clock so the Fargate share of the cost is reproducible; the work queue and a worker loop
+around that service, with a reporter that remembers what it sent.
+
+Reporting: moto's Step Functions backend accepts ``SendTaskSuccess``/``Failure``/``Heartbeat``
+for any token and records nothing (its handlers are no-ops unless a real execution is waiting),
+so ``RecordingReporter`` remembers what was sent and then sends it through the real
+``StepFunctionsTaskReporter`` (botocore still validates the request). The reporter is not what
+these tests check; the state machine tests in tests/statemachines/ cover the lifecycle's side."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -21,10 +28,12 @@ from functions.templates.models import TemplateDefinition, TemplateStep, Templat
 from functions.templates.repository import TemplateRepository
 from functions.worker.exporters import Exporter
 from functions.worker.models import OutputFormat, WorkItem
-from functions.worker.pricing import FargatePrice
-from functions.worker.providers import ModelProvider, OfflineProvider
+from functions.worker.pricing import FargatePrice, ModelPrice
+from functions.worker.providers import Completion, ModelProvider, OfflineProvider
 from functions.worker.rendering import PromptRenderer, RenderLimits
+from functions.worker.reporter import StepFunctionsTaskReporter
 from functions.worker.repository import CostStore, JobStore, OutputStore, S3SeedSource
+from functions.worker.runner import Progress, WorkerLoop
 from functions.worker.service import GenerationService
 
 JOBS_TABLE = s.JobsTableSettings().jobs_table
@@ -212,7 +221,7 @@ ServiceFactory = Callable[..., GenerationService]
 
 
 @pytest.fixture
-def make_service(world: World) -> Iterator[ServiceFactory]:
+def make_service(world: World) -> ServiceFactory:
     """A service wired like ``functions.worker.main.build_worker``; collaborators can be swapped."""
 
     def build(
@@ -257,3 +266,84 @@ def start(world: World, item: WorkItem) -> Any:
     assert control is not None
     assert control.running
     return control
+
+
+# ------------------------------------------------------------- the worker loop
+
+
+class RecordingReporter:
+    def __init__(self, inner: Any, heartbeat_error: Exception | None = None) -> None:
+        self._inner = inner
+        self.sent: list[tuple[str, str, Any]] = []
+        self._heartbeat_error = heartbeat_error
+
+    def heartbeat(self, task_token: str) -> None:
+        self.sent.append(("heartbeat", task_token, None))
+        if self._heartbeat_error:
+            raise self._heartbeat_error
+        self._inner.heartbeat(task_token)
+
+    def success(self, task_token: str, output: dict[str, Any]) -> None:
+        self.sent.append(("success", task_token, output))
+        self._inner.success(task_token, output)
+
+    def failure(self, task_token: str, error: str, cause: str) -> None:
+        self.sent.append(("failure", task_token, (error, cause)))
+        self._inner.failure(task_token, error, cause)
+
+    def answers(self) -> list[tuple[str, str, Any]]:
+        return [s for s in self.sent if s[0] != "heartbeat"]
+
+
+class HookedProvider:
+    """The offline provider with a hook before each call (how tests act mid-batch)."""
+
+    def __init__(self, hook: Any) -> None:
+        self.calls = 0
+        self._hook = hook
+        self._inner = OfflineProvider()
+
+    def complete(self, model: ModelPrice, prompt: str, seed_record: Mapping[str, Any]) -> Completion:
+        self.calls += 1
+        self._hook(self.calls)
+        return self._inner.complete(model, prompt, seed_record)
+
+
+@pytest.fixture
+def queue(aws: Any) -> tuple[Any, str]:
+    sqs = aws.session.client("sqs")
+    return sqs, sqs.create_queue(QueueName="plot-palette-work")["QueueUrl"]
+
+
+def make_loop(
+    world: World,
+    queue: tuple[Any, str],
+    service: Any,
+    reporter: RecordingReporter | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> tuple[WorkerLoop, RecordingReporter]:
+    sqs, url = queue
+    reporter = reporter or RecordingReporter(StepFunctionsTaskReporter(world.session.client("stepfunctions")))
+    loop = WorkerLoop(
+        sqs=sqs,
+        queue_url=url,
+        jobs=JobStore(JOBS_TABLE, world.ddb),
+        reporter=reporter,
+        service=service,
+        progress=progress or Progress(),
+        poll_wait_seconds=0,
+        **options,
+    )
+    return loop, reporter
+
+
+def send(queue: tuple[Any, str], item: WorkItem | dict[str, Any]) -> None:
+    sqs, url = queue
+    body = item.model_dump_json() if isinstance(item, WorkItem) else json.dumps(item)
+    sqs.send_message(QueueUrl=url, MessageBody=body)
+
+
+def visible_messages(queue: tuple[Any, str]) -> list[dict[str, Any]]:
+    sqs, url = queue
+    return sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])

@@ -69,8 +69,7 @@ class FakeEcsAgent:
     @property
     def uri(self) -> str:
         """What ECS puts in ``ECS_AGENT_URI``: the agent's address plus ``/api/<container id>``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/api/{CONTAINER}"
+        return f"http://127.0.0.1:{self._server.server_port}/api/{CONTAINER}"
 
     def answer_with(self, status: int, body: Any, *, delay: float = 0.0) -> None:
         """Answer every following request with ``status`` and ``body`` (after ``delay`` seconds)."""

@@ -1,114 +1,36 @@
 """The worker process's loop against moto: the work queue, the task token, reporting, SIGTERM.
 
-Reporting: moto's Step Functions backend accepts ``SendTaskSuccess``/``Failure``/``Heartbeat``
-for any token and records nothing (its handlers are no-ops unless a real execution is waiting),
-so ``RecordingReporter`` remembers what was sent and then sends it through the real
-``StepFunctionsTaskReporter`` (botocore still validates the request). The reporter is not what
-these tests check; the state machine tests in tests/statemachines/ cover the lifecycle's side.
+(How reporting is recorded: tests/integration/worker/conftest.py.)
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from functions.common.clock import now_iso
 from functions.worker.main import install_signal_handlers
-from functions.worker.models import WorkItem
-from functions.worker.pricing import ModelPrice
-from functions.worker.providers import Completion, OfflineProvider
-from functions.worker.reporter import StepFunctionsTaskReporter, TaskGone
+from functions.worker.reporter import TaskGone
 from functions.worker.repository import JobStore
-from functions.worker.runner import INVALID_WORK_ITEM, SHUTDOWN, WORKER_ERROR, Progress, WorkerLoop
+from functions.worker.runner import INVALID_WORK_ITEM, SHUTDOWN, WORKER_ERROR, Progress
 from functions.worker.service import JOB_CANCELLED
-from tests.integration.worker.conftest import JOBS_TABLE, World, record_id_list
+from tests.integration.worker.conftest import (
+    JOBS_TABLE,
+    HookedProvider,
+    RecordingReporter,
+    World,
+    make_loop,
+    record_id_list,
+    send,
+    visible_messages,
+)
 
 pytestmark = pytest.mark.integration
-
-
-class RecordingReporter:
-    def __init__(self, inner: Any, heartbeat_error: Exception | None = None) -> None:
-        self._inner = inner
-        self.sent: list[tuple[str, str, Any]] = []
-        self._heartbeat_error = heartbeat_error
-
-    def heartbeat(self, task_token: str) -> None:
-        self.sent.append(("heartbeat", task_token, None))
-        if self._heartbeat_error:
-            raise self._heartbeat_error
-        self._inner.heartbeat(task_token)
-
-    def success(self, task_token: str, output: dict[str, Any]) -> None:
-        self.sent.append(("success", task_token, output))
-        self._inner.success(task_token, output)
-
-    def failure(self, task_token: str, error: str, cause: str) -> None:
-        self.sent.append(("failure", task_token, (error, cause)))
-        self._inner.failure(task_token, error, cause)
-
-    def answers(self) -> list[tuple[str, str, Any]]:
-        return [s for s in self.sent if s[0] != "heartbeat"]
-
-
-class HookedProvider:
-    """The offline provider with a hook before each call (how tests act mid-batch)."""
-
-    def __init__(self, hook: Any) -> None:
-        self.calls = 0
-        self._hook = hook
-        self._inner = OfflineProvider()
-
-    def complete(self, model: ModelPrice, prompt: str, seed_record: Mapping[str, Any]) -> Completion:
-        self.calls += 1
-        self._hook(self.calls)
-        return self._inner.complete(model, prompt, seed_record)
-
-
-@pytest.fixture
-def queue(aws: Any) -> tuple[Any, str]:
-    sqs = aws.session.client("sqs")
-    return sqs, sqs.create_queue(QueueName="plot-palette-work")["QueueUrl"]
-
-
-def make_loop(
-    world: World,
-    queue: tuple[Any, str],
-    service: Any,
-    reporter: RecordingReporter | None = None,
-    progress: Progress | None = None,
-    **options: Any,
-) -> tuple[WorkerLoop, RecordingReporter]:
-    sqs, url = queue
-    reporter = reporter or RecordingReporter(StepFunctionsTaskReporter(world.session.client("stepfunctions")))
-    loop = WorkerLoop(
-        sqs=sqs,
-        queue_url=url,
-        jobs=JobStore(JOBS_TABLE, world.ddb),
-        reporter=reporter,
-        service=service,
-        progress=progress or Progress(),
-        poll_wait_seconds=0,
-        **options,
-    )
-    return loop, reporter
-
-
-def send(queue: tuple[Any, str], item: WorkItem | dict[str, Any]) -> None:
-    sqs, url = queue
-    body = item.model_dump_json() if isinstance(item, WorkItem) else json.dumps(item)
-    sqs.send_message(QueueUrl=url, MessageBody=body)
-
-
-def visible_messages(queue: tuple[Any, str]) -> list[dict[str, Any]]:
-    sqs, url = queue
-    return sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
 
 
 def test_a_work_item_is_generated_reported_and_deleted(world: World, make_service: Any, queue: Any):

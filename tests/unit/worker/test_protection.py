@@ -191,7 +191,7 @@ def _settings(monkeypatch: pytest.MonkeyPatch, **environment: str) -> WorkerSett
     monkeypatch.setenv("WORK_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/work")
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    return WorkerSettings()  # type: ignore[call-arg]
+    return WorkerSettings()
 
 
 def test_without_an_agent_uri_protection_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
