@@ -649,12 +649,15 @@ def cmd_events(args: argparse.Namespace) -> int:
         for event in tail.read_new():
             print(json.dumps(event) if args.json else format_event(event), flush=True)
 
-    show_new()
     if not args.follow:
+        show_new()
         return 0
+    # Following ends on Ctrl-C or SIGTERM, cleanly (exit 0). The handlers come first, so a signal
+    # that arrives while the backlog prints ends it the same way.
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        show_new()
         while not stop.wait(0.5):
             show_new()
     finally:
