@@ -146,6 +146,18 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
         _suppress(
             worker.task_role,
             "AwsSolutions-IAM5",
+            "Task scale-in protection for the worker's own task: task IDs are assigned at run time, so "
+            "the tasks of the worker cluster (task/<cluster>/*) are the narrowest static resource.",
+            [
+                {
+                    "regex": "/^Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:"
+                    "task\\/<WorkerCluster[0-9A-F]{8}>\\/\\*$/g"
+                }
+            ],
+        )
+        _suppress(
+            worker.task_role,
+            "AwsSolutions-IAM5",
             "A template picks its Bedrock model per step at run time, so the worker may invoke any "
             "foundation model or this account's inference profiles; the actions are exactly "
             "bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream (Converse uses them).",

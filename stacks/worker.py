@@ -209,6 +209,17 @@ class Worker(Construct):
         work_queue.grant_consume_messages(role)
         # SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat for the lifecycle's waiting task.
         lifecycle.grant_task_response(role)
+        # Task scale-in protection while the worker holds a work item (functions/worker/protection.py):
+        # the ECS agent's endpoint calls UpdateTaskProtection with the task role's credentials; the
+        # AWS docs name GetTaskProtection with it. Only this cluster's tasks (the ARN carries its name).
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:ecs:{Aws.REGION}:{Aws.ACCOUNT_ID}:task/{self.cluster.cluster_name}/*"
+                ],
+            )
+        )
         # Bedrock: the models a template names are chosen at run time, so foundation models and the
         # cross-region inference profiles of this account are allowed (actions are exact).
         role.add_to_policy(

@@ -155,4 +155,44 @@ def test_worker_task_role_holds_the_work_item_contract_only(prod: Synthesized) -
         "states:SendTaskHeartbeat",
         "bedrock:InvokeModel",
         "bedrock:InvokeModelWithResponseStream",
+        "ecs:UpdateTaskProtection",
+        "ecs:GetTaskProtection",
     }
+
+
+def test_worker_task_role_may_protect_only_its_own_clusters_tasks_from_scale_in(prod: Synthesized) -> None:
+    # The ECS agent's task protection endpoint calls UpdateTaskProtection with the task role.
+    _, task = prod.one("AWS::ECS::TaskDefinition")
+    role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    cluster_id = prod.logical_id("AWS::ECS::Cluster", ClusterName=prod.names.cluster)
+    found = [
+        statement
+        for policy in prod.of_type("AWS::IAM::Policy").values()
+        if ref(role_id) in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if any(str(a).startswith("ecs:") for a in statement["Action"])
+    ]
+    assert found == [
+        {
+            "Action": ["ecs:GetTaskProtection", "ecs:UpdateTaskProtection"],
+            "Effect": "Allow",
+            "Resource": {
+                "Fn::Join": [
+                    "",
+                    [
+                        "arn:",
+                        ref("AWS::Partition"),
+                        ":ecs:",
+                        ref("AWS::Region"),
+                        ":",
+                        ref("AWS::AccountId"),
+                        ":task/",
+                        ref(cluster_id),
+                        "/*",
+                    ],
+                ]
+            },
+        }
+    ]
+    # ECS injects ECS_AGENT_URI itself; the stack must not pin it.
+    assert "ECS_AGENT_URI" not in {e["Name"] for e in _container(prod)["Environment"]}
