@@ -17,8 +17,9 @@ ECS task scale-in protection (functions/worker/protection.py): the service scale
 depth, so when one job ends ECS may stop any task, including one in the middle of another job.
 From receiving a work item until its result is reported (or it is dropped, released on shutdown
 or left after a crash) the worker keeps its task protected: ``acquire`` on receipt, ``renew``
-with the heartbeats while the job runs, ``release`` when idle again. Without ``ECS_AGENT_URI``
-(locally) this is a no-op, and a protection call that fails is logged and never fails the job.
+with the heartbeats while the job runs, ``release`` when idle again. A stalled job sends no
+heartbeats, so its protection is not renewed and lapses. Without ``ECS_AGENT_URI`` (locally) this
+is a no-op, and a protection call that fails is logged and never fails the job.
 """
 
 from __future__ import annotations
