@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from pathlib import Path
 
 import pytest
 
 from local.cli import StopRequests
-from local.runtime import Interrupted
+from local.runtime import Interrupted, synth_local_stage
 
 pytestmark = pytest.mark.unit
 
@@ -60,3 +61,13 @@ def test_the_signals_a_terminal_sends_request_a_stop_and_the_old_handlers_come_b
     finally:
         restore()
     assert signal.getsignal(signum) == before
+
+
+def test_a_stop_during_synth_ends_the_synth_process_and_says_so(tmp_path: Path) -> None:
+    said: list[str] = []
+    stop = threading.Event()
+    stop.set()  # Ctrl-C arrived as the synth started
+    with pytest.raises(Interrupted, match="stopped while synthesizing"):
+        synth_local_stage(tmp_path / "cdk.out", tmp_path / "synth.log", said.append, stop=stop, timeout=60)
+    assert said[0].startswith("synthesizing the CDK app's local stage")
+    assert not (tmp_path / "cdk.out" / "manifest.json").exists()
