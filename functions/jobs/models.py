@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from functions.common.money import DecimalString
+from functions.common.storage import OutputFormat, export_key  # noqa: F401 - part of this module's API
 
 MAX_EXPORT_CONFIG_BYTES = 8 * 1024
 MAX_EXPORT_CONFIG_DEPTH = 8
@@ -33,21 +34,6 @@ class JobStatus(StrEnum):
     @property
     def is_active(self) -> bool:
         return self in (JobStatus.QUEUED, JobStatus.RUNNING)
-
-
-class OutputFormat(StrEnum):
-    JSONL = "JSONL"
-    PARQUET = "PARQUET"
-    CSV = "CSV"
-
-    @property
-    def extension(self) -> str:
-        return self.value.lower()
-
-
-def export_key(job_id: str, output_format: OutputFormat) -> str:
-    """Where the worker writes a job's export (docs/data-model.md, S3 bucket)."""
-    return f"jobs/{job_id}/exports/dataset.{output_format.extension}"
 
 
 # ---------------------------------------------------------------- requests

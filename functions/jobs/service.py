@@ -53,6 +53,7 @@ from functions.common.events import (
     JobQueued,
 )
 from functions.common.observability import logger
+from functions.common.storage import seed_prefix
 from functions.jobs.models import (
     CreateJobRequest,
     CreateJobResponse,
@@ -192,7 +193,7 @@ class JobsService:
         if template is None or not template.is_readable_by(user_id):
             # Another user's private template answers like a missing one: no existence leak.
             raise NotFoundError("Template version not found")
-        prefix = f"seed-data/{user_id}/"
+        prefix = seed_prefix(user_id)
         if not request.seed_data_path.startswith(prefix) or len(request.seed_data_path) == len(prefix):
             raise ForbiddenError(
                 "seed_data_path must be one of your uploads, under seed-data/{your user id}/"

@@ -8,12 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-SEED_PREFIX = "seed-data"
 READ_CHUNK_BYTES = 256 * 1024
-
-
-def seed_prefix(user_id: str) -> str:
-    return f"{SEED_PREFIX}/{user_id}/"
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any
 
 from functions.common.errors import BadRequestError, ForbiddenError, NotFoundError
 from functions.common.observability import logger
+from functions.common.storage import seed_prefix
 from functions.seed_data.models import (
     MAX_REPORTED_ERRORS,
     RecordError,
@@ -26,7 +27,7 @@ from functions.seed_data.reader import (
     format_from_name,
     iter_seed_records,
 )
-from functions.seed_data.repository import SeedStore, seed_prefix
+from functions.seed_data.repository import SeedStore
 from functions.templates.repository import TemplateRepository
 
 MAX_FILENAME_CHARS = 255

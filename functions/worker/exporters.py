@@ -74,7 +74,7 @@ class Exporter:
             writer = {OutputFormat.JSONL: _jsonl, OutputFormat.CSV: _csv, OutputFormat.PARQUET: _parquet}[fmt]
             records = writer(path, parts(), list(step_ids))
             size = os.path.getsize(path)
-            key = self._outputs.upload_export(job_id, fmt.extension, path, CONTENT_TYPES[fmt], self._config)
+            key = self._outputs.upload_export(job_id, fmt, path, CONTENT_TYPES[fmt], self._config)
         return ExportResult(key=key, records=records, puts=_upload_requests(size), gets=batch_count)
 
 

@@ -11,17 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.common.storage import OutputFormat
+
 MAX_BATCH_SIZE = 10_000
-
-
-class OutputFormat(StrEnum):
-    JSONL = "JSONL"
-    CSV = "CSV"
-    PARQUET = "PARQUET"
-
-    @property
-    def extension(self) -> str:
-        return self.value.lower()
 
 
 class WorkItem(BaseModel):

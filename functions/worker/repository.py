@@ -16,6 +16,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from functions.common.storage import OutputFormat, export_key, job_prefix
 from functions.seed_data.reader import SeedDataError, detect_format, iter_seed_records
 from functions.worker.models import Checkpoint, GeneratedRecord, JobControl, RecordFailure, Usage
 
@@ -161,19 +162,15 @@ class CostStore:
 
 
 def part_key(job_id: str, batch_index: int) -> str:
-    return f"jobs/{job_id}/outputs/part-{batch_index:05d}.jsonl"
+    return f"{job_prefix(job_id)}outputs/part-{batch_index:05d}.jsonl"
 
 
 def errors_key(job_id: str, batch_index: int) -> str:
-    return f"jobs/{job_id}/errors/part-{batch_index:05d}.jsonl"
+    return f"{job_prefix(job_id)}errors/part-{batch_index:05d}.jsonl"
 
 
 def checkpoint_key(job_id: str) -> str:
-    return f"jobs/{job_id}/checkpoint.json"
-
-
-def export_key(job_id: str, extension: str) -> str:
-    return f"jobs/{job_id}/exports/dataset.{extension}"
+    return f"{job_prefix(job_id)}checkpoint.json"
 
 
 class OutputStore:
@@ -229,8 +226,10 @@ class OutputStore:
             ContentType="application/json",
         )
 
-    def upload_export(self, job_id: str, extension: str, path: str, content_type: str, config: Any) -> str:
-        key = export_key(job_id, extension)
+    def upload_export(
+        self, job_id: str, output_format: OutputFormat, path: str, content_type: str, config: Any
+    ) -> str:
+        key = export_key(job_id, output_format)
         self._s3.upload_file(path, self._bucket, key, ExtraArgs={"ContentType": content_type}, Config=config)
         return key
 
