@@ -147,7 +147,7 @@ class Api(Construct):
                 "BUCKET_NAME",
                 "EVENT_BUS_NAME",
             ),
-            "templates": settings("TEMPLATES_TABLE", "JOBS_TABLE", "EVENT_BUS_NAME"),
+            "templates": settings("TEMPLATES_TABLE", "EVENT_BUS_NAME"),
             "seed_data": settings("BUCKET_NAME", "TEMPLATES_TABLE", UPLOAD_MAX_BYTES=str(100 * 1024 * 1024)),
             "dashboard": settings("JOBS_TABLE"),
         }
@@ -230,13 +230,14 @@ class Api(Construct):
         storage.jobs.grant_read_write_data(f["jobs"])
         storage.queue.grant_read_write_data(f["jobs"])
         storage.templates.grant_read_data(f["jobs"])
+        # The create transaction adds 1 to the template head's job_refs (authorized per item action).
+        storage.grant_items(storage.templates, f["jobs"], "dynamodb:UpdateItem")
         storage.idempotency.grant_read_write_data(f["jobs"])
         storage.grant_objects(f["jobs"], "jobs/", "s3:GetObject")
         storage.grant_objects(f["jobs"], "seed-data/", "s3:GetObject")
         storage.grant_list(f["jobs"])  # HeadObject of a missing seed file answers 404
-        # templates: immutable versions and head items; "in use" check through template-id-index.
+        # templates: immutable versions and head items; "in use" is the head's job_refs counter.
         storage.templates.grant_read_write_data(f["templates"])
-        storage.jobs.grant_read_data(f["templates"])
         # seed data: presigned uploads under seed-data/ and validation reads.
         storage.grant_objects(f["seed_data"], "seed-data/", "s3:PutObject", "s3:GetObject")
         storage.grant_list(f["seed_data"])  # GetObject of a missing upload answers 404

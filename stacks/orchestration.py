@@ -117,6 +117,7 @@ class Orchestration(Construct):
             {
                 **common,
                 "CostTrackingTable": storage.cost_tracking.table_name,
+                "TemplatesTable": storage.templates.table_name,
                 "BucketName": storage.bucket.bucket_name,
                 "CleanupRoundsPerExecution": str(CLEANUP_ROUNDS_PER_EXECUTION),
             },
@@ -253,6 +254,9 @@ class Orchestration(Construct):
         items(storage.jobs, cleanup, "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
         items(storage.queue, cleanup, "dynamodb:UpdateItem", "dynamodb:DeleteItem")
         items(storage.cost_tracking, cleanup, "dynamodb:Query", "dynamodb:BatchWriteItem")
+        # The job delete is a TransactWriteItems whose Update subtracts 1 from the template head's
+        # job_refs; a transaction is authorized per item action (DeleteItem on Jobs, above).
+        items(storage.templates, cleanup, "dynamodb:UpdateItem")
         storage.grant_list(cleanup, "jobs/")
         storage.grant_objects(cleanup, "jobs/", "s3:DeleteObject")
         # A long cleanup continues in a new execution of itself. Its ARN is built from the fixed name:

@@ -5,6 +5,8 @@ Item layouts, index names and conditions follow docs/data-model.md verbatim.
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,9 @@ from functions.jobs.models import JobRecord, JobStatus
 
 USER_ID_INDEX = "user-id-index"
 USER_STATUS_INDEX = "user-status-index"
+# The Templates table's head item (docs/data-model.md, "Templates table"): holds ``job_refs``.
+TEMPLATE_HEAD_VERSION = 0
+_CONFLICT_ATTEMPTS = 5
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -78,7 +83,8 @@ class JobsRepository:
     # ------------------------------------------------------------ writes
 
     def create(self, job: dict[str, Any]) -> None:
-        """Jobs item + Queue item + template version check, in one transaction (lifecycle step 1)."""
+        """Jobs item + Queue item + template version check + ``ADD job_refs :one`` on the template's
+        head item, in one transaction (lifecycle step 1). A version or head gone: the template is."""
         if self._queue is None or self._templates is None:
             raise RuntimeError("create needs the Queue and Templates table names")
         queue_item = {
@@ -89,37 +95,51 @@ class JobsRepository:
             "priority": job["priority"],
             "created_at": job["created_at"],
         }
-        try:
-            self._ddb.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._jobs,
-                            "Item": to_item(job),
-                            "ConditionExpression": "attribute_not_exists(job_id)",
-                        }
-                    },
-                    {"Put": {"TableName": self._queue, "Item": to_item(queue_item)}},
-                    {
-                        "ConditionCheck": {
-                            "TableName": self._templates,
-                            "Key": to_item(
-                                {"template_id": job["template_id"], "version": job["template_version"]}
-                            ),
-                            "ConditionExpression": "attribute_exists(template_id)",
-                        }
-                    },
-                ]
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-            if len(reasons) == 3 and reasons[2] == "ConditionalCheckFailed":
-                raise TemplateVersionGoneError from error
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                raise JobIdTakenError from error
-            raise
+        transact_items = [
+            {
+                "Put": {
+                    "TableName": self._jobs,
+                    "Item": to_item(job),
+                    "ConditionExpression": "attribute_not_exists(job_id)",
+                }
+            },
+            {"Put": {"TableName": self._queue, "Item": to_item(queue_item)}},
+            {
+                "ConditionCheck": {
+                    "TableName": self._templates,
+                    "Key": to_item({"template_id": job["template_id"], "version": job["template_version"]}),
+                    "ConditionExpression": "attribute_exists(template_id)",
+                }
+            },
+            {
+                # The template's reference counter (strongly consistent, unlike the
+                # template-id-index): the template delete refuses while it is above 0.
+                "Update": {
+                    "TableName": self._templates,
+                    "Key": to_item({"template_id": job["template_id"], "version": TEMPLATE_HEAD_VERSION}),
+                    "UpdateExpression": "ADD job_refs :one",
+                    "ConditionExpression": "attribute_exists(latest_version)",
+                    "ExpressionAttributeValues": to_item({":one": 1}),
+                }
+            },
+        ]
+        for attempt in range(_CONFLICT_ATTEMPTS):
+            try:
+                self._ddb.transact_write_items(TransactItems=transact_items)
+                return
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+                if len(reasons) == 4 and "ConditionalCheckFailed" in (reasons[2], reasons[3]):
+                    raise TemplateVersionGoneError from error
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    raise JobIdTakenError from error
+                # Another transaction touched the same items (jobs of one template share its head
+                # item): nothing was written, so the same transaction can run again.
+                if "TransactionConflict" not in reasons or attempt == _CONFLICT_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
 
     def request_cancel(self, job_id: str, requested_at: str) -> CancelOutcome:
         """Record the cancellation request once: condition status QUEUED or RUNNING and not yet asked."""

@@ -19,7 +19,6 @@ from functions.common.events import EventPublisher
 from functions.common.observability import logger
 from functions.common.settings import (
     EventBusSettings,
-    JobsTableSettings,
     TemplatesTableSettings,
     load_settings,
 )
@@ -31,11 +30,11 @@ from functions.templates.models import (
     TemplateWriteResponse,
     UpdateTemplateRequest,
 )
-from functions.templates.repository import TemplateRepository, TemplateUsage
+from functions.templates.repository import TemplateRepository
 from functions.templates.service import TemplateService
 
 
-class TemplatesApiSettings(TemplatesTableSettings, JobsTableSettings, EventBusSettings):
+class TemplatesApiSettings(TemplatesTableSettings, EventBusSettings):
     pass
 
 
@@ -47,7 +46,6 @@ def _service() -> TemplateService:
     dynamodb = client("dynamodb")
     return TemplateService(
         repository=TemplateRepository(settings.templates_table, dynamodb),
-        usage=TemplateUsage(settings.jobs_table, dynamodb),
         publisher=EventPublisher(client("events"), settings.event_bus_name),
     )
 

@@ -1,10 +1,11 @@
 """Templates table access (docs/data-model.md, "Templates table").
 
 Version items (``version >= 1``) are immutable and written with ``attribute_not_exists(version)``.
-The head item (``version = 0``) holds ``latest_version`` and the sparse listing keys. A new version
-is one transaction: put the version (must not exist) and move the head from the latest version the
-writer read to the new one (condition on ``latest_version``), so two concurrent updates can never
-both claim the same number and the head never points at a missing version.
+The head item (``version = 0``) holds ``latest_version``, the sparse listing keys and ``job_refs``
+(how many jobs reference the template; written by the jobs API and the cleanup state machine).
+A new version is one transaction: put the version (must not exist) and move the head from the
+latest version the writer read to the new one (condition on ``latest_version``), so two concurrent
+updates can never both claim the same number and the head never points at a missing version.
 
 ``TemplateRepository(table_name, dynamodb_client).get_version(template_id, version=None)`` is the
 read other domains use; keep its signature stable.
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -26,7 +28,6 @@ HEAD_VERSION = 0
 PUBLIC_PARTITION = "PUBLIC"
 USER_TEMPLATES_INDEX = "user-templates-index"
 PUBLIC_TEMPLATES_INDEX = "public-templates-index"
-TEMPLATE_ID_INDEX = "template-id-index"  # on the Jobs table
 _MAX_KEY_BYTES = 1024  # DynamoDB allows 2048 for a partition key; ids here are UUIDs
 
 _serializer = TypeSerializer()
@@ -58,6 +59,13 @@ def _valid_key(template_id: str) -> bool:
 
 def _cancellation_codes(error: ClientError) -> list[str]:
     return [r.get("Code", "") for r in error.response.get("CancellationReasons", [])]
+
+
+class HeadDeleteOutcome(Enum):
+    DELETED = "deleted"
+    GONE = "gone"
+    NOT_OWNER = "not_owner"
+    REFERENCED = "referenced"  # job_refs > 0: a job references the template
 
 
 @dataclass(frozen=True)
@@ -219,20 +227,46 @@ class TemplateRepository:
             raise
         return True
 
-    def delete_head(self, template_id: str, owner_id: str) -> bool:
-        """Delete the head (owner only). After this no new version can be written. False if gone."""
+    def delete_head(self, template_id: str, owner_id: str, *, attempts: int = 3) -> HeadDeleteOutcome:
+        """Delete the head (owner only) unless a job references the template (``job_refs > 0``).
+
+        The jobs API's create transaction adds 1 to ``job_refs`` on condition the head exists, and
+        the cleanup state machine subtracts 1 when it deletes the job, so once the head is gone no
+        new job (nor version) can reference the template, and while a job exists the head stays.
+        """
         try:
             self._ddb.delete_item(
                 TableName=self._table,
                 Key=_to_item({"template_id": template_id, "version": HEAD_VERSION}),
-                ConditionExpression="attribute_exists(template_id) AND user_id = :owner",
-                ExpressionAttributeValues=_to_item({":owner": owner_id}),
+                ConditionExpression=(
+                    "attribute_exists(template_id) AND user_id = :owner "
+                    "AND (attribute_not_exists(job_refs) OR job_refs <= :zero)"
+                ),
+                ExpressionAttributeValues=_to_item({":owner": owner_id, ":zero": 0}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            old: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
+            if old is None:  # some emulators omit the old item: read it (only on this path)
+                old = self._ddb.get_item(
+                    TableName=self._table,
+                    Key=_to_item({"template_id": template_id, "version": HEAD_VERSION}),
+                    ConsistentRead=True,
+                ).get("Item")
+            if not old:
+                return HeadDeleteOutcome.GONE
+            values = _from_item(old)
+            if values.get("user_id") != owner_id:
+                return HeadDeleteOutcome.NOT_OWNER
+            if values.get("job_refs", 0) > 0:
+                return HeadDeleteOutcome.REFERENCED
+            # The last job went between the failed condition and the read: ask again (bounded).
+            if attempts > 1:
+                return self.delete_head(template_id, owner_id, attempts=attempts - 1)
+            return HeadDeleteOutcome.REFERENCED
+        return HeadDeleteOutcome.DELETED
 
     def delete_all_versions(self, template_id: str) -> int:
         """Delete every remaining item of the template (paginated query, batches of 25)."""
@@ -274,24 +308,6 @@ class TemplateRepository:
             if not requests:
                 return
         raise RuntimeError(f"could not delete {len(requests)} template items after retries")
-
-
-class TemplateUsage:
-    """Whether any job references a template: one ``Limit=1`` query of the Jobs ``template-id-index``."""
-
-    def __init__(self, jobs_table: str, dynamodb_client: Any) -> None:
-        self._table = jobs_table
-        self._ddb = dynamodb_client
-
-    def is_referenced(self, template_id: str) -> bool:
-        answer = self._ddb.query(
-            TableName=self._table,
-            IndexName=TEMPLATE_ID_INDEX,
-            KeyConditionExpression="template_id = :t",
-            ExpressionAttributeValues={":t": {"S": template_id}},
-            Limit=1,
-        )
-        return bool(answer.get("Items"))
 
 
 def _version_values(template: TemplateVersion) -> dict[str, Any]:

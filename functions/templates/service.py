@@ -27,8 +27,8 @@ from functions.templates.models import (
 from functions.templates.repository import (
     HEAD_VERSION,
     PUBLIC_PARTITION,
+    HeadDeleteOutcome,
     TemplateRepository,
-    TemplateUsage,
 )
 
 MAX_UPDATE_ATTEMPTS = 20
@@ -41,7 +41,6 @@ class TemplateService:
     def __init__(
         self,
         repository: TemplateRepository,
-        usage: TemplateUsage,
         publisher: EventPublisher,
         *,
         clock: Callable[[], str] = now_iso,
@@ -49,7 +48,6 @@ class TemplateService:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._repo = repository
-        self._usage = usage
         self._publisher = publisher
         self._clock = clock
         self._new_id = new_id
@@ -113,10 +111,15 @@ class TemplateService:
 
     def delete(self, caller: str, template_id: str) -> TemplateDeleteResponse:
         self._owned_head(caller, template_id)
-        if self._usage.is_referenced(template_id):
+        # The head goes first, on condition no job references the template (job_refs, strongly
+        # consistent): once it is gone no new job or version can reference it (their transactions
+        # condition on the head), so the versions can go after it.
+        outcome = self._repo.delete_head(template_id, caller)
+        if outcome is HeadDeleteOutcome.REFERENCED:
             raise ConflictError("The template is used by at least one job; delete those jobs first")
-        # Deleting the head first stops new versions (their transaction conditions on the head).
-        if not self._repo.delete_head(template_id, caller):
+        if outcome is HeadDeleteOutcome.NOT_OWNER:
+            raise ForbiddenError("Forbidden")
+        if outcome is HeadDeleteOutcome.GONE:
             raise NotFoundError("Template not found")
         deleted = self._repo.delete_all_versions(template_id)
         logger.info("Template deleted", extra={"template_id": template_id, "versions": deleted})

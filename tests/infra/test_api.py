@@ -185,7 +185,7 @@ def test_function_settings_are_known_and_point_at_the_right_resources(each: Synt
                 "EVENT_BUS_NAME",
             },
         ),
-        ("templates", {"TEMPLATES_TABLE", "JOBS_TABLE", "EVENT_BUS_NAME"}),
+        ("templates", {"TEMPLATES_TABLE", "EVENT_BUS_NAME"}),
         ("seed_data", {"BUCKET_NAME", "TEMPLATES_TABLE", "UPLOAD_MAX_BYTES"}),
         ("dashboard", {"JOBS_TABLE"}),
         ("queue", {"JOBS_TABLE", "QUEUE_TABLE", "MAX_RUNNING_JOBS", "LIFECYCLE_STATE_MACHINE_ARN"}),

@@ -86,6 +86,7 @@ def test_substitutions_point_at_the_stack_resources(each: Synthesized) -> None:
         "CostTrackingTable": ref(
             each.logical_id("AWS::DynamoDB::Table", TableName=names.cost_tracking_table)
         ),
+        "TemplatesTable": ref(each.logical_id("AWS::DynamoDB::Table", TableName=names.templates_table)),
         "EventBusName": ref(each.logical_id("AWS::Events::EventBus", Name=names.event_bus)),
         "WorkQueueUrl": ref(each.logical_id("AWS::SQS::Queue", QueueName=names.work_queue)),
         "BucketName": ref(
@@ -118,6 +119,15 @@ INTEGRATION_ACTIONS = {
     "arn:aws:states:::sqs:sendMessage.waitForTaskToken": "sqs:SendMessage",
     "arn:aws:states:::aws-sdk:sfn:sendTaskFailure": "states:SendTaskFailure",
     "arn:aws:states:::states:startExecution": "states:StartExecution",
+    # Authorized per item action instead: see TRANSACT_ITEM_ACTIONS.
+    "arn:aws:states:::aws-sdk:dynamodb:transactWriteItems": "dynamodb:TransactWriteItems",
+}
+# TransactWriteItems has no IAM action of its own: each item's action is checked on its table.
+TRANSACT_ITEM_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
 }
 
 
@@ -149,6 +159,18 @@ def test_role_grants_every_task_its_action_on_the_resource_it_names(each: Synthe
             f"unknown integration {resource}: extend the grants and this map"
         )
         action = INTEGRATION_ACTIONS[resource]
+        if action == "dynamodb:TransactWriteItems":
+            transact_items = (task.get("Parameters") or task.get("Arguments") or {})["TransactItems"]
+            assert transact_items
+            for transact_item in transact_items:
+                ((kind, operation),) = transact_item.items()
+                (placeholder,) = PLACEHOLDER.findall(operation["TableName"])
+                logical_id = substitutions[placeholder]["Ref"]
+                item_action = TRANSACT_ITEM_ACTIONS[kind]
+                assert _allows(statements, item_action, logical_id), (
+                    f"{attr}: {item_action} on {logical_id} not granted"
+                )
+            continue
         arguments = json.dumps(task.get("Parameters") or task.get("Arguments") or {})
         named = {p for p in PLACEHOLDER.findall(arguments) if isinstance(substitutions.get(p), dict)}
         if action == "states:SendTaskFailure":

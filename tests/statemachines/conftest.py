@@ -33,6 +33,8 @@ SHIM_CHECK = "shim-check-mock-attempts"  # created by test_stepfunctions_shim.py
 # The promoter's conditions (docs/data-model.md); tests run jobs one at a time, the limit is not tested here.
 PROMOTER_MAX_RUNNING = 1000
 CLAIM_CONDITION = "(attribute_not_exists(holders) OR size(holders) < :max) AND NOT contains(holders, :job_id)"
+# The template of the job the 'JobGoneBeforeItsDelete' test case's mocked read returns.
+MOCKED_READ_TEMPLATE = "tpl-of-a-job-deleted-meanwhile"
 STILL_QUEUED = "#status = :queued AND attribute_not_exists(cancel_requested_at)"
 
 
@@ -88,7 +90,14 @@ MOCK_CONFIG: dict[str, Any] = {
                 # The second page of objects cannot be deleted, whatever the retries: the run fails
                 # half-way and a plain re-run has to finish the job.
                 "SecondObjectPageFails": {"Delete the page of job objects": "S3FailsFromSecondAttempt"},
-                "JobItemDeleteFails": {"Delete the job item": "DynamoDBAlwaysFails"},
+                # The job item and the counter go, then 'Job Deleted' cannot be emitted: a partial
+                # failure after the transaction, which a re-run must not repeat.
+                "EmitJobDeletedFails": {"Emit job deleted": "EventBridgeAlwaysFails"},
+                # The read sees a terminal job that a concurrent run deletes before the transaction.
+                "JobGoneBeforeItsDelete": {"Read the job": "ReadsAJobDeletedMeanwhile"},
+                "JobItemDeleteFails": {
+                    "Delete the job item and release its template": "DynamoDbSdkAlwaysFails"
+                },
             }
         },
         CLEANUP_TWO_ROUNDS: {
@@ -112,6 +121,18 @@ MOCK_CONFIG: dict[str, Any] = {
         "DynamoDBServerErrorSixTimes": {"0-5": _throw("DynamoDB.InternalServerErrorException")},
         "DynamoDBAlwaysFails": {"0-19": _throw("DynamoDB.InternalServerErrorException")},
         "EventBridgeInternalErrorOnce": {"0": _throw("EventBridge.InternalException")},
+        "EventBridgeAlwaysFails": {"0-19": _throw("EventBridge.InternalException")},
+        "ReadsAJobDeletedMeanwhile": {
+            "0": {
+                "Return": {
+                    "Item": {
+                        "status": {"S": "COMPLETED"},
+                        "queue_key": {"S": "05#2026-11-28T00:00:00.000Z#deleted-meanwhile"},
+                        "template_id": {"S": MOCKED_READ_TEMPLATE},
+                    }
+                }
+            }
+        },
         "SQSClientErrorOnce": {"0": _throw("SQS.SdkClientException")},
         "SfnThrottledOnce": {"0": _throw("Sfn.ThrottlingException")},
         "SfnExecutionAlreadyExists": {"0": _throw("StepFunctions.ExecutionAlreadyExistsException")},
@@ -119,6 +140,7 @@ MOCK_CONFIG: dict[str, Any] = {
         "S3SlowDownOnce": {"0": _throw("S3.SlowDownException")},
         "S3FailsFromSecondAttempt": {"1-9": _throw("S3.S3Exception", "We encountered an internal error")},
         "DynamoDbSdkThrottledOnce": {"0": _throw("DynamoDb.ThrottlingException")},
+        "DynamoDbSdkAlwaysFails": {"0-19": _throw("DynamoDb.InternalServerErrorException")},
     },
 }
 
@@ -171,10 +193,17 @@ class Env:
     # ---------------------------------------------------------------- seeding, as the API and promoter do
 
     def create_job(
-        self, *, num_records: int = 5, priority: int = 5, budget_limit: str = "10"
+        self,
+        *,
+        num_records: int = 5,
+        priority: int = 5,
+        budget_limit: str = "10",
+        template_id: str | None = None,
     ) -> dict[str, str]:
-        """A QUEUED job with its Queue item, as ``POST /jobs`` writes it."""
+        """A QUEUED job with its Queue item and +1 on its template head's ``job_refs``, as ``POST /jobs``
+        writes them (a template of its own unless ``template_id`` is given; its head is created)."""
         job_id, user_id, created_at = str(uuid.uuid4()), f"user-{uuid.uuid4().hex[:8]}", now_iso()
+        template_id = template_id or f"tpl-{uuid.uuid4().hex[:12]}"
         queue_key = f"{10 - priority:02d}#{created_at}#{job_id}"
         ddb = self.client("dynamodb")
         ddb.put_item(
@@ -184,7 +213,7 @@ class Env:
                 "user_id": {"S": user_id},
                 "status": {"S": "QUEUED"},
                 "user_status": {"S": f"{user_id}#QUEUED"},
-                "template_id": {"S": "tpl-1"},
+                "template_id": {"S": template_id},
                 "template_version": {"N": "3"},
                 "seed_data_path": {"S": f"seed-data/{user_id}/authors.jsonl"},
                 "budget_limit": {"N": budget_limit},
@@ -210,7 +239,28 @@ class Env:
                 "created_at": {"S": created_at},
             },
         )
-        return {"job_id": job_id, "user_id": user_id, "queue_key": queue_key}
+        ddb.update_item(
+            TableName=self.stack.templates_table,
+            Key={"template_id": {"S": template_id}, "version": {"N": "0"}},
+            UpdateExpression="SET latest_version = if_not_exists(latest_version, :v) ADD job_refs :one",
+            ExpressionAttributeValues={":v": {"N": "3"}, ":one": {"N": "1"}},
+        )
+        return {"job_id": job_id, "user_id": user_id, "queue_key": queue_key, "template_id": template_id}
+
+    def job_refs(self, template_id: str) -> int | None:
+        """The template head's ``job_refs`` (None: the head is gone)."""
+        item = (
+            self.client("dynamodb")
+            .get_item(
+                TableName=self.stack.templates_table,
+                Key={"template_id": {"S": template_id}, "version": {"N": "0"}},
+                ConsistentRead=True,
+            )
+            .get("Item")
+        )
+        if item is None:
+            return None
+        return int(item.get("job_refs", {"N": "0"})["N"])
 
     def promote(self, job: dict[str, str], test_case: str | None = None) -> str:
         """The promoter's transaction (claim a slot, dequeue, check the job), then StartExecution."""

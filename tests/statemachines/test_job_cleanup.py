@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from functions.common.events import JobDeleted
-from tests.statemachines.conftest import Env
+from tests.statemachines.conftest import MOCKED_READ_TEMPLATE, Env
 
 pytestmark = pytest.mark.statemachines
 
@@ -27,6 +27,8 @@ COST_PAGE = [
 ]
 NO_COSTS = ["Query a page of cost records", "Check the page of cost records", "Check for Queue leftovers"]
 LEFTOVERS = ["Remove a leftover queue item", "Release a leftover running slot"]
+DELETE_JOB = "Delete the job item and release its template"
+WHY_CANCELLED = "Check why the job delete was cancelled"
 
 
 def finished_job(env: Env, status: str = "COMPLETED") -> dict[str, str]:
@@ -125,7 +127,7 @@ def test_cleanup_deletes_every_page_of_objects_and_cost_records_then_the_job(env
         *NO_COSTS,
         *LEFTOVERS,
         "Record leftover slot released",
-        "Delete the job item",
+        "Delete the job item and release its template",
         "Emit job deleted",
     ]
     assert object_keys(env, prefix) == []
@@ -136,6 +138,7 @@ def test_cleanup_deletes_every_page_of_objects_and_cost_records_then_the_job(env
     assert not env.queue_item_exists(job)
     assert job_id not in env.slot_holders()
     assert env.job(job_id) == {}
+    assert env.job_refs(job["template_id"]) == 0
     events = env.events(job_id, expected=1)
     assert events == [JobDeleted(job_id=job_id, user_id=job["user_id"])]
 
@@ -166,7 +169,7 @@ def test_rerun_after_a_failure_half_way_through_the_objects_finishes_the_job(env
         *COST_PAGE,
         *NO_COSTS,
         *LEFTOVERS,
-        "Delete the job item",
+        "Delete the job item and release its template",
         "Emit job deleted",
     ]
     assert object_keys(env, prefix) == []
@@ -182,8 +185,9 @@ def test_rerun_after_the_job_item_delete_failed_and_again_after_success(env: Env
 
     first = env.stack.wait(env.request_deletion(job, test_case="JobItemDeleteFails"))
     assert first.status == "FAILED"
-    assert first.path[-1] == "Delete the job item"
+    assert first.path[-1] == "Delete the job item and release its template"
     assert env.job(job["job_id"])["status"] == "CANCELLED"  # everything else is already gone
+    assert env.job_refs(job["template_id"]) == 1  # the transaction never ran
 
     second = env.stack.wait(env.request_deletion(job))
     assert second.path == [
@@ -191,15 +195,17 @@ def test_rerun_after_the_job_item_delete_failed_and_again_after_success(env: Env
         *NO_OBJECTS,
         *NO_COSTS,
         *LEFTOVERS,
-        "Delete the job item",
+        "Delete the job item and release its template",
         "Emit job deleted",
     ]
     assert env.job(job["job_id"]) == {}
+    assert env.job_refs(job["template_id"]) == 0
 
     # A replayed deletion request finds nothing left to delete and still ends cleanly.
     third = env.stack.wait(env.request_deletion(job))
     assert third.status == "SUCCEEDED"
     assert third.path == [*START, *NO_OBJECTS, *NO_COSTS, "Emit job deleted"]
+    assert env.job_refs(job["template_id"]) == 0
 
 
 def test_cleanup_retries_transient_errors(env: Env) -> None:
@@ -217,7 +223,7 @@ def test_cleanup_retries_transient_errors(env: Env) -> None:
         *COST_PAGE,
         *NO_COSTS,
         *LEFTOVERS,
-        "Delete the job item",
+        "Delete the job item and release its template",
         "Emit job deleted",
     ]
     assert [f["error"] for f in execution.failures("List a page of job objects")] == ["S3.SlowDownException"]
@@ -241,3 +247,88 @@ def test_a_job_that_is_not_terminal_is_not_cleaned_up(env: Env) -> None:
     assert execution.description["error"] == "JobNotTerminal"
     assert env.job(job["job_id"])["status"] == "QUEUED"
     assert object_keys(env, f"jobs/{job['job_id']}/") == [f"jobs/{job['job_id']}/checkpoint.json"]
+
+
+# ------------------------------------------------------------------ the template's job_refs counter
+
+
+def test_the_counter_drops_exactly_once_across_a_rerun_after_a_failure_past_the_job_delete(
+    env: Env,
+) -> None:
+    job = finished_job(env)
+    sibling = env.create_job(template_id=job["template_id"])  # another job of the same template
+    assert env.job_refs(job["template_id"]) == 2
+
+    first = env.stack.wait(env.request_deletion(job, test_case="EmitJobDeletedFails"))
+
+    assert first.status == "FAILED"
+    assert first.path == [*START, *NO_OBJECTS, *NO_COSTS, *LEFTOVERS, DELETE_JOB, "Emit job deleted"]
+    assert env.job(job["job_id"]) == {}
+    assert env.job_refs(job["template_id"]) == 1
+
+    second = env.stack.wait(env.request_deletion(job))
+
+    assert second.status == "SUCCEEDED"
+    assert second.path == [*START, *NO_OBJECTS, *NO_COSTS, "Emit job deleted"]
+    assert env.job_refs(job["template_id"]) == 1  # the sibling's reference stays
+    assert env.job(sibling["job_id"])["status"] == "QUEUED"
+    assert [type(e) for e in env.events(job["job_id"], expected=1)] == [JobDeleted]
+
+
+def test_a_job_deleted_between_the_read_and_the_transaction_is_skipped(env: Env) -> None:
+    """The transaction is cancelled on its first item (the job is gone): nothing is subtracted."""
+    env.client("dynamodb").put_item(
+        TableName=env.stack.templates_table,
+        Item={
+            "template_id": {"S": MOCKED_READ_TEMPLATE},
+            "version": {"N": "0"},
+            "latest_version": {"N": "1"},
+            "job_refs": {"N": "1"},
+        },
+    )
+    gone = {"job_id": "deleted-meanwhile", "user_id": "user-gone"}
+
+    execution = env.stack.wait(env.request_deletion(gone, test_case="JobGoneBeforeItsDelete"))
+
+    assert execution.status == "SUCCEEDED"
+    assert execution.path == [
+        *START,
+        *NO_OBJECTS,
+        *NO_COSTS,
+        *LEFTOVERS,
+        DELETE_JOB,
+        WHY_CANCELLED,
+        "Emit job deleted",
+    ]
+    (failure,) = execution.failures(DELETE_JOB)
+    assert failure["error"] == "DynamoDb.TransactionCanceledException"
+    assert "[ConditionalCheckFailed, None]" in failure["cause"]
+    assert env.job_refs(MOCKED_READ_TEMPLATE) == 1
+
+
+def test_a_job_whose_template_head_is_gone_is_deleted_alone(env: Env) -> None:
+    """Data from before job_refs: the head was deleted while the job existed."""
+    job = finished_job(env)
+    env.client("dynamodb").delete_item(
+        TableName=env.stack.templates_table,
+        Key={"template_id": {"S": job["template_id"]}, "version": {"N": "0"}},
+    )
+
+    execution = env.stack.wait(env.request_deletion(job))
+
+    assert execution.status == "SUCCEEDED"
+    assert execution.path == [
+        *START,
+        *NO_OBJECTS,
+        *NO_COSTS,
+        *LEFTOVERS,
+        DELETE_JOB,
+        WHY_CANCELLED,
+        "Delete the job item of a deleted template",
+        "Emit job deleted",
+    ]
+    (failure,) = execution.failures(DELETE_JOB)
+    assert "[None, ConditionalCheckFailed]" in failure["cause"]
+    assert env.job(job["job_id"]) == {}
+    assert env.job_refs(job["template_id"]) is None  # the update did not bring the head back
+    assert [type(e) for e in env.events(job["job_id"], expected=1)] == [JobDeleted]

@@ -33,7 +33,7 @@ MORE_COSTS_LEFT = [
     "Check the page of cost records",
     "Continue the cleanup in a new execution",
 ]
-FINISHED = [*LEFTOVERS, "Delete the job item", "Emit job deleted"]
+FINISHED = [*LEFTOVERS, "Delete the job item and release its template", "Emit job deleted"]
 
 
 def continuation_name(job_id: str, generation: int, request: dict[str, object]) -> str:

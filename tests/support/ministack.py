@@ -115,6 +115,10 @@ class StateMachineStack:
         return self.substitutions["CostTrackingTable"]
 
     @property
+    def templates_table(self) -> str:
+        return self.substitutions["TemplatesTable"]
+
+    @property
     def bucket(self) -> str:
         return self.substitutions["BucketName"]
 
@@ -197,6 +201,7 @@ def stack_substitutions(
         "JobsTable": s.JobsTableSettings().jobs_table,
         "QueueTable": s.QueueTableSettings().queue_table,
         "CostTrackingTable": s.CostTrackingTableSettings().cost_tracking_table,
+        "TemplatesTable": s.TemplatesTableSettings().templates_table,
         "BucketName": s.BucketSettings().bucket_name,
         "EventBusName": s.EventBusSettings().event_bus_name,
         "WorkQueueUrl": work_queue_url,
