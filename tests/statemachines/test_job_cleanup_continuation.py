@@ -60,8 +60,8 @@ def test_a_long_cleanup_continues_in_new_executions_until_it_is_done(env: Env) -
         *MORE_COSTS_LEFT,
         "The cleanup continues in a new execution",
     ]
-    assert len(cost_records(env, job_id)) == 55
-    assert env.job(job_id)["status"] == "COMPLETED"  # the job item goes last, in the last execution
+    # No snapshot of the table here: the continuation is already running and deleting. Each
+    # execution's path says which pages it deleted; the job item goes last, in the last execution.
 
     first = env.stack.wait(root.output["continuation"]["execution_arn"])
     assert first.description["name"] == continuation_name(job_id, 1, request)
