@@ -74,15 +74,21 @@ def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
     def _domain_error(error: DomainError) -> Response:
         return error_response(error.status_code, error.message, error.details)
 
-    @app.exception_handler(RequestValidationError)
-    def _validation_error(error: RequestValidationError) -> Response:
+    def _unauthenticated() -> Response | None:
         # Powertools validates the request before the route runs; an anonymous caller must still
         # learn that it is unauthenticated, not what is wrong with its input.
-        if app.current_event.path not in PUBLIC_PATHS:
-            try:
-                caller_from_event(app.current_event.raw_event)
-            except UnauthorizedError as unauthorized:
-                return error_response(unauthorized.status_code, unauthorized.message)
+        if app.current_event.path in PUBLIC_PATHS:
+            return None
+        try:
+            caller_from_event(app.current_event.raw_event)
+        except UnauthorizedError as unauthorized:
+            return error_response(unauthorized.status_code, unauthorized.message)
+        return None
+
+    @app.exception_handler(RequestValidationError)
+    def _validation_error(error: RequestValidationError) -> Response:
+        if (answer := _unauthenticated()) is not None:
+            return answer
         # Powertools parses form bodies itself; every body here is JSON, so say that plainly
         # (`curl -d` sends application/x-www-form-urlencoded unless told otherwise).
         content_type = app.current_event.headers.get("content-type", "")
@@ -97,7 +103,7 @@ def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
 
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
-        return _unsupported_media_type()
+        return _unauthenticated() or _unsupported_media_type()
 
     @app.not_found
     def _not_found(_: Exception) -> Response:

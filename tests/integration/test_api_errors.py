@@ -26,9 +26,10 @@ def test_a_body_that_is_not_json_is_415_and_creates_nothing(aws, content_type: s
     assert jobs["Count"] == 0
 
 
-def test_anonymous_form_post_is_still_401(aws) -> None:
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
+def test_anonymous_non_json_post_is_still_401(aws, content_type: str) -> None:
     answer = ApiClient(jobs_handler).post(
-        "/jobs", user=None, raw_body="a=b", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        "/jobs", user=None, raw_body="a=b", headers={"Content-Type": content_type}
     )
     assert answer.status == 401
 
