@@ -57,12 +57,6 @@ class Storage(Construct):
         self.jobs.add_global_secondary_index(
             index_name="user-status-index", partition_key=_attr("user_status"), sort_key=_attr("created_at")
         )
-        self.jobs.add_global_secondary_index(
-            index_name="template-id-index",
-            partition_key=_attr("template_id"),
-            sort_key=_attr("created_at"),
-            projection_type=ddb.ProjectionType.KEYS_ONLY,
-        )
 
         self.queue = table("Queue", names.queue_table, "status", sk=_attr("queue_key"))
 

@@ -112,8 +112,8 @@ class JobsRepository:
                 }
             },
             {
-                # The template's reference counter (strongly consistent, unlike the
-                # template-id-index): the template delete refuses while it is above 0.
+                # The template's reference counter (strongly consistent, unlike an index):
+                # the template delete refuses while it is above 0.
                 "Update": {
                     "TableName": self._templates,
                     "Key": to_item({"template_id": job["template_id"], "version": TEMPLATE_HEAD_VERSION}),

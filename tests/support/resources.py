@@ -39,13 +39,10 @@ def table_definitions(
         {
             "TableName": jobs,
             "KeySchema": _key("job_id"),
-            "AttributeDefinitions": _attrs(
-                job_id="S", user_id="S", created_at="S", user_status="S", template_id="S"
-            ),
+            "AttributeDefinitions": _attrs(job_id="S", user_id="S", created_at="S", user_status="S"),
             "GlobalSecondaryIndexes": [
                 _gsi("user-id-index", "user_id", "created_at"),
                 _gsi("user-status-index", "user_status", "created_at"),
-                _gsi("template-id-index", "template_id", "created_at", "KEYS_ONLY"),
             ],
             "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         },
