@@ -8,7 +8,7 @@ The Swagger UI assets are the copies Powertools ships, so the page works without
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -43,7 +43,7 @@ def _openapi_json() -> str:
 
 @cache
 def _swagger_page() -> str:
-    assets = Path(generate_swagger_html.__code__.co_filename).parent
+    assets = files("aws_lambda_powertools.event_handler.openapi.swagger_ui")
     return generate_swagger_html(
         _openapi_json().replace("</", "<\\/"),  # keep the spec from closing the page's <script>
         (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
