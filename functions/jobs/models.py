@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from functions.common.money import DecimalString
-from functions.common.storage import OutputFormat, export_key  # noqa: F401 - part of this module's API
+from functions.common.storage import OutputFormat
 
 MAX_EXPORT_CONFIG_BYTES = 8 * 1024
 MAX_EXPORT_CONFIG_DEPTH = 8

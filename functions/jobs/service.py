@@ -53,7 +53,7 @@ from functions.common.events import (
     JobQueued,
 )
 from functions.common.observability import logger
-from functions.common.storage import seed_prefix
+from functions.common.storage import export_key, seed_prefix
 from functions.jobs.models import (
     CreateJobRequest,
     CreateJobResponse,
@@ -64,7 +64,6 @@ from functions.jobs.models import (
     JobRecord,
     JobStatus,
     JobSummary,
-    export_key,
 )
 from functions.jobs.repository import (
     JobFiles,
