@@ -15,6 +15,11 @@ with one that implements it:
 - ``BisectBatchOnFunctionError``: a failing batch of more than one record is split in half and the
   first half retried; splitting does not count towards the retry quota (as on AWS).
 - ``MaximumRecordAgeInSeconds`` and filter criteria keep MiniStack's behaviour.
+- Restarts with persisted state: MiniStack saves each mapping's read position but not the stream
+  records, so a restarted stream begins again at position 0 while the mapping still points past
+  its old end, and new records (a job queued after ``plot-palette local`` restarts) are never
+  delivered. After a restore, every DynamoDB stream mapping resumes at 0: the start of the stream
+  as it exists after the restart, so nothing written since is missed and nothing is replayed.
 
 Everything else (positions, persistence, backoff, invocation) is MiniStack's own machinery.
 """
@@ -211,6 +216,8 @@ def install() -> None:
         "_execute_function",
         "_apply_filter_criteria",
         "_dynamodb_stream_positions",
+        "_dynamodb_stream_positions_lock",
+        "load_persisted_state",
         "_esm_backoff_until",
         "_send_ddb_stream_failure_record",
     )
@@ -220,3 +227,18 @@ def install() -> None:
 
             raise ShimNotApplicable(f"MiniStack's lambda_svc has no {name}")
     lambda_svc._poll_dynamodb_streams = poll_dynamodb_streams
+
+    restore = lambda_svc.load_persisted_state
+
+    def load_persisted_state(data: Any) -> None:
+        restore(data)
+        rewind_restored_stream_positions(lambda_svc)
+
+    lambda_svc.load_persisted_state = load_persisted_state
+
+
+def rewind_restored_stream_positions(lambda_svc: Any) -> None:
+    """Point every restored DynamoDB stream mapping at the start of the (new, empty) stream."""
+    with lambda_svc._dynamodb_stream_positions_lock:
+        for key in list(lambda_svc._dynamodb_stream_positions._data):
+            lambda_svc._dynamodb_stream_positions._data[key] = 0

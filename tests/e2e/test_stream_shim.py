@@ -11,6 +11,7 @@ import io
 import time
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,3 +153,26 @@ def test_bisect_isolates_the_poison_record(emulator: Emulator) -> None:
     assert _log(ddb, "b-poison") == {"attempts": 3}
     assert _log(ddb, "b-4") == {"attempts": 1, "done": 1}  # never reached in a failing batch
     assert _log(ddb, "b-1")["done"] == 2
+
+
+def test_records_written_after_a_restart_are_delivered(tmp_path: Path) -> None:
+    """MiniStack persists a mapping's position but not the stream: the shim rewinds on restore."""
+    first = start_emulator(state_dir=tmp_path)
+    try:
+        ddb, _ = _setup(first, "shim-restart", BatchSize=10)
+        for n in range(5):  # move the mapping's position well past where the new stream starts
+            ddb.put_item(TableName="shim-restart", Item={"id": {"S": f"before-{n}"}})
+        _wait(lambda: all(_log(ddb, f"before-{n}").get("done") == 1 for n in range(5)))
+    finally:
+        first.stop()  # a clean stop saves the state
+
+    second = start_emulator(state_dir=tmp_path)
+    try:
+        ddb = second.client("dynamodb")
+        ddb.put_item(TableName="shim-restart", Item={"id": {"S": "after"}})
+        _wait(lambda: _log(ddb, "after").get("done") == 1)
+        time.sleep(2)
+        assert _log(ddb, "after") == {"attempts": 1, "done": 1}
+        assert _log(ddb, "before-0") == {"attempts": 1, "done": 1}  # nothing replayed
+    finally:
+        second.stop()
