@@ -32,6 +32,7 @@ ROUTES: dict[str, list[tuple[apigw.HttpMethod, str]]] = {
         (GET, "/jobs"),
         (GET, "/jobs/{job_id}"),
         (DELETE, "/jobs/{job_id}"),
+        (POST, "/jobs/{job_id}/cancel"),
         (GET, "/jobs/{job_id}/download"),
     ],
     "templates": [
@@ -146,6 +147,8 @@ class Api(Construct):
                 "IDEMPOTENCY_TABLE",
                 "BUCKET_NAME",
                 "EVENT_BUS_NAME",
+                MAX_QUEUED_JOBS_PER_USER=str(config.max_queued_jobs_per_user),
+                MAX_JOBS_CREATED_PER_MINUTE=str(config.max_jobs_created_per_minute),
             ),
             "templates": settings("TEMPLATES_TABLE", "EVENT_BUS_NAME"),
             "seed_data": settings("BUCKET_NAME", "TEMPLATES_TABLE", UPLOAD_MAX_BYTES=str(100 * 1024 * 1024)),
@@ -195,6 +198,9 @@ class Api(Construct):
             "DefaultStage",
             stage_name="$default",
             auto_deploy=True,
+            # Per-route 4xx/5xx/latency for the dashboard (billed as custom metrics; context
+            # api_route_metrics=false turns it off). MiniStack has no CloudWatch behind it.
+            detailed_metrics_enabled=config.api_route_metrics and not config.is_local,
             throttle=apigw.ThrottleSettings(
                 rate_limit=config.throttle_rate_limit, burst_limit=config.throttle_burst_limit
             ),

@@ -20,7 +20,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel
 
 from functions.common.auth import Caller, caller_from_event
-from functions.common.errors import DomainError, UnauthorizedError
+from functions.common.errors import DomainError, TooManyRequestsError, UnauthorizedError
 from functions.common.observability import logger
 
 OPENAPI_TITLE = "plot-palette API"
@@ -72,7 +72,10 @@ def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
 
     @app.exception_handler(DomainError)
     def _domain_error(error: DomainError) -> Response:
-        return error_response(error.status_code, error.message, error.details)
+        response = error_response(error.status_code, error.message, error.details)
+        if isinstance(error, TooManyRequestsError):
+            response.headers["Retry-After"] = str(error.retry_after_seconds)
+        return response
 
     def _unauthenticated() -> Response | None:
         # Powertools validates the request before the route runs; an anonymous caller must still

@@ -24,6 +24,7 @@ EXPECTED_ROUTES = {
     "GET /jobs": "jobs",
     "GET /jobs/{job_id}": "jobs",
     "DELETE /jobs/{job_id}": "jobs",
+    "POST /jobs/{job_id}/cancel": "jobs",
     "GET /jobs/{job_id}/download": "jobs",
     "POST /templates": "templates",
     "GET /templates": "templates",
