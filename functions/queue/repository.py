@@ -17,9 +17,11 @@ from functions.queue.models import (
     QUEUED,
     SLOTS_PARTITION,
     SLOTS_SORT_KEY,
+    USER_SLOTS_PREFIX,
     ClaimOutcome,
     HeldJob,
     QueueEntry,
+    SlotState,
     StartOutcome,
     execution_input,
 )
@@ -57,7 +59,11 @@ def _reason_code(reason: dict[str, Any]) -> str:
     return str(reason.get("Code") or "None")
 
 
-def claim_outcome(job_id: str, reasons: list[Any]) -> ClaimOutcome:
+def user_slots_attribute(user_id: str) -> str:
+    return f"{USER_SLOTS_PREFIX}{user_id}"
+
+
+def claim_outcome(job_id: str, reasons: list[Any], max_running: int | None = None) -> ClaimOutcome:
     """Read a cancelled claim transaction's reasons (SLOTS update, Queue delete, job check)."""
     if len(reasons) != 3:
         raise UnexpectedCancellation(f"claim of {job_id} cancelled without reasons: {reasons}")
@@ -71,8 +77,13 @@ def claim_outcome(job_id: str, reasons: list[Any]) -> ClaimOutcome:
 
     if _reason_code(slot) == "ConditionalCheckFailed":
         holders = _to_python(slot.get("Item") or {}).get("holders") or set()
-        # Already a holder: someone else claimed this very job. Otherwise every slot is taken.
-        return ClaimOutcome.TAKEN if job_id in holders else ClaimOutcome.SLOTS_FULL
+        # Already a holder: someone else claimed this very job. Otherwise every slot is taken, or
+        # (with room left) the user's own cap is reached.
+        if job_id in holders:
+            return ClaimOutcome.TAKEN
+        if max_running is not None and len(holders) < max_running:
+            return ClaimOutcome.USER_FULL
+        return ClaimOutcome.SLOTS_FULL
     if _reason_code(queue) == "ConditionalCheckFailed":
         return ClaimOutcome.TAKEN
     # Only the job's check failed.
@@ -110,12 +121,35 @@ class QueueRepository:
                 return
             kwargs["ExclusiveStartKey"] = last
 
+    def count_queued(self) -> int:
+        """How many jobs wait (a COUNT query: no items are returned)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._queue_table,
+            "KeyConditionExpression": "#status = :queued",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":queued": _av(QUEUED)},
+            "Select": "COUNT",
+        }
+        total = 0
+        while True:
+            page = self._db.query(**kwargs)
+            total += int(page.get("Count", 0))
+            if not page.get("LastEvaluatedKey"):
+                return total
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def slot_holders(self) -> set[str]:
+        return set(self.slot_state().holders)
+
+    def slot_state(self) -> SlotState:
         answer = self._db.get_item(TableName=self._queue_table, Key=_slots_key(), ConsistentRead=True)
-        item = answer.get("Item")
-        if not item or "holders" not in item:
-            return set()
-        return set(_DESERIALIZER.deserialize(item["holders"]))
+        item = _to_python(answer.get("Item") or {})
+        users = {
+            name.removeprefix(USER_SLOTS_PREFIX): frozenset(value)
+            for name, value in item.items()
+            if name.startswith(USER_SLOTS_PREFIX)
+        }
+        return SlotState(holders=frozenset(item.get("holders") or ()), users=users)
 
     def held_jobs(self, job_ids: Iterable[str]) -> dict[str, HeldJob]:
         """The Jobs items of ``job_ids`` that exist (at most 100 ids: the slot limit is far below)."""
@@ -139,9 +173,11 @@ class QueueRepository:
 
     # --- writes -----------------------------------------------------------------------------------
 
-    def claim(self, entry: QueueEntry, max_running: int) -> ClaimOutcome:
-        """One transaction: take a running slot, dequeue the job, check it is still promotable."""
+    def claim(self, entry: QueueEntry, max_running: int, per_user_cap: int | None = None) -> ClaimOutcome:
+        """One transaction: take a running slot (within the user's cap), dequeue the job, check it is
+        still promotable."""
         job = _av(entry.job_id)
+        cap = max_running if per_user_cap is None else per_user_cap
         try:
             self._db.transact_write_items(
                 TransactItems=[
@@ -149,15 +185,18 @@ class QueueRepository:
                         "Update": {
                             "TableName": self._queue_table,
                             "Key": _slots_key(),
-                            "UpdateExpression": "ADD holders :job",
+                            "UpdateExpression": "ADD holders :job, #user :job",
                             "ConditionExpression": (
                                 "(attribute_not_exists(holders) OR size(holders) < :max) "
-                                "AND NOT contains(holders, :job_id)"
+                                "AND NOT contains(holders, :job_id) "
+                                "AND (attribute_not_exists(#user) OR size(#user) < :user_max)"
                             ),
+                            "ExpressionAttributeNames": {"#user": user_slots_attribute(entry.user_id)},
                             "ExpressionAttributeValues": {
                                 ":job": {"SS": [entry.job_id]},
                                 ":job_id": job,
                                 ":max": _av(max_running),
+                                ":user_max": _av(cap),
                             },
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
@@ -186,8 +225,22 @@ class QueueRepository:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
-            return claim_outcome(entry.job_id, error.response.get("CancellationReasons") or [])
+            return claim_outcome(entry.job_id, error.response.get("CancellationReasons") or [], max_running)
         return ClaimOutcome.CLAIMED
+
+    def prune_user_slots(self, stale: dict[str, set[str]]) -> None:
+        """Drop released jobs from their users' sets (the lifecycle releases ``holders`` only).
+
+        Safe without a condition: a job leaves ``holders`` once and is never claimed again.
+        """
+        for user_id, job_ids in sorted(stale.items()):
+            self._db.update_item(
+                TableName=self._queue_table,
+                Key=_slots_key(),
+                UpdateExpression="DELETE #user :jobs",
+                ExpressionAttributeNames={"#user": user_slots_attribute(user_id)},
+                ExpressionAttributeValues={":jobs": {"SS": sorted(job_ids)}},
+            )
 
     def remove_entry(self, entry: QueueEntry) -> None:
         """Delete a leftover Queue item (idempotent)."""
