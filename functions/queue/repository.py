@@ -289,6 +289,15 @@ class LifecycleExecutions:
         prefix, _, name = self._arn.rpartition(":stateMachine:")
         return f"{prefix}:execution:{name}:{job_id}"
 
+    def exists(self, job_id: str) -> bool:
+        try:
+            self._sfn.describe_execution(executionArn=self.execution_arn(job_id))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+                return False
+            raise
+        return True
+
     def is_running(self, job_id: str) -> bool:
         """True while the job's execution runs; False when it ended or was never started."""
         try:

@@ -149,8 +149,12 @@ class PromoterService:
                 continue
             if job is not None and job.status == QUEUED and job.user_id:
                 # Claimed, not yet marked RUNNING: its execution is starting or was never started.
+                # StartExecution answers success for a running execution with the same input too;
+                # only a start where none existed is a repair.
+                never_started = not self._executions.exists(job.job_id)
                 self._executions.start(job.job_id, job.user_id)
-                report.recovered.append(job_id)
+                if never_started:
+                    report.recovered.append(job_id)
                 continue
             # Terminal or deleted. A running lifecycle still releases the slot itself (it writes the
             # terminal status before it releases); without one, nobody else ever will.
