@@ -163,6 +163,7 @@ class Orchestration(Construct):
                 "JOBS_TABLE": storage.jobs.table_name,
                 "QUEUE_TABLE": storage.queue.table_name,
                 "MAX_RUNNING_JOBS": str(config.max_running_jobs),
+                "MAX_RUNNING_JOBS_PER_USER": str(config.per_user_running_cap),
                 "LIFECYCLE_STATE_MACHINE_ARN": self.lifecycle.state_machine_arn,
             },
         )

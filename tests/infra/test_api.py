@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from functions.common import settings
+from functions.queue.models import FairShareSettings
+from functions.reconciler.models import ReconcilerSettings
 from stacks.api import ROUTES
 from tests.infra.conftest import Synthesized, ref
 
@@ -50,8 +52,23 @@ KNOWN_SETTINGS = {
         settings.UploadSettings,
         settings.ConcurrencySettings,
         settings.LifecycleSettings,
+        settings.JobQuotaSettings,
+        FairShareSettings,
+        ReconcilerSettings,
     )
     for field in model.model_fields.values()
+}
+# Limits and bounds (not resource names): their defaults are the app's defaults.
+LIMIT_SETTINGS = {
+    "UPLOAD_MAX_BYTES",
+    "UPLOAD_URL_EXPIRES_SECONDS",
+    "MAX_RUNNING_JOBS",
+    "MAX_RUNNING_JOBS_PER_USER",
+    "MAX_QUEUED_JOBS_PER_USER",
+    "MAX_JOBS_CREATED_PER_MINUTE",
+    "MAX_LIFECYCLE_REDRIVES",
+    "REDRIVE_GRACE_SECONDS",
+    "PROMOTION_REPAIR_AFTER_SECONDS",
 }
 
 
@@ -126,7 +143,7 @@ def test_default_stage_is_throttled_and_logged(each: Synthesized) -> None:
 def test_handlers_are_importable_modules_of_the_package(each: Synthesized) -> None:
     handlers = {r["Properties"]["Handler"] for r in each.of_type("AWS::Lambda::Function").values()}
     assert handlers == {
-        f"functions.{domain}.handler.lambda_handler" for domain in [*ROUTES, "queue", "costs"]
+        f"functions.{domain}.handler.lambda_handler" for domain in [*ROUTES, "queue", "costs", "reconciler"]
     }
     for handler in handlers:
         module = handler.rsplit(".", 1)[0]
@@ -243,8 +260,9 @@ SETTINGS_MODELS = {
     "dashboard": "functions.common.settings:JobsTableSettings",
     "queue": "functions.queue.models:PromoterSettings",
     "costs": "functions.costs.models:CostRollupSettings",
+    "reconciler": "functions.reconciler.models:ReconcilerSettings",
 }
-RESOURCE_SETTINGS = {*KNOWN_SETTINGS} - {"UPLOAD_MAX_BYTES", "UPLOAD_URL_EXPIRES_SECONDS", "MAX_RUNNING_JOBS"}
+RESOURCE_SETTINGS = {*KNOWN_SETTINGS} - LIMIT_SETTINGS
 RESOURCE_SETTINGS -= {"IDEMPOTENCY_TTL_SECONDS", "AWS_REGION"}
 
 
