@@ -48,6 +48,7 @@ class Reconciler(Construct):
             environment={
                 "JOBS_TABLE": storage.jobs.table_name,
                 "QUEUE_TABLE": storage.queue.table_name,
+                "COST_TRACKING_TABLE": storage.cost_tracking.table_name,
                 "EVENT_BUS_NAME": orchestration.bus.event_bus_name,
                 "MAX_RUNNING_JOBS": str(config.max_running_jobs),
                 "MAX_RUNNING_JOBS_PER_USER": str(config.per_user_running_cap),
@@ -74,6 +75,8 @@ class Reconciler(Construct):
         # re-drive count, FAILED), start and describe lifecycle executions, Job Failed on the bus.
         storage.queue.grant_read_write_data(fn)
         storage.jobs.grant_read_write_data(fn)
+        # Cost deltas whose stream record was lost: read them, roll them up like the rollup does.
+        storage.cost_tracking.grant_read_write_data(fn)
         lifecycle.grant_start_execution(fn)
         lifecycle.grant_execution(fn, "states:DescribeExecution")
         orchestration.bus.grant_put_events_to(fn)

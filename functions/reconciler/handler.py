@@ -16,10 +16,12 @@ from functions.common.aws import client
 from functions.common.events import EventPublisher
 from functions.common.observability import logger, metrics, publish_metrics, traced
 from functions.common.settings import load_settings
+from functions.costs.repository import CostRepository
+from functions.costs.service import CostRollupService
 from functions.queue.repository import LifecycleExecutions, QueueRepository
 from functions.queue.service import PromoterService
 from functions.reconciler.models import ReconcileReport, ReconcilerSettings
-from functions.reconciler.repository import LifecycleRuns, ReconcilerJobs
+from functions.reconciler.repository import LifecycleRuns, MissedCostDeltas, ReconcilerJobs
 from functions.reconciler.service import ReconcilerService
 
 
@@ -38,6 +40,11 @@ def build_service(settings: ReconcilerSettings) -> ReconcilerService:
         jobs=ReconcilerJobs(dynamodb, settings.jobs_table),
         runs=LifecycleRuns(stepfunctions, settings.lifecycle_state_machine_arn),
         publisher=EventPublisher(client("events"), settings.event_bus_name),
+        costs=(
+            MissedCostDeltas(dynamodb, settings.cost_tracking_table),
+            CostRollupService(CostRepository(dynamodb, settings.cost_tracking_table, settings.jobs_table)),
+        ),
+        rollup_repair_after_seconds=settings.rollup_repair_after_seconds,
         max_redrives=settings.max_lifecycle_redrives,
         redrive_grace_seconds=settings.redrive_grace_seconds,
         promotion_repair_after_seconds=settings.promotion_repair_after_seconds,

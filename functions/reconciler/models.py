@@ -9,15 +9,16 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.common.settings import EventBusSettings
+from functions.common.settings import CostTrackingTableSettings, EventBusSettings
 from functions.queue.models import JobStatus, PromoterSettings
 
 # The error a job gets when its lifecycle was lost more often than it may be re-driven.
 LIFECYCLE_LOST = "JobLifecycleLost"
 
 
-class ReconcilerSettings(PromoterSettings, EventBusSettings):
-    """The promoter's settings, the bus (``Job Failed``) and the re-drive bounds."""
+class ReconcilerSettings(PromoterSettings, EventBusSettings, CostTrackingTableSettings):
+    """The promoter's settings, the bus (``Job Failed``), CostTracking (missed deltas) and the
+    re-drive bounds."""
 
     # A RUNNING job whose lifecycle execution is gone gets at most this many new executions.
     max_lifecycle_redrives: int = Field(default=3, ge=0, le=20, validation_alias="MAX_LIFECYCLE_REDRIVES")
@@ -28,6 +29,8 @@ class ReconcilerSettings(PromoterSettings, EventBusSettings):
     promotion_repair_after_seconds: int = Field(
         default=60, ge=0, validation_alias="PROMOTION_REPAIR_AFTER_SECONDS"
     )
+    # A cost delta still not rolled up this long after it was written: its stream record was lost.
+    rollup_repair_after_seconds: int = Field(default=30, ge=0, validation_alias="ROLLUP_REPAIR_AFTER_SECONDS")
 
 
 def lifecycle_execution_name(job_id: str, redrives: int) -> str:
@@ -65,6 +68,7 @@ class ReconcileReport:
     cleaned: list[str] = field(default_factory=list)  # Queue leftovers
     redriven: list[str] = field(default_factory=list)  # RUNNING jobs given a new execution
     failed: list[str] = field(default_factory=list)  # RUNNING jobs failed after too many re-drives
+    rolled_up: list[str] = field(default_factory=list)  # "job_id/record_id" of deltas the stream missed
     queued: int = 0
     running: int = 0
     waited_seconds: dict[str, float] = field(default_factory=dict)
@@ -77,6 +81,7 @@ class ReconcileReport:
             "CleanedQueueItems": len(self.cleaned),
             "RedrivenJobs": len(self.redriven),
             "FailedLostJobs": len(self.failed),
+            "RolledUpMissedCosts": len(self.rolled_up),
         }
 
     @property

@@ -13,6 +13,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from functions.costs.models import CostDelta
 from functions.queue.models import execution_input
 from functions.reconciler.models import LIFECYCLE_LOST, RunningJob
 
@@ -167,3 +168,32 @@ class LifecycleRuns:
         except ClientError as error:
             if _error_code(error) != "ExecutionAlreadyExists":
                 raise
+
+
+class MissedCostDeltas:
+    """CostTracking items the rollup never marked ``rolled_up_at`` (their stream record was lost)."""
+
+    def __init__(self, dynamodb: Any, cost_tracking_table: str) -> None:
+        self._db = dynamodb
+        self._table = cost_tracking_table
+
+    def written_before(self, job_id: str, cutoff: str) -> list[CostDelta]:
+        """The job's deltas written before ``cutoff`` and not rolled up. The filter runs after the
+        read, so this reads the job's whole partition (small items: one page per ~5,000 batches)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "job_id = :job",
+            "FilterExpression": "attribute_not_exists(rolled_up_at) AND created_at < :cutoff",
+            "ExpressionAttributeValues": {":job": _av(job_id), ":cutoff": _av(cutoff)},
+            "ConsistentRead": True,
+        }
+        found: list[CostDelta] = []
+        while True:
+            page = self._db.query(**kwargs)
+            for item in page.get("Items", []):
+                found.append(
+                    CostDelta.model_validate({k: _DESERIALIZER.deserialize(v) for k, v in item.items()})
+                )
+            if not page.get("LastEvaluatedKey"):
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -11,6 +11,9 @@ One pass (docs/data-model.md, "Reconciler"):
    their cost records are written once), so no record is generated or billed twice. After
    ``max_lifecycle_redrives`` re-drives the job is marked FAILED instead (``JobLifecycleLost``,
    condition RUNNING), its slot released and ``Job Failed`` emitted.
+   Before that, each RUNNING holder's cost deltas that are still not rolled up some time after
+   they were written (their CostTracking stream record was lost: the local runtime's emulator
+   keeps no stream across a restart) go through the rollup's own exactly-once transaction.
 2. A promoter pass (``functions.queue.service.PromoterService``): start the execution of holders
    still QUEUED, free the slots of terminal or deleted jobs without a running lifecycle, then admit
    QUEUED jobs into free slots (fair share).
@@ -22,10 +25,13 @@ another pass changes nothing twice. Each repair is counted in the report (one me
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
-from functions.common.clock import now_iso, parse_iso
+from functions.common.clock import now_iso, parse_iso, to_iso
 from functions.common.events import EventPublisher, JobFailed
 from functions.common.observability import logger
+from functions.costs.models import RollupOutcome
+from functions.costs.service import CostRollupService
 from functions.queue.repository import QueueRepository
 from functions.queue.service import PromoterService
 from functions.reconciler.models import (
@@ -34,7 +40,7 @@ from functions.reconciler.models import (
     RunningJob,
     lifecycle_execution_name,
 )
-from functions.reconciler.repository import LifecycleRuns, ReconcilerJobs
+from functions.reconciler.repository import LifecycleRuns, MissedCostDeltas, ReconcilerJobs
 
 
 class ReconcilerService:
@@ -46,6 +52,8 @@ class ReconcilerService:
         jobs: ReconcilerJobs,
         runs: LifecycleRuns,
         publisher: EventPublisher,
+        costs: tuple[MissedCostDeltas, CostRollupService] | None = None,
+        rollup_repair_after_seconds: int = 30,
         max_redrives: int = 3,
         redrive_grace_seconds: int = 120,
         promotion_repair_after_seconds: int = 60,
@@ -56,6 +64,8 @@ class ReconcilerService:
         self._jobs = jobs
         self._runs = runs
         self._publisher = publisher
+        self._costs = costs
+        self._rollup_after = rollup_repair_after_seconds
         self._max_redrives = max_redrives
         self._grace = redrive_grace_seconds
         self._repair_after = promotion_repair_after_seconds
@@ -64,6 +74,7 @@ class ReconcilerService:
     def reconcile(self) -> ReconcileReport:
         report = ReconcileReport()
         for job in self._jobs.running_jobs(self._slots.slot_holders()):
+            self._roll_up_missed_costs(job, report)
             self._check_lifecycle(job, report)
         promotion = self._promoter.promote()
         report.recovered = promotion.recovered
@@ -79,6 +90,15 @@ class ReconcilerService:
         report.queued, report.running = self._slots.count_queued(), promotion.running
         logger.info("Reconciliation pass done", extra={"repairs": report.repairs(), "queued": report.queued})
         return report
+
+    def _roll_up_missed_costs(self, job: RunningJob, report: ReconcileReport) -> None:
+        if self._costs is None:
+            return
+        missed, rollup = self._costs
+        cutoff = to_iso(parse_iso(self._clock()) - timedelta(seconds=self._rollup_after))
+        for delta in missed.written_before(job.job_id, cutoff):
+            if rollup.roll_up(delta) is RollupOutcome.APPLIED:
+                report.rolled_up.append(f"{delta.job_id}/{delta.record_id}")
 
     def _check_lifecycle(self, job: RunningJob, report: ReconcileReport) -> None:
         status = self._runs.status(job.execution_name)

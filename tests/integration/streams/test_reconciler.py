@@ -9,6 +9,7 @@ does not exist or was stopped; the re-drive is asserted by the execution it star
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -196,3 +197,25 @@ def test_a_job_that_finishes_while_the_pass_looks_at_it_is_not_redriven(
     assert job is not None
     assert job["status"] == "COMPLETED"
     assert "lifecycle_redrives" not in job
+
+
+def test_cost_deltas_whose_stream_records_were_lost_are_rolled_up_once(
+    aws: Any, lifecycle: str, settings_env: Any
+) -> None:
+    """A restart of the local emulator keeps the table but not its stream: deltas written just
+    before it never reach the rollup. The reconciler applies them through the rollup's transaction."""
+    from tests.integration.streams.test_cost_rollup import put_delta, rolled_up
+
+    db = aws.client("dynamodb")
+    job_id = _running_job(aws)
+    put_delta(db, job_id, 0, bedrock="0.25", records=10)  # written long ago, never rolled up
+    put_delta(db, job_id, 1, bedrock="0.50", records=10)
+
+    first = _reconcile()
+    second = _reconcile()
+
+    assert first["repairs"]["RolledUpMissedCosts"] == 2
+    assert second["repairs"]["RolledUpMissedCosts"] == 0
+    totals = rolled_up(db, job_id)
+    assert totals["records_generated"] == 20
+    assert totals["cost"]["total"] == Decimal("0.75")
