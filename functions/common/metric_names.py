@@ -10,7 +10,7 @@ NAMESPACE = "PlotPalette"
 SERVICE = "plot-palette"
 DIMENSIONS = {"service": SERVICE}
 
-JOBS_CREATED = "JobsCreated"  # jobs API, per create
+JOBS_CREATED = "JobsCreated"  # jobs API, per 201 (an Idempotency-Key replay counts again)
 # Jobs stream (promoter), per transition into the status; at-least-once like the stream.
 JOBS_BY_TERMINAL_STATUS = {
     "COMPLETED": "JobsCompleted",

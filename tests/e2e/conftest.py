@@ -112,6 +112,9 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
                 "2",
                 "-c",
                 f"max_running_jobs={MAX_RUNNING_JOBS}",
+                # The load test's one user may use every slot: it checks the global limit.
+                "-c",
+                f"max_running_jobs_per_user={MAX_RUNNING_JOBS}",
             ],
             cwd=REPO,
             env=env,
