@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from benchmarks import seed_reader
+from benchmarks import cold_start, seed_reader
 
 
 def main() -> None:
     for line in seed_reader.run():
+        print(line)
+    print()
+    for line in cold_start.run():
         print(line)
 
 
