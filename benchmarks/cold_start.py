@@ -77,7 +77,7 @@ def measure(samples: int = SAMPLES) -> tuple[float, dict[str, float]]:
 def run() -> list[str]:
     reference, handlers = measure()
     lines = [
-        "cold import vs `import boto3; boto3.client(\"dynamodb\")` "
+        'cold import vs `import boto3; boto3.client("dynamodb")` '
         f"(median of {SAMPLES} fresh interpreters; reference {reference * 1000:.0f} ms; goal <= {GOAL}x)",
         f"{'handler':<22} {'ms':>7} {'ratio':>6}  goal",
     ]
