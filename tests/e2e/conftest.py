@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from local.emulator import free_port
-from local.runtime import RuntimeInfo, RuntimeNotRunning, running_runtime
+from local.runtime.state import RuntimeInfo, RuntimeNotRunning, ready_runtime
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 300.0  # synth (~10-30 s on 2 shared cores) + deploy + workers
@@ -119,7 +119,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
             stderr=subprocess.STDOUT,
         )
         try:
-            info = _wait_until_running(state_dir, process, log_path)
+            info = wait_until_ready(state_dir, process, log_path)
             yield Runtime(state_dir=state_dir, info=info, process=process)
         finally:
             if process.poll() is None:
@@ -131,7 +131,8 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
                     process.wait(timeout=10)
 
 
-def _wait_until_running(state_dir: Path, process: subprocess.Popen[bytes], log_path: Path) -> RuntimeInfo:
+def wait_until_ready(state_dir: Path, process: subprocess.Popen[bytes], log_path: Path) -> RuntimeInfo:
+    """Until runtime.json says the start finished and the emulator answers its health check."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -139,13 +140,9 @@ def _wait_until_running(state_dir: Path, process: subprocess.Popen[bytes], log_p
                 f"plot-palette local exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
             )
         try:
-            info = running_runtime(state_dir)
-        except (RuntimeNotRunning, json.JSONDecodeError):
+            return ready_runtime(state_dir)
+        except RuntimeNotRunning:
             time.sleep(0.5)
-            continue
-        if "Ctrl-C stops everything" in log_path.read_text(errors="replace"):
-            return info
-        time.sleep(0.5)
     pytest.fail(f"plot-palette local not ready within {START_TIMEOUT:.0f} s:\n{log_path.read_text()[-3000:]}")
 
 
