@@ -7,9 +7,9 @@ behave like AWS instead. Every shim checks the MiniStack version it was written 
 out (with a warning in the emulator log) on any other version.
 
 Adding a shim: a new module in this package with ``install() -> None`` (raise ``ShimNotApplicable``
-to skip it); it is picked up automatically. The shims: ``snapshots`` (periodic state snapshots),
-``stepfunctions`` (S3 ``deleteObjects``, heartbeat timeouts), ``stream_batches`` (stream failure
-handling and restarts).
+to skip it); it is picked up automatically. The shims: ``lambda_pool`` (bursts wait for a warm
+worker), ``snapshots`` (periodic state snapshots), ``stepfunctions`` (S3 ``deleteObjects``,
+heartbeat timeouts), ``stream_batches`` (stream failure handling and restarts).
 """
 
 from __future__ import annotations

@@ -11,9 +11,11 @@ every put already. This shim runs the same save every ``PLOT_PALETTE_SNAPSHOT_SE
 - Each service's ``get_state()`` (MiniStack's own, deep copies) runs on the emulator's event loop,
   between requests, so one snapshot does not hold half of an API call. Serializing and writing
   happen in the snapshot thread, off the loop.
-- Atomic as a set: every file is written to ``<service>.json.tmp`` first, then all are renamed over
-  the old ones (``os.replace``), so a kill at any instant leaves a complete snapshot on disk —
+- Atomic as a set: every file is written to ``<service>.json.snapshot`` first, then all are renamed
+  over the old ones (``os.replace``), so a kill at any instant leaves a complete snapshot on disk —
   all services from one snapshot, except for the microseconds of the renames.
+- It never runs alongside MiniStack's own save at shutdown (``save_all`` is wrapped to take the
+  same lock and end the snapshots), so the final save is the last word.
 
 A service whose state cannot be read at that instant (another emulator thread changing it) keeps its
 previous file until the next snapshot. A clean stop still saves through MiniStack's shutdown.
@@ -36,7 +38,12 @@ from local.shims import ShimNotApplicable, require_version
 SNAPSHOT_SECONDS_ENV = "PLOT_PALETTE_SNAPSHOT_SECONDS"
 DEFAULT_SNAPSHOT_SECONDS = 5.0
 
+_PENDING = ".snapshot"  # not MiniStack's own ".tmp", which its shutdown save uses
+
 logger = logging.getLogger("plot-palette.shims.snapshots")
+# Held while a snapshot or MiniStack's shutdown save runs; ``_stopping`` ends the snapshots.
+_saving = threading.Lock()
+_stopping = threading.Event()
 
 
 def snapshot_interval(environ: dict[str, str] | None = None) -> float:
@@ -64,7 +71,7 @@ def collect(save_dict: dict[str, Callable[[], Any]]) -> dict[str, Any]:
 
 
 def write_snapshot(state_dir: str, states: dict[str, Any]) -> list[str]:
-    """Write every state to ``<service>.json.tmp``, then rename them all into place."""
+    """Write every state to ``<service>.json.snapshot``, then rename them all into place."""
     from ministack.core import persistence
 
     os.makedirs(state_dir, exist_ok=True)
@@ -72,14 +79,14 @@ def write_snapshot(state_dir: str, states: dict[str, Any]) -> list[str]:
     try:
         for name, state in states.items():
             wrapped = {"__ministack_format__": persistence._state_format_version(name), "payload": state}
-            with open(paths[name] + ".tmp", "w") as sink:
+            with open(paths[name] + _PENDING, "w") as sink:
                 json.dump(wrapped, sink, default=persistence._json_default)
     except BaseException:
         for path in paths.values():
-            _remove(path + ".tmp")
+            _remove(path + _PENDING)
         raise
     for path in paths.values():
-        os.replace(path + ".tmp", path)
+        os.replace(path + _PENDING, path)
     return list(paths)
 
 
@@ -102,12 +109,14 @@ class Snapshotter(threading.Thread):
         self.loop, self.save_dict, self.state_dir, self.interval = loop, save_dict, state_dir, interval
 
     def run(self) -> None:
-        while not self.loop.is_closed():
-            time.sleep(self.interval)
-            try:
-                self.snapshot()
-            except Exception:
-                logger.exception("snapshot failed; the previous one stands")
+        while not _stopping.wait(self.interval) and not self.loop.is_closed():
+            with _saving:
+                if _stopping.is_set():
+                    return
+                try:
+                    self.snapshot()
+                except Exception:
+                    logger.exception("snapshot failed; the previous one stands")
 
     def snapshot(self) -> None:
         async def read() -> dict[str, Any]:
@@ -129,7 +138,7 @@ def install() -> None:
     interval = snapshot_interval()
     if interval == 0:
         raise ShimNotApplicable(f"{SNAPSHOT_SECONDS_ENV}=0 turns snapshots off")
-    for name in ("_load_persisted_state", "_build_persistence_save_dict"):
+    for name in ("_load_persisted_state", "_build_persistence_save_dict", "save_all"):
         if not hasattr(app, name):
             raise ShimNotApplicable(f"MiniStack's app has no {name}")
     restore = app._load_persisted_state
@@ -141,3 +150,11 @@ def install() -> None:
         ).start()
 
     app._load_persisted_state = load_persisted_state_then_snapshot
+    save_all = app.save_all
+
+    def last_save(services: Any) -> None:  # MiniStack's shutdown: after any snapshot, then no more
+        with _saving:
+            _stopping.set()
+            save_all(services)
+
+    app.save_all = last_save

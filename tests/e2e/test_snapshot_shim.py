@@ -69,7 +69,7 @@ def test_a_kill_9_after_the_window_keeps_tables_queues_and_objects(tmp_path: Pat
     finally:
         _kill_9(emulator)
     assert json.loads((tmp_path / "dynamodb.json").read_text())["payload"]
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.snapshot"))
 
     restarted = _start(tmp_path)
     try:
@@ -101,5 +101,20 @@ def test_without_snapshots_a_kill_9_loses_what_changed_since_the_start(tmp_path:
     restarted = _start(tmp_path, window=0)
     try:
         assert _item(restarted) is None
+    finally:
+        restarted.stop()
+
+
+def test_a_clean_stop_right_after_a_change_still_saves_it(tmp_path: Path) -> None:
+    """MiniStack's shutdown save is the last word: a snapshot never runs after (or over) it."""
+    emulator = _start(tmp_path)
+    try:
+        time.sleep(WINDOW * 1.5)  # a snapshot has run
+        _write_state(emulator)
+    finally:
+        emulator.stop()  # SIGTERM: MiniStack saves on its way out
+    restarted = _start(tmp_path)
+    try:
+        assert _item(restarted) == {"pk": {"S": "job-1"}, "status": {"S": "QUEUED"}}
     finally:
         restarted.stop()
