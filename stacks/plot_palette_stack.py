@@ -77,7 +77,7 @@ class PlotPaletteStack(Stack):
             "UserPoolClientId": (self.auth.client.user_pool_client_id, "App client the web UI signs in with"),
             "BucketName": (storage.bucket.bucket_name, "Seed data uploads and job outputs"),
             "EventBusName": (orchestration.bus.event_bus_name, "Domain events (rules, archive)"),
-            # For operators and the local runtime (which runs the worker as a process).
+            # For operators.
             "WorkQueueUrl": (orchestration.work_queue.queue_url, "Work items for the generation worker"),
             "JobsTableName": (storage.jobs.table_name, "JOBS_TABLE"),
             "QueueTableName": (storage.queue.table_name, "QUEUE_TABLE"),
