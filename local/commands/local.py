@@ -39,6 +39,8 @@ from local.runtime.stops import Interrupted, StopRequests, say
 from local.runtime.synth import FIXED_CONTEXT, local_assembly, synth_local_stage
 from local.runtime.tokens import DEMO_USER, issue_token
 from local.runtime.workers import WorkerPool
+from local.shims import ShimNotApplicable
+from local.shims.snapshots import snapshot_interval
 
 # --------------------------------------------------------------------------- arguments
 
@@ -359,6 +361,14 @@ def run(args: argparse.Namespace) -> int:
         restore_signals()
 
 
+def _saved() -> str:
+    try:
+        window = snapshot_interval(emulator_settings())
+    except ShimNotApplicable:  # a bad value: the shim stays out (its warning is in the emulator log)
+        window = 0
+    return f"saved every {window:g} s and on stop" if window else "saved on stop"
+
+
 def banner(info: RuntimeInfo, token: str) -> str:
     state = info.state_dir
     flag = "" if state == DEFAULT_STATE_DIR.resolve() else f" --state-dir {state}"
@@ -377,7 +387,7 @@ def banner(info: RuntimeInfo, token: str) -> str:
         f"{info.api_url}/templates",
         f"  Inside         plot-palette executions JOB_ID{flag}  |  plot-palette events --follow{flag}",
         f"  Emulator       {info.endpoint} (any credentials; region us-east-1)",
-        f"  State & logs   {state} (delete it to start from scratch)",
+        f"  State & logs   {state} ({_saved()}; delete it to start from scratch)",
         "Ctrl-C stops everything and keeps the state.",
         "",
     ]
