@@ -348,16 +348,16 @@ def run(args: argparse.Namespace) -> int:
     _refuse_if_taken(state_dir, args.port)
     if args.context and args.assembly:
         raise CliError("-c/--context has no effect with --assembly (the assembly is already synthesized)", 2)
-    run = LocalRun(args, state_dir)
-    restore_signals = run.stops.install()
+    runtime = LocalRun(args, state_dir)
+    restore_signals = runtime.stops.install()
     try:
-        run.start_and_serve()
+        runtime.start_and_serve()
         return 0
     except Interrupted:
         say("stopped before the runtime was ready (state is kept)")
         return 130
     finally:
-        run.stop()
+        runtime.stop()
         restore_signals()
 
 
