@@ -2,9 +2,11 @@
 
 A second runtime of its own (the session runtime of conftest.py is not touched; its synthesized
 assembly is reused to skip a synth) with a 2 s window: a template, an upload and a job are made,
-the job completes, the test waits past the window, then SIGKILLs the runtime's process group and
-the emulator's and workers' (each runs in its own session), and starts again on the same state dir
-and port. Everything is there, the old token still works, and the restored system runs a new job.
+the job completes, a long job starts, the test waits past the window, then SIGKILLs the runtime's
+process group and the emulator's and workers' (each runs in its own session), and starts again on
+the same state dir and port. Everything is there (the long job as it was: a job RUNNING at a crash
+ends only once the reconciler re-drives it), the old token still works, and the restored system
+runs a new job to completion.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def test_a_kill_9_of_the_runtime_keeps_what_was_made_before_the_window(
     assembly = str(local_assembly(runtime.state_dir / "cdk.out"))
     state_dir, port, log_path = tmp_path / "state", free_port(), tmp_path / "local.log"
     state_dir.mkdir()
-    args = ("--workers", "1", "--assembly", assembly)
+    args = ("--workers", "2", "--assembly", assembly)  # one may be busy with the long job
     snapshots = {"PLOT_PALETTE_SNAPSHOT_SECONDS": str(WINDOW)}
     with open(log_path, "ab") as log:
         first = start_local(state_dir, log, *args, port=port, new_session=True, **snapshots)
@@ -78,6 +80,8 @@ def test_a_kill_9_of_the_runtime_keeps_what_was_made_before_the_window(
             seed_key = upload_seed(carla)
             job_id = create_job(carla, template_id, seed_key, num_records=3)
             _completed(carla, job_id, 3)
+            # A long job, still running when the crash comes.
+            long_job = create_job(carla, template_id, seed_key, num_records=100_000, budget_limit="1000")
             time.sleep(WINDOW * 2)  # the cost rollup may trail the count a little
             before = carla.get(f"/jobs/{job_id}").json()
             time.sleep(WINDOW * 2.5)  # past the window: a snapshot holds all of it
@@ -102,6 +106,12 @@ def test_a_kill_9_of_the_runtime_keeps_what_was_made_before_the_window(
             )
             assert validated.status_code == 200, validated.text
             assert validated.json()["valid"] is True
+
+            # The job in flight at the crash is there; it ends once the reconciler re-drives it
+            # (the emulator failed its execution on restart: States.ServiceRestart).
+            in_flight = carla.get(f"/jobs/{long_job}").json()
+            assert in_flight["status"] in {"QUEUED", "RUNNING"}
+            assert (in_flight["template_id"], in_flight["num_records"]) == (template_id, 100_000)
 
             # The restored stack runs: a new job on the old template and upload finishes.
             again = create_job(carla, template_id, seed_key, num_records=2)
