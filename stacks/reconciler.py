@@ -45,10 +45,8 @@ class Reconciler(Construct):
             layers=layers,
             description="plot-palette reconciler (every minute: stuck jobs, leaked slots, missed promotions)",
             timeout_seconds=55,
-            environment={
-                "JOBS_TABLE": storage.jobs.table_name,
-                "QUEUE_TABLE": storage.queue.table_name,
-                "COST_TRACKING_TABLE": storage.cost_tracking.table_name,
+            resources=storage.resources
+            | {
                 "EVENT_BUS_NAME": orchestration.bus.event_bus_name,
                 "MAX_RUNNING_JOBS": str(config.max_running_jobs),
                 "MAX_RUNNING_JOBS_PER_USER": str(config.per_user_running_cap),

@@ -16,13 +16,15 @@ from functions.common.aws import client
 from functions.common.events import EventPublisher
 from functions.common.observability import logger, metrics, publish_metrics, traced
 from functions.common.settings import load_settings
-from functions.costs.repository import CostRepository
-from functions.costs.service import CostRollupService
-from functions.queue.repository import LifecycleExecutions, QueueRepository
-from functions.queue.service import PromoterService
+from functions.promoter.repository import LifecycleExecutions, QueueRepository
+from functions.promoter.service import PromoterService
 from functions.reconciler.models import ReconcileReport, ReconcilerSettings
 from functions.reconciler.repository import LifecycleRuns, MissedCostDeltas, ReconcilerJobs
 from functions.reconciler.service import ReconcilerService
+from functions.rollup.repository import CostRepository
+from functions.rollup.service import CostRollupService
+
+SETTINGS = ReconcilerSettings
 
 
 def build_service(settings: ReconcilerSettings) -> ReconcilerService:
@@ -67,6 +69,6 @@ def record_metrics(report: ReconcileReport) -> None:
 @traced
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = build_service(load_settings(ReconcilerSettings)).reconcile()
+    report = build_service(load_settings(SETTINGS)).reconcile()
     record_metrics(report)
     return {"repairs": report.repairs(), "queued": report.queued, "running": report.running}

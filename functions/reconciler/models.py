@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.common.settings import CostTrackingTableSettings, EventBusSettings
-from functions.queue.models import JobStatus, PromoterSettings
+from functions.common.status import JobStatus
+from functions.promoter.models import PromoterSettings
 
 # The error a job gets when its lifecycle was lost more often than it may be re-driven.
 LIFECYCLE_LOST = "JobLifecycleLost"

@@ -2,7 +2,7 @@
 
 ``ReconcilerJobs`` reads slot holders and writes the two repairs of a RUNNING job (a re-drive, or
 FAILED), each on a condition; ``LifecycleRuns`` looks up and starts lifecycle executions by name.
-The slot itself is released through ``functions.queue.repository.QueueRepository``.
+The slot itself is released through ``functions.promoter.repository.QueueRepository``.
 """
 
 from __future__ import annotations
@@ -10,24 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from functions.costs.models import CostDelta
-from functions.queue.models import execution_input
+from functions.common.dynamo import error_code, from_item, to_attribute
+from functions.common.status import JobStatus
+from functions.promoter.models import execution_input
 from functions.reconciler.models import LIFECYCLE_LOST, RunningJob
+from functions.rollup.models import CostDelta
 
-_SERIALIZER = TypeSerializer()
-_DESERIALIZER = TypeDeserializer()
 _CONDITION_FAILED = "ConditionalCheckFailedException"
-
-
-def _av(value: Any) -> Any:
-    return _SERIALIZER.serialize(value)
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
+_av = to_attribute
+_error_code = error_code
 
 
 class ReconcilerJobs:
@@ -53,10 +46,8 @@ class ReconcilerJobs:
             while request:
                 answer = self._db.batch_get_item(RequestItems=request)
                 for item in answer.get("Responses", {}).get(self._table, []):
-                    job = RunningJob.model_validate(
-                        {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
-                    )
-                    if job.status == "RUNNING":
+                    job = RunningJob.model_validate(from_item(item))
+                    if job.status is JobStatus.RUNNING:
                         found.append(job)
                 request = answer.get("UnprocessedKeys") or {}
         return sorted(found, key=lambda job: job.job_id)
@@ -75,7 +66,7 @@ class ReconcilerJobs:
             {
                 ":next": _av(job.lifecycle_redrives + 1),
                 ":now": _av(now),
-                ":running": _av("RUNNING"),
+                ":running": _av(JobStatus.RUNNING.value),
                 **({":seen": _av(job.lifecycle_redrives)} if job.lifecycle_redrives else {}),
             },
             {"#status": "status"},
@@ -89,12 +80,12 @@ class ReconcilerJobs:
             "#error = :error, #cause = :cause",
             "#status = :running",
             {
-                ":failed": _av("FAILED"),
+                ":failed": _av(JobStatus.FAILED.value),
                 ":user_status": _av(f"{job.user_id}#FAILED"),
                 ":now": _av(now),
                 ":error": _av(LIFECYCLE_LOST),
                 ":cause": _av(cause),
-                ":running": _av("RUNNING"),
+                ":running": _av(JobStatus.RUNNING.value),
             },
             {"#status": "status", "#error": "error", "#cause": "cause"},
         )
@@ -191,9 +182,7 @@ class MissedCostDeltas:
         while True:
             page = self._db.query(**kwargs)
             for item in page.get("Items", []):
-                found.append(
-                    CostDelta.model_validate({k: _DESERIALIZER.deserialize(v) for k, v in item.items()})
-                )
+                found.append(CostDelta.model_validate(from_item(item)))
             if not page.get("LastEvaluatedKey"):
                 return found
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -14,7 +14,7 @@ One pass (docs/data-model.md, "Reconciler"):
    Before that, each RUNNING holder's cost deltas that are still not rolled up some time after
    they were written (their CostTracking stream record was lost: the local runtime's emulator
    keeps no stream across a restart) go through the rollup's own exactly-once transaction.
-2. A promoter pass (``functions.queue.service.PromoterService``): start the execution of holders
+2. A promoter pass (``functions.promoter.service.PromoterService``): start the execution of holders
    still QUEUED, free the slots of terminal or deleted jobs without a running lifecycle, then admit
    QUEUED jobs into free slots (fair share).
 
@@ -30,10 +30,8 @@ from datetime import timedelta
 from functions.common.clock import now_iso, parse_iso, to_iso
 from functions.common.events import EventPublisher, JobFailed
 from functions.common.observability import logger
-from functions.costs.models import RollupOutcome
-from functions.costs.service import CostRollupService
-from functions.queue.repository import QueueRepository
-from functions.queue.service import PromoterService
+from functions.promoter.repository import QueueRepository
+from functions.promoter.service import PromoterService
 from functions.reconciler.models import (
     LIFECYCLE_LOST,
     ReconcileReport,
@@ -41,6 +39,8 @@ from functions.reconciler.models import (
     lifecycle_execution_name,
 )
 from functions.reconciler.repository import LifecycleRuns, MissedCostDeltas, ReconcilerJobs
+from functions.rollup.models import RollupOutcome
+from functions.rollup.service import CostRollupService
 
 
 class ReconcilerService:

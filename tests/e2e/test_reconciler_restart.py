@@ -9,10 +9,6 @@ and promotes the waiting one. Each export then holds exactly ``num_records`` rec
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,15 +19,16 @@ import requests
 
 from local.emulator import free_port
 from tests.e2e.conftest import (
-    REPO,
     TERMINAL,
     Client,
     Runtime,
-    _wait_until_running,
     create_job,
     create_template,
+    start_local,
+    stop_local,
     upload_seed,
     wait_for,
+    wait_until_ready,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -44,42 +41,15 @@ FINISH_SECONDS = 420.0
 def _runtime(state_dir: Path, log_name: str) -> Iterator[Runtime]:
     """``plot-palette local`` on ``state_dir`` with two slots (both usable by one user), stopped
     with SIGTERM (a clean stop) on exit."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     log_path = state_dir.parent / log_name
+    args = ("--workers", "2", "-c", "max_running_jobs=2", "-c", "max_running_jobs_per_user=2")
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "local.cli",
-                "local",
-                "--state-dir",
-                str(state_dir),
-                "--port",
-                str(free_port()),
-                "--workers",
-                "2",
-                "-c",
-                "max_running_jobs=2",
-                "-c",
-                "max_running_jobs_per_user=2",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = start_local(state_dir, log, *args, port=free_port())
         try:
-            info = _wait_until_running(state_dir, process, log_path)
+            info = wait_until_ready(state_dir, process, log_path)
             yield Runtime(state_dir=state_dir, info=info, process=process)
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=90)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+            stop_local(process)
 
 
 def _job(client: Client, job_id: str) -> dict[str, Any]:

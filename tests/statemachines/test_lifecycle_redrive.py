@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from functions.common.events import EventPublisher, JobCompleted, JobStarted
-from functions.queue.repository import LifecycleExecutions, QueueRepository
-from functions.queue.service import PromoterService
+from functions.promoter.repository import LifecycleExecutions, QueueRepository
+from functions.promoter.service import PromoterService
 from functions.reconciler.repository import LifecycleRuns, ReconcilerJobs
 from functions.reconciler.service import ReconcilerService
 from tests.statemachines.conftest import Env

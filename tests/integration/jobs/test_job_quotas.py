@@ -80,7 +80,7 @@ def _service(aws: Any, clock: list[str]) -> JobsService:
     return JobsService(
         jobs=JobsRepository(dynamodb, JOBS_TABLE, QUEUE_TABLE, TEMPLATES_TABLE),
         files=JobFiles(aws.client("s3"), BUCKET),
-        templates=TemplateRepository(TEMPLATES_TABLE, dynamodb),
+        templates=TemplateRepository(dynamodb, TEMPLATES_TABLE),
         publisher=EventPublisher(aws.client("events"), "plot-palette"),
         clock=lambda: clock[0],
         quota=JobQuota(max_queued=100, max_per_minute=3),

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from functions.common.settings import load_settings
-from functions.queue.handler import lambda_handler
+from functions.promoter.handler import lambda_handler
 from tests.integration.streams.conftest import deliver
 from tests.integration.streams.support import (
     QUEUE_TABLE,

@@ -17,8 +17,8 @@ import pytest
 from functions.common.aws import client
 from functions.common.events import EventPublisher, JobFailed
 from functions.common.settings import load_settings
-from functions.queue.repository import LifecycleExecutions, QueueRepository
-from functions.queue.service import PromoterService
+from functions.promoter.repository import LifecycleExecutions, QueueRepository
+from functions.promoter.service import PromoterService
 from functions.reconciler.handler import build_service, lambda_handler
 from functions.reconciler.models import ReconcilerSettings, RunningJob
 from functions.reconciler.repository import LifecycleRuns, ReconcilerJobs

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.queue.models import ClaimOutcome, QueueEntry, SlotState, plan_promotions
-from functions.queue.repository import claim_outcome
+from functions.promoter.models import ClaimOutcome, QueueEntry, SlotState, plan_promotions
+from functions.promoter.repository import claim_outcome
 
 pytestmark = pytest.mark.unit
 

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
+from aws_lambda_powertools.utilities.parser.models import (
+    DynamoDBStreamChangedRecordModel,
+    DynamoDBStreamRecordModel,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.common.settings import (
@@ -19,15 +23,12 @@ from functions.common.settings import (
     LifecycleSettings,
     QueueTableSettings,
 )
+from functions.common.status import JobStatus
 
-QUEUED = "QUEUED"
-RUNNING = "RUNNING"
 SLOTS_PARTITION = "SLOTS"
 SLOTS_SORT_KEY = "RUNNING"
 # On the SLOTS item, next to ``holders``: one string set of job ids per user with a slot.
 USER_SLOTS_PREFIX = "user:"
-
-JobStatus = Literal["QUEUED", "RUNNING", "COMPLETED", "FAILED", "BUDGET_EXCEEDED", "CANCELLED"]
 
 
 class FairShareSettings(ConcurrencySettings):
@@ -66,44 +67,35 @@ class JobImage(BaseModel):
     slot_released_at: str | None = None
 
 
-class JobChange(BaseModel):
-    """One Jobs stream record, reduced to what decides whether the promoter runs."""
+class JobImages(DynamoDBStreamChangedRecordModel):
+    NewImage: JobImage | None = None
+    OldImage: JobImage | None = None
 
-    model_config = ConfigDict(frozen=True)
 
-    event_name: Literal["INSERT", "MODIFY", "REMOVE"]
-    new: JobImage | None = None
-    old: JobImage | None = None
+class JobStreamRecord(DynamoDBStreamRecordModel):
+    """One Jobs stream record, its images parsed as ``JobImage`` by the batch processor."""
 
-    @classmethod
-    def from_images(
-        cls, event_name: str, new_image: dict[str, Any] | None, old_image: dict[str, Any] | None
-    ) -> JobChange:
-        return cls.model_validate(
-            {
-                "event_name": event_name,
-                "new": new_image or None,
-                "old": old_image or None,
-            }
-        )
+    dynamodb: JobImages
 
     @property
     def triggers_promotion(self) -> bool:
         """A job was queued, or a running slot was released (docs/data-model.md, step 2)."""
-        if self.new is None:  # REMOVE
+        new, old = self.dynamodb.NewImage, self.dynamodb.OldImage
+        if new is None:  # REMOVE
             return False
-        if self.event_name == "INSERT" and self.new.status == QUEUED:
+        if self.eventName == "INSERT" and new.status is JobStatus.QUEUED:
             return True
-        released_before = self.old.slot_released_at if self.old is not None else None
-        return self.new.slot_released_at is not None and self.new.slot_released_at != released_before
+        released_before = old.slot_released_at if old is not None else None
+        return new.slot_released_at is not None and new.slot_released_at != released_before
 
     @property
-    def finished_as(self) -> str | None:
+    def finished_as(self) -> JobStatus | None:
         """The terminal status this record moved the job into, if it did (for the job metrics)."""
-        if self.new is None or self.new.status in (None, QUEUED, RUNNING):
+        new, old = self.dynamodb.NewImage, self.dynamodb.OldImage
+        if new is None or new.status is None or new.status.is_active:
             return None
-        before = self.old.status if self.old is not None else None
-        return self.new.status if before != self.new.status else None
+        before = old.status if old is not None else None
+        return new.status if before != new.status else None
 
 
 # --- stored rows ----------------------------------------------------------------------------------
@@ -114,7 +106,7 @@ class QueueEntry(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    status: Literal["QUEUED"]
+    status: Literal[JobStatus.QUEUED]
     queue_key: str
     job_id: str
     user_id: str

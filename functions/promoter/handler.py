@@ -15,7 +15,6 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common import metric_names
@@ -23,9 +22,11 @@ from functions.common.aws import client
 from functions.common.observability import logger, metrics, publish_metrics, traced
 from functions.common.settings import load_settings
 from functions.common.streams import dynamodb_stream_processor
-from functions.queue.models import JobChange, PromoterSettings
-from functions.queue.repository import LifecycleExecutions, QueueRepository
-from functions.queue.service import PromoterService
+from functions.promoter.models import JobStreamRecord, PromoterSettings
+from functions.promoter.repository import LifecycleExecutions, QueueRepository
+from functions.promoter.service import PromoterService
+
+SETTINGS = PromoterSettings
 
 
 def build_service(settings: PromoterSettings) -> PromoterService:
@@ -44,18 +45,13 @@ class _BatchPromotion:
         self._service = service
         self._done = False
 
-    def handle(self, record: DynamoDBStreamRecordModel) -> None:
-        change = JobChange.from_images(
-            record.eventName,
-            record.dynamodb.NewImage,  # type: ignore[arg-type]  # deserialized to a dict
-            record.dynamodb.OldImage,  # type: ignore[arg-type]
-        )
-        finished = change.finished_as
+    def handle(self, record: JobStreamRecord) -> None:
+        finished = record.finished_as
         if finished is not None:
             metrics.add_metric(
                 name=metric_names.JOBS_BY_TERMINAL_STATUS[finished], unit=MetricUnit.Count, value=1
             )
-        if not change.triggers_promotion or self._done:
+        if not record.triggers_promotion or self._done:
             return
         report = self._service.promote()
         self._done = True
@@ -67,8 +63,8 @@ class _BatchPromotion:
 @traced
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    processor = dynamodb_stream_processor()
-    batch = _BatchPromotion(build_service(load_settings(PromoterSettings)))
+    processor = dynamodb_stream_processor(JobStreamRecord)
+    batch = _BatchPromotion(build_service(load_settings(SETTINGS)))
     return process_partial_response(
         event=event, record_handler=batch.handle, processor=processor, context=context
     )

@@ -15,7 +15,6 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common import metric_names
@@ -23,9 +22,11 @@ from functions.common.aws import client
 from functions.common.observability import logger, metrics, publish_metrics, traced
 from functions.common.settings import load_settings
 from functions.common.streams import dynamodb_stream_processor
-from functions.costs.models import CostDelta, CostRollupSettings, RollupOutcome
-from functions.costs.repository import CostRepository
-from functions.costs.service import CostRollupService
+from functions.rollup.models import CostDeltaStreamRecord, CostRollupSettings, RollupOutcome
+from functions.rollup.repository import CostRepository
+from functions.rollup.service import CostRollupService
+
+SETTINGS = CostRollupSettings
 
 
 def build_service(settings: CostRollupSettings) -> CostRollupService:
@@ -38,10 +39,10 @@ class _RecordHandler:
     def __init__(self, service: CostRollupService) -> None:
         self._service = service
 
-    def handle(self, record: DynamoDBStreamRecordModel) -> None:
-        if record.eventName != "INSERT":
+    def handle(self, record: CostDeltaStreamRecord) -> None:
+        delta = record.dynamodb.NewImage
+        if record.eventName != "INSERT" or delta is None:
             return
-        delta = CostDelta.model_validate(record.dynamodb.NewImage)
         if self._service.roll_up(delta) is RollupOutcome.APPLIED:
             metrics.add_metric(
                 name=metric_names.RECORDS_GENERATED, unit=MetricUnit.Count, value=delta.records
@@ -53,8 +54,8 @@ class _RecordHandler:
 @traced
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    processor = dynamodb_stream_processor()
-    records = _RecordHandler(build_service(load_settings(CostRollupSettings)))
+    processor = dynamodb_stream_processor(CostDeltaStreamRecord)
+    records = _RecordHandler(build_service(load_settings(SETTINGS)))
     return process_partial_response(
         event=event, record_handler=records.handle, processor=processor, context=context
     )

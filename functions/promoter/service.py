@@ -24,22 +24,15 @@ at most once; StartExecution is idempotent by name.
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from datetime import datetime
 
 from functions.common.clock import now_iso, parse_iso
 from functions.common.observability import logger
-from functions.queue.models import (
-    QUEUED,
-    RUNNING,
-    ClaimOutcome,
-    PromotionReport,
-    QueueEntry,
-    next_promotion,
-)
-from functions.queue.repository import LifecycleExecutions, QueueRepository, TransientClaimError
+from functions.common.retry import RetryPolicy
+from functions.common.status import JobStatus
+from functions.promoter.models import ClaimOutcome, PromotionReport, QueueEntry, next_promotion
+from functions.promoter.repository import LifecycleExecutions, QueueRepository, TransientClaimError
 
 
 class PromoterService:
@@ -50,9 +43,8 @@ class PromoterService:
         max_running_jobs: int,
         *,
         max_running_jobs_per_user: int | None = None,
-        claim_attempts: int = 5,
-        backoff_seconds: float = 0.05,
-        sleep: Callable[[float], None] = time.sleep,
+        # Full jitter: concurrent promoters contend on the one SLOTS item.
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - immutable
         clock: Callable[[], str] = now_iso,
     ) -> None:
         self._repo = repository
@@ -60,9 +52,7 @@ class PromoterService:
         self._max = max_running_jobs
         self._per_user = max_running_jobs_per_user or max_running_jobs
         self._clock = clock
-        self._claim_attempts = claim_attempts
-        self._backoff = backoff_seconds
-        self._sleep = sleep
+        self._retry = retry
 
     def promote(self) -> PromotionReport:
         report = PromotionReport()
@@ -124,15 +114,9 @@ class PromoterService:
         return free
 
     def _claim(self, entry: QueueEntry) -> ClaimOutcome:
-        for attempt in range(self._claim_attempts):
-            try:
-                return self._repo.claim(entry, self._max, self._per_user)
-            except TransientClaimError:
-                if attempt == self._claim_attempts - 1:
-                    raise
-                # Full jitter: concurrent promoters contend on the one SLOTS item.
-                self._sleep(random.uniform(0, self._backoff * 2**attempt))  # noqa: S311
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._retry.call(
+            lambda: self._repo.claim(entry, self._max, self._per_user), retry_on=TransientClaimError
+        )
 
     def _recover_holders(self, holders: set[str], report: PromotionReport) -> set[str]:
         """Make every slot holder's lifecycle run; release slots whose lifecycle is gone.
@@ -145,9 +129,9 @@ class PromoterService:
         remaining = set(holders)
         for job_id in sorted(holders):
             job = jobs.get(job_id)
-            if job is not None and job.status == RUNNING:
+            if job is not None and job.status is JobStatus.RUNNING:
                 continue
-            if job is not None and job.status == QUEUED and job.user_id:
+            if job is not None and job.status is JobStatus.QUEUED and job.user_id:
                 # Claimed, not yet marked RUNNING: its execution is starting or was never started.
                 # StartExecution answers success for a running execution with the same input too;
                 # only a start where none existed is a repair.
