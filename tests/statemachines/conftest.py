@@ -24,6 +24,15 @@ pytestmark = pytest.mark.statemachines
 
 HEARTBEAT_SECONDS = 3
 BATCH_SIZE = 2
+# The app's context values (docs/deploy.md) the prod stage is synthesized with for these tests; every
+# other substitution is the template's. Shortened so a silent worker times out in seconds instead of
+# 5 minutes and a stuck job in a minute instead of a day; batches of 2 so a 5-record job has several
+# batches for a test to act between.
+TEST_CONTEXT = {
+    "heartbeat_seconds": str(HEARTBEAT_SECONDS),
+    "job_timeout_seconds": "60",
+    "batch_size": str(BATCH_SIZE),
+}
 LIFECYCLE = "plot-palette-job-lifecycle"
 CANCELLATION = "plot-palette-job-cancellation"
 CLEANUP = "plot-palette-job-cleanup"
@@ -146,16 +155,20 @@ MOCK_CONFIG: dict[str, Any] = {
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateMachineStack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StateMachineStack]:
     directory = tmp_path_factory.mktemp("ministack")
     mock_config = directory / "sfn-mock-config.json"
     mock_config.write_text(json.dumps(MOCK_CONFIG, indent=2))
     deployed = start_stack(
         mock_config,
-        heartbeat_seconds=HEARTBEAT_SECONDS,
-        batch_size=BATCH_SIZE,
+        context=TEST_CONTEXT,
+        cache=getattr(request.config, "cache", None),
         log_path=directory / "ministack.log",
     )
+    # Two rounds per execution instead of the stack's 200, so a test reaches a continuation with a
+    # few dozen objects (CleanupRoundsPerExecution is a constant of stacks/orchestration.py, no context).
     deployed.deploy(
         "job_cleanup_two_rounds", "job_cleanup", CLEANUP_TWO_ROUNDS, CleanupRoundsPerExecution="2"
     )

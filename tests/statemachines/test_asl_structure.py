@@ -11,7 +11,8 @@ import pytest
 
 from functions.common.events import EVENTS_BY_DETAIL_TYPE, SOURCE_JOBS
 from functions.worker.service import BUDGET_EXCEEDED, JOB_CANCELLED
-from tests.support.ministack import STATEMACHINES_DIR, asl_files, placeholders_in, stack_substitutions
+from tests.support.ministack import placeholders_in
+from tests.support.synthesized import STATEMACHINES_DIR, asl_files
 
 pytestmark = pytest.mark.statemachines
 
@@ -120,13 +121,11 @@ def test_the_checker_finds_broken_definitions() -> None:
     ]
 
 
-def test_every_placeholder_is_documented_and_substituted() -> None:
+def test_every_placeholder_is_documented() -> None:
+    # That the synthesized template substitutes exactly these, per machine and stage, is
+    # tests/infra/test_orchestration.py's; the MiniStack tests deploy with the template's values.
     used = set().union(*(placeholders_in(path.read_text()) for path in FILES))
     assert used == documented_placeholders()
-    substitutions = stack_substitutions(
-        work_queue_url="u", heartbeat_seconds=1, job_timeout_seconds=1, batch_size=1
-    )
-    assert set(substitutions) == used
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
