@@ -6,8 +6,9 @@ the promoter leave them.
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -18,12 +19,14 @@ import pytest
 from functions.common.clock import now_iso
 from functions.common.events import EVENTS_BY_DETAIL_TYPE, EventDetail
 from tests.support.ministack import StateMachineStack, start_stack
-from tests.support.test_worker import TestWorker
+from tests.support.test_worker import TestWorker, WorkOutcome
 
 pytestmark = pytest.mark.statemachines
 
 HEARTBEAT_SECONDS = 3
 BATCH_SIZE = 2
+# Partitions of two batches (four records): a job of 5 records has three batches in two partitions.
+PARTITION_RECORDS = 4
 LIFECYCLE = "plot-palette-job-lifecycle"
 CANCELLATION = "plot-palette-job-cancellation"
 CLEANUP = "plot-palette-job-cleanup"
@@ -51,7 +54,8 @@ MOCK_CONFIG: dict[str, Any] = {
                 "TransientErrors": {
                     "Mark job running": "DynamoDBThrottledTwice",
                     "Emit job started": "EventBridgeInternalErrorOnce",
-                    "Send work item and wait for the worker": "SQSClientErrorOnce",
+                    "Send a partition to a worker and wait": "SQSClientErrorOnce",
+                    "Export the job": "SQSClientErrorOnce",
                     "Mark job completed": "DynamoDBServerErrorOnce",
                     "Release job slot": "DynamoDBThrottledTwice",
                     "Emit job completed": "EventBridgeInternalErrorOnce",
@@ -154,6 +158,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateMachineStac
         mock_config,
         heartbeat_seconds=HEARTBEAT_SECONDS,
         batch_size=BATCH_SIZE,
+        partition_records=PARTITION_RECORDS,
         log_path=directory / "ministack.log",
     )
     deployed.deploy(
@@ -190,6 +195,49 @@ class Env:
             bucket=self.stack.bucket,
         )
 
+    def drive(
+        self,
+        execution_arn: str,
+        handle: Callable[[TestWorker, dict[str, Any]], WorkOutcome] | None = None,
+        timeout: float = 45.0,
+    ) -> list[tuple[dict[str, Any], WorkOutcome]]:
+        """Play the workers until the execution ends: receive each work item (partitions, the export)
+        and hand it to ``handle`` (default: do it). Answers every item in the order it arrives; a
+        "died" outcome leaves its message (like a crashed worker), others are deleted."""
+        worker, done = self.worker(), []
+        handle = handle or (lambda w, item: w.process(item))
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the execution still runs after {timeout:.0f} s; items: {done}")
+            received = worker.receive(wait_seconds=1)
+            if received is None:
+                continue
+            item, receipt = received
+            outcome = handle(worker, item)
+            if outcome.reported != "died":
+                self.client("sqs").delete_message(QueueUrl=self.stack.work_queue_url, ReceiptHandle=receipt)
+            done.append((item, outcome))
+        return done
+
+    def deltas(self, job_id: str) -> list[str]:
+        """The record ids of the job's CostTracking items, in order."""
+        items = self.client("dynamodb").query(
+            TableName=self.stack.cost_tracking_table,
+            KeyConditionExpression="job_id = :job",
+            ExpressionAttributeValues={":job": {"S": job_id}},
+            ConsistentRead=True,
+        )["Items"]
+        return [item["record_id"]["S"] for item in items]
+
+    def exported(self, job_id: str) -> list[int]:
+        """The record positions in the job's export file, in file order."""
+        body = self.client("s3").get_object(Bucket=self.stack.bucket, Key=TestWorker.export_key(job_id))[
+            "Body"
+        ]
+        return [json.loads(line)["index"] for line in body.read().decode().splitlines() if line]
+
     # ---------------------------------------------------------------- seeding, as the API and promoter do
 
     def create_job(
@@ -199,6 +247,7 @@ class Env:
         priority: int = 5,
         budget_limit: str = "10",
         template_id: str | None = None,
+        task_size: str | None = "medium",
     ) -> dict[str, str]:
         """A QUEUED job with its Queue item and +1 on its template head's ``job_refs``, as ``POST /jobs``
         writes them (a template of its own unless ``template_id`` is given; its head is created)."""
@@ -226,6 +275,7 @@ class Env:
                 "records_generated": {"N": "0"},
                 "tokens_used": {"N": "0"},
                 "cost": {"M": {k: {"N": "0"} for k in ("bedrock", "fargate", "s3", "total")}},
+                **({"task_size": {"S": task_size}} if task_size else {}),
             },
         )
         ddb.put_item(

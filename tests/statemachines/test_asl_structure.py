@@ -157,15 +157,43 @@ def test_emitted_events_match_their_typed_models(path: Path) -> None:
     assert emitted > 0
 
 
+PARTIAL_EXPORT_WRITES = (
+    "Mark job budget exceeded with its partial export",
+    "Mark job cancelled with its partial export",
+    "Mark job failed with its partial export",
+)
+TERMINAL_WRITES = (
+    "Mark job completed",
+    "Mark job budget exceeded",
+    "Mark job cancelled",
+    "Mark job failed",
+    *PARTIAL_EXPORT_WRITES,
+)
+
+
+def test_final_counts_and_cost_are_written_with_the_status_that_ends_an_exported_job() -> None:
+    """Issue 14 item 14: COMPLETED (and a stop with a partial export) is written in the same update as
+    the export's records and the summed cost, and marks the totals final for the rollup."""
+    states = json.loads((STATEMACHINES_DIR / "job_lifecycle.asl.json").read_text())["States"]
+    for name in ("Mark job completed", *PARTIAL_EXPORT_WRITES):
+        params = states[name]["Parameters"]
+        for assignment in (
+            "records_generated = :records",
+            "tokens_used = :tokens",
+            "#cost = :cost",
+            "totals_final_at = :now",
+            "#result = :result",
+        ):
+            assert assignment in params["UpdateExpression"], (name, assignment)
+        values = params["ExpressionAttributeValues"]
+        assert set(values[":cost"]["M"]) == {"bedrock", "fargate", "s3", "total"}
+        assert values[":result"]["M"]["partial"] == {"BOOL": name != "Mark job completed"}
+
+
 def test_the_lifecycle_follows_the_protocol_order() -> None:
     """Terminal write, then slot release, then slot_released_at, then the event — on every path."""
     states = json.loads((STATEMACHINES_DIR / "job_lifecycle.asl.json").read_text())["States"]
-    for terminal in (
-        "Mark job completed",
-        "Mark job budget exceeded",
-        "Mark job cancelled",
-        "Mark job failed",
-    ):
+    for terminal in TERMINAL_WRITES:
         params = states[terminal]["Parameters"]
         assert params["ConditionExpression"] == "#status = :running"
         assert "user_status = :user_status" in params["UpdateExpression"]
@@ -216,7 +244,8 @@ def test_the_last_resort_marks_failed_then_releases_then_records_then_emits() ->
     )
     assert "user_status = :user_status" in mark["Parameters"]["UpdateExpression"]
     status_writes = [name for name, state in states.items() if "SET #status" in str(state.get("Parameters"))]
-    assert len(status_writes) == 6  # running, four terminal statuses, and the last resort itself
+    # running, four terminal statuses, three of them with a partial export, and the last resort itself
+    assert len(status_writes) == 9
     for name in [*status_writes, "Resume the job this execution already marked running"]:
         if name == "Mark job failed after the lifecycle failed":
             continue

@@ -192,6 +192,8 @@ def stack_substitutions(
     job_timeout_seconds: int,
     batch_size: int,
     cleanup_rounds_per_execution: int = 200,
+    partition_records: int = 1000,
+    partition_concurrency: int = 10,
 ) -> dict[str, str]:
     """Every placeholder of the ASL files, the same names statemachines/README.md documents.
 
@@ -204,10 +206,16 @@ def stack_substitutions(
         "TemplatesTable": s.TemplatesTableSettings().templates_table,
         "BucketName": s.BucketSettings().bucket_name,
         "EventBusName": s.EventBusSettings().event_bus_name,
-        "WorkQueueUrl": work_queue_url,
+        # One queue for every task size, as in the local stage.
+        "WorkQueueUrlSmall": work_queue_url,
+        "WorkQueueUrlMedium": work_queue_url,
+        "WorkQueueUrlLarge": work_queue_url,
+        "WorkQueueUrlXlarge": work_queue_url,
         "HeartbeatSeconds": str(heartbeat_seconds),
         "JobTimeoutSeconds": str(job_timeout_seconds),
         "BatchSize": str(batch_size),
+        "PartitionRecords": str(partition_records),
+        "PartitionConcurrency": str(partition_concurrency),
         "CleanupRoundsPerExecution": str(cleanup_rounds_per_execution),
     }
 
@@ -219,6 +227,8 @@ def start_stack(
     job_timeout_seconds: int = 60,
     batch_size: int = 2,
     cleanup_rounds_per_execution: int = 200,
+    partition_records: int = 1000,
+    partition_concurrency: int = 10,
     log_path: Path | None = None,
 ) -> StateMachineStack:
     """Start MiniStack with ``SFN_WAIT_SCALE=0`` and the mock config, and deploy the state machines."""
@@ -237,6 +247,8 @@ def start_stack(
             job_timeout_seconds=job_timeout_seconds,
             batch_size=batch_size,
             cleanup_rounds_per_execution=cleanup_rounds_per_execution,
+            partition_records=partition_records,
+            partition_concurrency=partition_concurrency,
         )
         stack = StateMachineStack(emulator, capture, work_queue_url, substitutions)
         for path in asl_files():
