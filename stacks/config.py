@@ -40,7 +40,7 @@ class Config:
     job_timeout_seconds: int = 86400
     batch_size: int = 10
     # Records per partition (one work item); rounded up to whole batches by the lifecycle, which
-    # also caps a job at 1000 partitions (statemachines/README.md).
+    # also caps a job at 500 partitions (statemachines/README.md).
     partition_records: int = 1000
     # Partitions of one job in flight at once (the lifecycle Map's MaxConcurrency), at most 40.
     partition_concurrency: int = 10

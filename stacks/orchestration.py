@@ -265,7 +265,8 @@ class Orchestration(Construct):
         """Exactly the calls each ASL file makes (see the Task states of statemachines/*.asl.json)."""
         lifecycle, cancellation, cleanup = self.lifecycle, self.cancellation, self.cleanup
         items = storage.grant_items
-        items(storage.jobs, lifecycle, "dynamodb:UpdateItem")
+        # GetItem: each partition reads the job's cancel/budget flags before it is sent.
+        items(storage.jobs, lifecycle, "dynamodb:UpdateItem", "dynamodb:GetItem")
         items(storage.queue, lifecycle, "dynamodb:UpdateItem")
         for queue in {id(q): q for q in self.work_queues.values()}.values():
             queue.grant_send_messages(lifecycle)

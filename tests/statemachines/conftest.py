@@ -32,6 +32,8 @@ CANCELLATION = "plot-palette-job-cancellation"
 CLEANUP = "plot-palette-job-cleanup"
 # The cleanup file deployed a second time with CleanupRoundsPerExecution = 2, to run continuations.
 CLEANUP_TWO_ROUNDS = "plot-palette-job-cleanup-two-rounds"
+# The lifecycle file deployed a second time with PartitionConcurrency = 1: one partition in flight.
+LIFECYCLE_SERIAL = "plot-palette-job-lifecycle-one-partition-at-a-time"
 SHIM_CHECK = "shim-check-mock-attempts"  # created by test_stepfunctions_shim.py
 # The promoter's conditions (docs/data-model.md); tests run jobs one at a time, the limit is not tested here.
 PROMOTER_MAX_RUNNING = 1000
@@ -163,6 +165,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateMachineStac
     )
     deployed.deploy(
         "job_cleanup_two_rounds", "job_cleanup", CLEANUP_TWO_ROUNDS, CleanupRoundsPerExecution="2"
+    )
+    deployed.deploy(
+        "job_lifecycle_one_partition_at_a_time", "job_lifecycle", LIFECYCLE_SERIAL, PartitionConcurrency="1"
     )
     yield deployed
     deployed.emulator.stop()

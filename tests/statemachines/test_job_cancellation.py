@@ -234,3 +234,31 @@ def test_cancel_landing_right_after_the_worker_succeeded_has_one_winner(env: Env
     assert lifecycle.path[-2:] == ["Choose the terminal event", "Emit job completed"]
     assert env.job(job["job_id"])["status"] == "COMPLETED"
     assert [type(e) for e in env.events(job["job_id"], expected=2)] == [JobStarted, JobCompleted]
+
+
+def test_partitions_not_yet_sent_when_the_job_is_cancelled_are_never_sent(env: Env) -> None:
+    """One partition at a time (MaxConcurrency 1): the cancel lands during partition 0, and partitions
+    1 and 2 read the job's flags and end without a work item."""
+    job = env.create_job(num_records=12)  # partitions [0, 2), [2, 4), [4, 6)
+    env.claim(job)
+    lifecycle_arn = env.stack.start(
+        "job_lifecycle_one_partition_at_a_time",
+        {"job_id": job["job_id"], "user_id": job["user_id"]},
+        name=job["job_id"],
+    )
+
+    def cancel_after_first_batch(batch: int) -> None:
+        if batch == 0:
+            env.stack.wait(env.request_cancellation(job))
+
+    first = env.worker().run_once(between_batches=cancel_after_first_batch)
+    done = env.drive(lifecycle_arn)
+    lifecycle = env.stack.wait(lifecycle_arn)
+
+    assert (first.reported, first.batches_done) == ("JobCancelled", 1)
+    assert [(i["kind"], o.reported) for i, o in done] == [("export", "exported")]  # no other partition
+    assert lifecycle.path == LIFECYCLE_CANCELLED_WITH_EXPORT
+    assert env.deltas(job["job_id"]) == ["00000000"]
+    assert env.exported(job["job_id"]) == [0, 1]
+    record = env.job(job["job_id"])
+    assert (record["status"], record["records_generated"]) == ("CANCELLED", 2)
