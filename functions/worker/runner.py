@@ -297,6 +297,8 @@ class WorkerLoop:
         logger.info(
             "Job processed",
             job_id=item.job_id,
+            kind=item.kind,
+            partition=item.partition,
             outcome=result.outcome.value,
             error=result.error,
             records_generated=result.records_generated,
