@@ -74,6 +74,9 @@ def test_three_workers_generate_one_job_and_the_download_has_every_record_in_ord
     assert status["result"]["records"] == NUM_RECORDS
     assert Decimal(str(status["cost"]["total"])) > 0
     assert status["result"]["partial"] is False
+    board = carol.get(f"/dashboard/{job_id}").json()  # progress and cost sum every partition
+    assert board["progress"]["records_generated"] == NUM_RECORDS
+    assert Decimal(str(board["cost"]["total"])) == Decimal(str(status["cost"]["total"]))
 
     download = carol.get(f"/jobs/{job_id}/download")
     assert download.status_code == 200, download.text
@@ -92,3 +95,32 @@ def test_three_workers_generate_one_job_and_the_download_has_every_record_in_ord
     partitions = NUM_RECORDS // PARTITION_RECORDS
     assert every == Counter({**{f"partition {n}": 1 for n in range(partitions)}, "export": 1})
     assert 2 <= len(done) <= WORKERS, done  # the job was shared between workers
+
+
+def test_a_job_stopped_by_its_budget_keeps_what_it_made_as_a_partial_export(runtime: Runtime) -> None:
+    """Issue 12 item 1: the smallest budget stops the job after its first batches; their records are
+    exported before the slot is released, and the count matches the file exactly."""
+    dave = runtime.client("partitions-dave")
+    template_id = create_template(dave)
+    seed_key = upload_distinct_seeds(dave)
+    job_id = create_job(dave, template_id, seed_key, num_records=NUM_RECORDS, budget_limit="0.000001")
+
+    status = wait_for(
+        lambda: (s := dave.get(f"/jobs/{job_id}").json())["status"] in TERMINAL and s,
+        timeout=180,
+        interval=0.2,
+        what="a terminal status",
+    )
+
+    assert status["status"] == "BUDGET_EXCEEDED"
+    download = dave.get(f"/jobs/{job_id}/download")
+    assert download.status_code == 200, download.text
+    answer = download.json()
+    assert answer["partial"] is True
+    fetched = requests.get(answer["download_url"], timeout=30)
+    records = [json.loads(line) for line in fetched.text.splitlines() if line.strip()]
+    assert 0 < len(records) < NUM_RECORDS
+    assert answer["records"] == status["records_generated"] == len(records)
+    positions = [r["seed_index"] for r in records]
+    assert positions == sorted(positions)  # the committed batches, in record order
+    assert Decimal(str(status["cost"]["total"])) >= Decimal("0.000001")
