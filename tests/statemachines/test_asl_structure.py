@@ -260,3 +260,42 @@ def test_the_last_resort_marks_failed_then_releases_then_records_then_emits() ->
     assert release["Next"] == "Record the job slot released after the lifecycle failed"
     assert states[release["Next"]]["Next"] == "Check whether the job was marked failed"
     assert states["Emit job failed after the lifecycle failed"]["Next"] == "Job lifecycle failed"
+
+
+def _plan(num_records: int, batch_size: int, partition_records: int, task_size: str | None) -> dict[str, Any]:
+    """Evaluate the lifecycle's own 'Plan the partitions' expression with the JSONata engine MiniStack
+    runs, on the input that state receives."""
+    import jsonata
+
+    states = json.loads((STATEMACHINES_DIR / "job_lifecycle.asl.json").read_text())["States"]
+    expression = states["Plan the partitions"]["Output"].removeprefix("{%").removesuffix("%}")
+    sizes = ("small", "medium", "large", "xlarge")
+    attributes = {"task_size": {"S": task_size}} if task_size else {}
+    state_input = {
+        "job_id": "j",
+        "settings": {
+            "batch_size": batch_size,
+            "partition_records": partition_records,
+            "partition_concurrency": 10,
+            "work_queues": {size: f"queue-{size}" for size in sizes},
+        },
+        "job": {"num_records": num_records, "attributes": attributes},
+    }
+    output: dict[str, Any] = jsonata.Jsonata(expression).evaluate(None, {"states": {"input": state_input}})
+    assert "attributes" not in output["job"]  # the raw item is not carried into the Map
+    return dict(output["plan"])
+
+
+def test_a_million_record_job_is_planned_as_at_most_500_partitions_of_whole_batches() -> None:
+    plan = _plan(1_000_000, batch_size=10, partition_records=1000, task_size="xlarge")
+    assert plan["batches"] == 100_000
+    assert (plan["partition_count"], plan["partition_batches"]) == (500, 200)  # 2,000 records each
+    assert plan["partitions"] == list(range(500))
+    assert (plan["concurrency"], plan["queue_url"], plan["task_size"]) == (10, "queue-xlarge", "xlarge")
+    assert len(json.dumps(plan)) < 4 * 1024  # far below the 256 KB payload limit
+
+
+def test_a_small_job_is_planned_as_partitions_of_partition_records_and_defaults_to_medium() -> None:
+    plan = _plan(25, batch_size=2, partition_records=4, task_size=None)
+    assert (plan["batches"], plan["partition_batches"], plan["partition_count"]) == (13, 2, 7)
+    assert (plan["concurrency"], plan["queue_url"], plan["task_size"]) == (7, "queue-medium", "medium")
