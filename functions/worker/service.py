@@ -16,6 +16,14 @@ The rules (docs/data-model.md, docs/worker-contract.md):
   (``records_failed``) and in the result. A batch in which every record fails stops the job.
 - Work abandoned before it committed (shutdown, a crash) is not billed: the user pays for the
   batches that were delivered, each exactly once.
+- A partition work item generates its own range of batches from its own checkpoint
+  (``checkpoints/partition-NNNNN.json``); batch indexes, part keys, delta ids and record ids are
+  global, so partitions done by different workers, in any order, join into one job. The budget is
+  read from the job's rolled-up cost (every partition's deltas), so each running partition runs at
+  most one batch past it.
+- The export work item joins the parts of the committed batches (those with a delta) in batch order
+  into the files the job asked for, and answers the records in the files and the sum of every delta:
+  the lifecycle writes those as the job's final counts and cost.
 """
 
 from __future__ import annotations
