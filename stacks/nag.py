@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from aws_cdk import aws_ecs as ecs
 
     from stacks.plot_palette_stack import PlotPaletteStack
+    from stacks.worker import Worker
 
 INDEXES = {"regex": "/^Resource::<Storage[A-Za-z]+[0-9A-F]{8}\\.Arn>\\/index\\/\\*$/g"}
 OBJECTS = {"regex": "/^Resource::<StorageData[0-9A-F]{8}\\.Arn>\\/(jobs|seed-data)\\/\\*$/g"}
@@ -61,14 +62,16 @@ def _suppress_task_definition(task_definition: ecs.FargateTaskDefinition) -> Non
 
 
 def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
-    config, storage, orchestration, api, auth = (
-        stack.config,
-        stack.storage,
-        stack.orchestration,
-        stack.api,
-        stack.auth,
-    )
+    _functions(stack)
+    _state_machines_and_queues(stack)
+    _auth_and_routes(stack)
+    _storage(stack)
+    if stack.worker is not None:
+        _worker(stack.worker)
 
+
+def _functions(stack: PlotPaletteStack) -> None:
+    config, orchestration, api = stack.config, stack.orchestration, stack.api
     # Lambda roles: index/* of read tables, object prefixes, X-Ray and stream listing.
     for name, fn in [
         *api.functions.items(),
@@ -86,6 +89,9 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
         _suppress(fn.role, "AwsSolutions-IAM5", INDEX_REASON, [INDEXES])
         _suppress(fn.role, "AwsSolutions-IAM5", OBJECT_REASON, [OBJECTS])
 
+
+def _state_machines_and_queues(stack: PlotPaletteStack) -> None:
+    config, orchestration = stack.config, stack.orchestration
     # State machine roles: CloudWatch Logs delivery and X-Ray.
     for machine in (orchestration.lifecycle, orchestration.cancellation, orchestration.cleanup):
         _suppress(
@@ -108,6 +114,9 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
             "on-failure destination); a DLQ of a DLQ would only move the same records again.",
         )
 
+
+def _auth_and_routes(stack: PlotPaletteStack) -> None:
+    auth, api = stack.auth, stack.api
     if auth.created:
         pool = auth.user_pool.node.default_child
         assert pool is not None
@@ -125,7 +134,7 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
         )
 
     public_routes = {
-        "GET--health": "GET /health is the liveness probe, public by design (DESIGN.md s.7); it returns a "
+        "GET--health": "GET /health is the liveness probe, public by design (the API contract); it returns a "
         "constant and reads nothing.",
         "GET--docs": "GET /docs is the API's Swagger UI page: static documentation, no data.",
         "GET--openapi.json": "GET /openapi.json is the API's published OpenAPI document: static, no data.",
@@ -133,6 +142,9 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
     for child, reason in public_routes.items():
         _suppress(api.http_api.node.find_child(child), "AwsSolutions-APIG4", reason)
 
+
+def _storage(stack: PlotPaletteStack) -> None:
+    config, storage = stack.config, stack.storage
     if config.is_local:
         _suppress(
             storage.bucket,
@@ -146,34 +158,34 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
             "This is the server access log bucket; logging it into itself would loop.",
         )
 
-    worker = stack.worker
-    if worker is not None:
-        for task_definition in worker.task_definitions.values():
-            _suppress_task_definition(task_definition)
-        _suppress(worker.task_role, "AwsSolutions-IAM5", OBJECT_REASON, [OBJECTS])
-        _suppress(
-            worker.task_role,
-            "AwsSolutions-IAM5",
-            "Task scale-in protection for the worker's own task: task IDs are assigned at run time, so "
-            "the tasks of the worker cluster (task/<cluster>/*) are the narrowest static resource.",
-            [
-                {
-                    "regex": "/^Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:"
-                    "task\\/<WorkerCluster[0-9A-F]{8}>\\/\\*$/g"
-                }
-            ],
-        )
-        _suppress(
-            worker.task_role,
-            "AwsSolutions-IAM5",
-            "A template picks its Bedrock model per step at run time, so the worker may invoke any "
-            "foundation model or this account's inference profiles; the actions are exactly "
-            "bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream (Converse uses them).",
-            [
-                {"regex": "/^Resource::arn:<AWS::Partition>:bedrock:\\*::foundation-model\\/\\*$/g"},
-                {
-                    "regex": "/^Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
-                    "inference-profile\\/\\*$/g"
-                },
-            ],
-        )
+
+def _worker(worker: Worker) -> None:
+    for task_definition in worker.task_definitions.values():
+        _suppress_task_definition(task_definition)
+    _suppress(worker.task_role, "AwsSolutions-IAM5", OBJECT_REASON, [OBJECTS])
+    _suppress(
+        worker.task_role,
+        "AwsSolutions-IAM5",
+        "Task scale-in protection for the worker's own task: task IDs are assigned at run time, so "
+        "the tasks of the worker cluster (task/<cluster>/*) are the narrowest static resource.",
+        [
+            {
+                "regex": "/^Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:"
+                "task\\/<WorkerCluster[0-9A-F]{8}>\\/\\*$/g"
+            }
+        ],
+    )
+    _suppress(
+        worker.task_role,
+        "AwsSolutions-IAM5",
+        "A template picks its Bedrock model per step at run time, so the worker may invoke any "
+        "foundation model or this account's inference profiles; the actions are exactly "
+        "bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream (Converse uses them).",
+        [
+            {"regex": "/^Resource::arn:<AWS::Partition>:bedrock:\\*::foundation-model\\/\\*$/g"},
+            {
+                "regex": "/^Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
+                "inference-profile\\/\\*$/g"
+            },
+        ],
+    )

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from functions.common.sizes import DEFAULT_TASK_SIZE, TaskSize
+from functions.common.status import JobStatus
 from functions.common.storage import OutputFormat
 
 MAX_BATCH_SIZE = 10_000
@@ -79,7 +80,7 @@ class JobControl(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     job_id: str
-    status: str
+    status: JobStatus
     budget_limit: Decimal | None = None
     cancel_requested_at: str | None = None
     budget_exceeded: bool = False
@@ -89,7 +90,7 @@ class JobControl(BaseModel):
 
     @property
     def running(self) -> bool:
-        return self.status == "RUNNING"
+        return self.status is JobStatus.RUNNING
 
     @property
     def rolled_up_total(self) -> Decimal:

@@ -18,8 +18,8 @@ import pytest
 
 from functions.common.clock import now_iso
 from functions.common.events import EVENTS_BY_DETAIL_TYPE, EventDetail
+from tests.support.lifecycle_worker import LifecycleWorker, WorkOutcome
 from tests.support.ministack import StateMachineStack, start_stack
-from tests.support.test_worker import TestWorker, WorkOutcome
 
 pytestmark = pytest.mark.statemachines
 
@@ -188,8 +188,8 @@ class Env:
     def client(self, service: str) -> Any:
         return self.stack.client(service)
 
-    def worker(self) -> TestWorker:
-        return TestWorker(
+    def worker(self) -> LifecycleWorker:
+        return LifecycleWorker(
             sqs=self.client("sqs"),
             sfn=self.client("stepfunctions"),
             dynamodb=self.client("dynamodb"),
@@ -203,7 +203,7 @@ class Env:
     def drive(
         self,
         execution_arn: str,
-        handle: Callable[[TestWorker, dict[str, Any]], WorkOutcome] | None = None,
+        handle: Callable[[LifecycleWorker, dict[str, Any]], WorkOutcome] | None = None,
         timeout: float = 45.0,
     ) -> list[tuple[dict[str, Any], WorkOutcome]]:
         """Play the workers until the execution ends: receive each work item (partitions, the export)
@@ -238,7 +238,7 @@ class Env:
 
     def exported(self, job_id: str) -> list[int]:
         """The record positions in the job's export file, in file order."""
-        body = self.client("s3").get_object(Bucket=self.stack.bucket, Key=TestWorker.export_key(job_id))[
+        body = self.client("s3").get_object(Bucket=self.stack.bucket, Key=LifecycleWorker.export_key(job_id))[
             "Body"
         ]
         return [json.loads(line)["index"] for line in body.read().decode().splitlines() if line]

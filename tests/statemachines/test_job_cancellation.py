@@ -9,7 +9,7 @@ import pytest
 
 from functions.common.events import JobCancelled, JobCompleted, JobStarted
 from tests.statemachines.conftest import Env
-from tests.support.test_worker import WorkOutcome
+from tests.support.lifecycle_worker import WorkOutcome
 
 pytestmark = pytest.mark.statemachines
 

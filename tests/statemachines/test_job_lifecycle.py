@@ -16,11 +16,11 @@ import pytest
 
 from functions.common.events import JobBudgetExceeded, JobCompleted, JobFailed, JobStarted
 from tests.statemachines.conftest import BATCH_SIZE, HEARTBEAT_SECONDS, Env
-from tests.support.test_worker import (
+from tests.support.lifecycle_worker import (
     BEDROCK_COST_PER_RECORD,
     FARGATE_COST_PER_BATCH,
     S3_COST_PER_BATCH,
-    TestWorker,
+    LifecycleWorker,
     WorkOutcome,
 )
 
@@ -89,7 +89,7 @@ def test_every_partition_runs_then_the_export_joins_them_in_order_and_completes_
     # Written with the status, from the export's answer: the first COMPLETED read is final.
     assert record["result"] == {
         "records": 5,
-        "output_key": TestWorker.export_key(job["job_id"]),
+        "output_key": LifecycleWorker.export_key(job["job_id"]),
         "files": 1,
         "partial": False,
     }
@@ -129,7 +129,7 @@ def test_a_failed_partition_is_retried_alone_and_the_job_completes(env: Env) -> 
     execution_arn = env.promote(job)
     attempts: dict[int, int] = {}
 
-    def handle(worker: TestWorker, item: dict[str, Any]) -> WorkOutcome:
+    def handle(worker: LifecycleWorker, item: dict[str, Any]) -> WorkOutcome:
         if item["kind"] == "partition":
             attempts[item["partition"]] = attempts.get(item["partition"], 0) + 1
             if item["partition"] == 1 and attempts[1] == 1:
@@ -159,7 +159,7 @@ def test_a_partition_that_fails_for_good_ends_the_job_failed_with_the_committed_
     job = env.create_job(num_records=8)
     execution_arn = env.promote(job)
 
-    def handle(worker: TestWorker, item: dict[str, Any]) -> WorkOutcome:
+    def handle(worker: LifecycleWorker, item: dict[str, Any]) -> WorkOutcome:
         if item["kind"] == "partition" and item["partition"] == 1:
             return worker.process(item, fail_after_batches=1)  # commits batch 2, then fails
         return worker.process(item)
@@ -233,7 +233,7 @@ def test_the_budget_across_partitions_overshoots_by_at_most_one_batch_per_runnin
     assert (record["status"], record["error"]) == ("BUDGET_EXCEEDED", "BudgetExceeded")
     assert record["result"] == {
         "records": 4,
-        "output_key": TestWorker.export_key(job["job_id"]),
+        "output_key": LifecycleWorker.export_key(job["job_id"]),
         "files": 1,
         "partial": True,
     }
@@ -274,7 +274,7 @@ def test_a_dead_worker_is_retried_then_the_job_fails_and_a_late_answer_is_refuse
     execution_arn = env.promote(job)
     late: list[dict[str, Any]] = []
 
-    def handle(worker: TestWorker, item: dict[str, Any]) -> WorkOutcome:
+    def handle(worker: LifecycleWorker, item: dict[str, Any]) -> WorkOutcome:
         late.append(item)
         if item["kind"] == "export":
             return WorkOutcome(item["job_id"], "died", 0, 0)

@@ -75,7 +75,7 @@ def test_each_partition_generates_its_own_range_and_keeps_its_own_checkpoint(wor
     records = world.part_records(item.job_id)
     assert [r["id"] for r in records] == record_id_list(item.job_id, 10)
     assert [r["seed_index"] for r in records] == [p % 3 for p in range(10)]  # positions, seeds cycled
-    outputs = OutputStore(BUCKET, world.s3)
+    outputs = OutputStore(world.s3, BUCKET)
     checkpoints = [outputs.get_checkpoint(item.job_id, n) for n in range(3)]
     assert [(c.partition, c.next_batch, c.usage.records) for c in checkpoints if c] == [
         (0, 2, 4),
@@ -96,7 +96,7 @@ def test_a_partition_resumes_from_its_checkpoint_without_redoing_or_rebilling(
 
     abandoned = first.run(part, start(world, part), stop)
     assert abandoned.outcome is Outcome.ABANDONED
-    checkpoint = OutputStore(BUCKET, world.s3).get_checkpoint(item.job_id, 1)
+    checkpoint = OutputStore(world.s3, BUCKET).get_checkpoint(item.job_id, 1)
     assert checkpoint is not None
     assert checkpoint.next_batch == 3
 
@@ -137,7 +137,7 @@ def test_the_export_joins_partitions_done_in_any_order_in_record_order(world: Wo
 
 
 def world_control(world: World, item: WorkItem) -> Any:
-    control = JobStore(JOBS_TABLE, world.ddb).read_control(item.job_id)
+    control = JobStore(world.ddb, JOBS_TABLE).read_control(item.job_id)
     assert control is not None
     return control
 
@@ -331,7 +331,7 @@ def test_an_export_item_does_not_take_the_task_token_or_stop_on_a_cancel(
 
 
 def test_a_checkpoint_names_its_partition(world: World):
-    outputs = OutputStore(BUCKET, world.s3)
+    outputs = OutputStore(world.s3, BUCKET)
     outputs.put_checkpoint(Checkpoint(job_id="job-x", partition=3, next_batch=7))
 
     assert world.keys("jobs/job-x/") == ["jobs/job-x/checkpoints/partition-00003.json"]

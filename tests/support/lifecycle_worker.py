@@ -4,7 +4,10 @@ It long-polls the work queue, records its task token on the job (conditional on 
 ``cancel_requested_at`` and ``budget_exceeded`` in the same answer), checks cancellation and budget
 before every batch, writes each batch's output object under ``jobs/{job_id}/outputs/`` and its cost
 delta in CostTracking, heartbeats after every batch, and reports success, ``BudgetExceeded``,
-``JobCancelled`` or a failure. It generates placeholder records instead of calling a model.
+``JobCancelled`` or a failure. It generates placeholder records instead of calling a model. Every
+work item it receives must validate as the real worker's ``WorkItem``, and it reports the real
+worker's error names (functions/worker/service.py), so the ASL is tested against the worker's
+contract, not a copy of it.
 A partition work item (``kind: partition``) covers batches ``first_batch..end_batch-1``; an export
 work item (``kind: export``) joins the committed parts (those with a delta) in batch order into
 ``jobs/{job_id}/exports/dataset.jsonl`` and answers the final counts and the summed cost.
@@ -25,6 +28,8 @@ from decimal import Decimal
 from typing import Any
 
 from functions.common.clock import now_iso, parse_iso
+from functions.worker.models import WorkItem
+from functions.worker.service import BUDGET_EXCEEDED, EXPORT_INCOMPLETE, JOB_CANCELLED
 
 BEDROCK_COST_PER_RECORD = Decimal("0.0015")
 FARGATE_COST_PER_BATCH = Decimal("0.0002")
@@ -68,7 +73,7 @@ def cost_delta(batch_index: int, records: int) -> dict[str, Any]:
     }
 
 
-class TestWorker:
+class LifecycleWorker:
     """One contract-following worker process; ``run_once`` handles at most one work item."""
 
     __test__ = False  # not a pytest test class
@@ -105,7 +110,9 @@ class TestWorker:
         messages = answer.get("Messages", [])
         if not messages:
             return None
-        return json.loads(messages[0]["Body"]), messages[0]["ReceiptHandle"]
+        body = messages[0]["Body"]
+        WorkItem.model_validate_json(body)  # what the ASL sends is what the real worker accepts
+        return json.loads(body), messages[0]["ReceiptHandle"]
 
     def run_once(
         self,
@@ -185,8 +192,8 @@ class TestWorker:
         batches = sorted(int(rid) for rid in deltas if rid.isdigit())
         expected = math.ceil(int(item["num_records"]) / int(item["batch_size"]))
         if not item.get("partial") and batches != list(range(expected)):
-            accepted = self._fail(token, "ExportIncomplete", f"{expected - len(batches)} batches missing")
-            return WorkOutcome(job_id, "ExportIncomplete", 0, 0, accepted)
+            accepted = self._fail(token, EXPORT_INCOMPLETE, f"{expected - len(batches)} batches missing")
+            return WorkOutcome(job_id, EXPORT_INCOMPLETE, 0, 0, accepted)
         lines: list[str] = []
         for batch_index in batches:
             part = self._s3.get_object(Bucket=self._bucket, Key=self.part_key(job_id, batch_index))
@@ -301,9 +308,9 @@ class TestWorker:
     @staticmethod
     def _stop_reason(job: dict[str, Any]) -> str | None:
         if "cancel_requested_at" in job:
-            return "JobCancelled"
+            return JOB_CANCELLED
         if job.get("budget_exceeded", {}).get("BOOL"):
-            return "BudgetExceeded"
+            return BUDGET_EXCEEDED
         return None
 
     def _fail(self, token: str, error: str, cause: str) -> bool:
