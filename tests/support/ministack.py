@@ -225,6 +225,9 @@ def start_stack(
         work_queue_url = sqs.create_queue(QueueName=names.work_queue, Attributes={"VisibilityTimeout": "30"})[
             "QueueUrl"
         ]
+        # The other task sizes' queues exist so their placeholders resolve; tests use the default size.
+        for size in ("small", "large", "xlarge"):
+            sqs.create_queue(QueueName=f"{names.work_queue}-{size}", Attributes={"VisibilityTimeout": "30"})
         resolver = Resolver(
             machines.resources,
             account=ACCOUNT_ID,
