@@ -40,7 +40,7 @@ class Monitored:
     routes: list[tuple[str, str]]  # (method, path)
     state_machines: dict[str, sfn.StateMachine]
     stream_consumers: dict[str, lambda_.IFunction]
-    work_queue: sqs.IQueue
+    work_queues: dict[str, sqs.IQueue]  # one per task size
     dead_letter_queues: dict[str, sqs.IQueue]
 
 
@@ -137,14 +137,13 @@ class Monitoring(Construct):
                 DLQ_MESSAGES,
                 f"{name} holds messages: something failed for good; inspect and redrive",
             )
-        self._alarm(
-            "OldestWorkItemAge",
-            self._m.work_queue.metric_approximate_age_of_oldest_message(
-                period=FIVE_MINUTES, statistic="Maximum"
-            ),
-            OLDEST_WORK_ITEM_SECONDS,
-            "A work item has waited 15 minutes for a worker",
-        )
+        for size, queue in self._m.work_queues.items():
+            self._alarm(
+                f"OldestWorkItemAge{size.capitalize()}",
+                queue.metric_approximate_age_of_oldest_message(period=FIVE_MINUTES, statistic="Maximum"),
+                OLDEST_WORK_ITEM_SECONDS,
+                f"A {size} work item has waited 15 minutes for a worker",
+            )
         minutes = self._config.repairs_alarm_minutes
         self._alarm(
             "ReconcilerRepairing",
@@ -208,9 +207,15 @@ class Monitoring(Construct):
                 ],
             ),
             self._graph(
-                "Work queue",
-                [self._m.work_queue.metric_approximate_number_of_messages_visible(label="depth")],
-                right=[self._m.work_queue.metric_approximate_age_of_oldest_message(label="oldest (s)")],
+                "Work queues: depth (left), oldest item in s (right)",
+                [
+                    q.metric_approximate_number_of_messages_visible(label=size)
+                    for size, q in self._m.work_queues.items()
+                ],
+                right=[
+                    q.metric_approximate_age_of_oldest_message(label=size)
+                    for size, q in self._m.work_queues.items()
+                ],
             ),
             self._graph(
                 "Dead-letter queues",

@@ -13,6 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from functions.common.api import API_DOMAINS, served_routes
+from functions.common.sizes import DEFAULT_TASK_SIZE
 from stacks.api import Api, ApiEnvironment, Auth
 from stacks.bundling import ARCHITECTURE, RUNTIME, dependencies_layer_code, function_code
 from stacks.config import Config
@@ -76,7 +77,7 @@ class PlotPaletteStack(Stack):
                 "Worker",
                 config=config,
                 storage=self.storage,
-                work_queue=self.orchestration.work_queue,
+                work_queues=dict(self.orchestration.work_queues),
                 lifecycle=self.orchestration.lifecycle,
             )
         self.monitoring: Monitoring | None = None
@@ -107,7 +108,11 @@ class PlotPaletteStack(Stack):
                     "Promoter": orchestration.promoter.function,
                     "Rollup": orchestration.rollup.function,
                 },
-                work_queue=orchestration.work_queue,
+                work_queues={
+                    size.value: queue
+                    for size, queue in orchestration.work_queues.items()
+                    if size is DEFAULT_TASK_SIZE or queue is not orchestration.work_queue
+                },
                 dead_letter_queues={
                     "WorkDlq": orchestration.work_dlq,
                     "RuleTargetDlq": orchestration.rule_target_dlq,

@@ -54,7 +54,10 @@ EXPECTED = {
     "RuleTargetDlqNotEmpty": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", 1, 1),
     "PromoterFailuresNotEmpty": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", 1, 1),
     "RollupFailuresNotEmpty": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", 1, 1),
-    "OldestWorkItemAge": ("AWS/SQS", "ApproximateAgeOfOldestMessage", 900, 1),
+    **{
+        f"OldestWorkItemAge{size}": ("AWS/SQS", "ApproximateAgeOfOldestMessage", 900, 1)
+        for size in ("Small", "Medium", "Large", "Xlarge")
+    },
     "ReconcilerRepairing": (metric_names.NAMESPACE, metric_names.RECONCILER_REPAIRS, 1, 15),
 }
 
@@ -109,7 +112,7 @@ def test_the_dashboard_shows_every_panel(prod: Synthesized) -> None:
         "Cancellation executions",
         "Cleanup executions",
         "Stream iterator age (ms)",
-        "Work queue",
+        "Work queues: depth (left), oldest item in s (right)",
         "Dead-letter queues",
         "Jobs by status",
         "Cost per hour ($) and records",
