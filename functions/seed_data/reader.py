@@ -18,6 +18,7 @@ from the content type (``application/json``, ``application/x-ndjson``/``applicat
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -193,15 +194,21 @@ def _json_kind(value: Any) -> str:
     return "a number"
 
 
-_STRUCTURAL = re.compile(rb'[{}\[\]"\n]')
-_IN_STRING = re.compile(rb'["\\\n]')
+_SPACE = re.compile(r"[ \t\r\n]*")
+# How many characters a refill adds at least (or as many as the record so far: linear overall).
+_REFILL_CHARS = 64 * 1024
 
 
 class _JsonScanner:
-    """Splits a JSON object or array of objects into one object's bytes at a time.
+    """Splits a JSON object or an array of objects into records, parsed by the stdlib's C parser.
 
-    It tracks strings and nesting depth only (a compiled regex jumps between the interesting bytes);
-    each complete object goes through ``json.loads``, which reports errors inside it.
+    The framing (``[``, ``,``, ``]``, whitespace) is read here; each element is parsed in place by
+    ``json.JSONDecoder.raw_decode``, the C scanner behind ``json.loads``, straight from the decoded
+    text buffer, so the cost per byte is that of ``json.loads``. The buffer holds the current
+    chunk and at most one record (``max_record_bytes``). An element cut by a chunk boundary fails
+    to parse at the end of the buffer (or inside an unterminated string): more text is read and it
+    is parsed again; at the end of the file the same failure is the file's error. Lines are counted
+    with ``str.count`` over the text consumed.
     """
 
     # top-level states
@@ -209,97 +216,116 @@ class _JsonScanner:
 
     def __init__(self, max_record_bytes: int) -> None:
         self._max = max_record_bytes
+        self._decoder = json.JSONDecoder()
 
     def records(self, chunks: Iterable[bytes]) -> Iterator[SeedRecord]:
+        self._chunks = iter(chunks)
+        self._utf8 = codecs.getincrementaldecoder("utf-8-sig")()
+        self._text = ""
+        self._pos = 0
+        self._line = 1  # the line of ``_text[_pos]``
+        self._eof = False
         state = self._START
-        line = 1
-        depth = 0  # inside an element when > 0
-        in_string = False
-        escaped = False
-        buffer = bytearray()
-        start_line = 1
         index = 0
-        single_object = False
-        for chunk in _without_bom(chunks):
-            pos = 0
-            size = len(chunk)
-            while pos < size:
-                if depth > 0:
-                    # Inside an object: jump to the next byte that matters.
-                    if escaped:
-                        escaped = False
-                        buffer += chunk[pos : pos + 1]
-                        pos += 1
-                        continue
-                    match = (_IN_STRING if in_string else _STRUCTURAL).search(chunk, pos)
-                    if match is None:
-                        buffer += chunk[pos:]
-                        pos = size
-                    else:
-                        end = match.end()
-                        char = chunk[match.start()]
-                        buffer += chunk[pos:end]
-                        pos = end
-                        if char == 0x0A:  # \n
-                            line += 1
-                        elif in_string:
-                            if char == 0x5C:  # backslash
-                                escaped = True
-                            else:
-                                in_string = False
-                        elif char == 0x22:  # "
-                            in_string = True
-                        elif char in (0x7B, 0x5B):  # { [
-                            depth += 1
-                        else:  # } ]
-                            depth -= 1
-                            if depth == 0:
-                                data = _loads(bytes(buffer), start_line)
-                                buffer.clear()
-                                yield SeedRecord(line=start_line, index=index, data=data)
-                                index += 1
-                                state = self._DONE if single_object else self._AFTER_ELEMENT
-                    if len(buffer) > self._max:
-                        raise SeedDataError(f"Record larger than {self._max} bytes", start_line)
-                    continue
-                char = chunk[pos]
-                if char in _WHITESPACE:
-                    if char == 0x0A:
-                        line += 1
-                    pos += 1
-                    continue
-                if state == self._START:
-                    if char == 0x5B:  # [
-                        state = self._ARRAY_FIRST
-                    elif char == 0x7B:  # {
-                        single_object = True
-                        depth, start_line = 1, line
-                        buffer += b"{"
-                    else:
-                        raise SeedDataError("Expected a JSON object or an array of objects", line)
-                elif state in (self._ARRAY_FIRST, self._ARRAY_NEXT):
-                    if char == 0x7B:
-                        depth, start_line = 1, line
-                        buffer += b"{"
-                    elif char == 0x5D and state == self._ARRAY_FIRST:  # ] of an empty array
-                        state = self._DONE
-                    else:
-                        what = "a trailing comma" if char == 0x5D else "an element that is not an object"
-                        raise SeedDataError(f"Malformed JSON array: {what}", line)
-                elif state == self._AFTER_ELEMENT:
-                    if char == 0x2C:  # ,
-                        state = self._ARRAY_NEXT
-                    elif char == 0x5D:
-                        state = self._DONE
-                    else:
-                        raise SeedDataError("Malformed JSON array: expected ',' or ']'", line)
-                else:  # _DONE
-                    raise SeedDataError("Unexpected data after the end of the JSON document", line)
-                pos += 1
-        if depth > 0:
-            raise SeedDataError("Unexpected end of file inside a JSON object", start_line)
+        while True:
+            if not self._skip_space():
+                break
+            char = self._text[self._pos]
+            if state == self._AFTER_ELEMENT:
+                state = self._after_element(char)
+                self._pos += 1
+            elif state == self._START and char == "[":
+                state = self._ARRAY_FIRST
+                self._pos += 1
+            elif state == self._ARRAY_FIRST and char == "]":
+                state = self._DONE
+                self._pos += 1
+            elif char == "{" and state != self._DONE:
+                line, data = self._element()
+                yield SeedRecord(line=line, index=index, data=data)
+                index += 1
+                state = self._DONE if state == self._START else self._AFTER_ELEMENT
+            else:
+                raise SeedDataError(self._unexpected(state, char), self._line)
         if state in (self._ARRAY_FIRST, self._ARRAY_NEXT, self._AFTER_ELEMENT):
-            raise SeedDataError("Unexpected end of file: the JSON array is not closed", line)
+            raise SeedDataError("Unexpected end of file: the JSON array is not closed", self._line)
+
+    def _after_element(self, char: str) -> int:
+        if char == ",":
+            return self._ARRAY_NEXT
+        if char == "]":
+            return self._DONE
+        raise SeedDataError("Malformed JSON array: expected ',' or ']'", self._line)
+
+    def _unexpected(self, state: int, char: str) -> str:
+        if state == self._START:
+            return "Expected a JSON object or an array of objects"
+        if state == self._DONE:
+            return "Unexpected data after the end of the JSON document"
+        what = "a trailing comma" if char == "]" else "an element that is not an object"
+        return f"Malformed JSON array: {what}"
+
+    # ----------------------------------------------------------- buffer
+
+    def _refill(self, at_least: int) -> bool:
+        """Append at least ``at_least`` characters (fewer at the end of the file); False if none."""
+        parts: list[str] = []
+        added = 0
+        while added < at_least and not self._eof:
+            chunk = next(self._chunks, None)
+            self._eof = chunk is None
+            try:
+                text = self._utf8.decode(chunk or b"", final=self._eof)
+            except UnicodeDecodeError:
+                raise SeedDataError("Not valid UTF-8", self._line) from None
+            parts.append(text)
+            added += len(text)
+        if not added:
+            return False
+        self._text = self._text[self._pos :] + "".join(parts)
+        self._pos = 0
+        return True
+
+    def _skip_space(self) -> bool:
+        """Move to the next non-space character; False at the end of the file."""
+        while True:
+            end = _SPACE.match(self._text, self._pos).end()  # type: ignore[union-attr]
+            self._line += self._text.count("\n", self._pos, end)
+            self._pos = end
+            if end < len(self._text):
+                return True
+            if not self._refill(1):
+                return False
+
+    def _element(self) -> tuple[int, Any]:
+        """Parse the object at the cursor (reading more text as needed)."""
+        start_line = self._line
+        while True:
+            start = self._pos
+            try:
+                data, end = self._decoder.raw_decode(self._text, start)
+            except json.JSONDecodeError as error:
+                if len(self._text) - start > self._max:
+                    raise SeedDataError(f"Record larger than {self._max} bytes", start_line) from None
+                if not self._cut_off(error) or not self._refill(max(_REFILL_CHARS, len(self._text) - start)):
+                    raise self._parse_error(error, start, start_line) from None
+                continue
+            if end - start > self._max:
+                raise SeedDataError(f"Record larger than {self._max} bytes", start_line)
+            self._line += self._text.count("\n", start, end)
+            self._pos = end
+            return start_line, data
+
+    def _cut_off(self, error: json.JSONDecodeError) -> bool:
+        """Whether the element may only be cut by the end of the buffer (then: read more)."""
+        return error.msg.startswith("Unterminated string") or error.pos >= len(self._text) - 8
+
+    def _parse_error(self, error: json.JSONDecodeError, start: int, start_line: int) -> SeedDataError:
+        if self._cut_off(error) and not self._text[error.pos :].strip():
+            return SeedDataError("Unexpected end of file inside a JSON object", start_line)
+        return SeedDataError(
+            f"Malformed JSON: {error.msg}", start_line + self._text.count("\n", start, error.pos)
+        )
 
 
 # -------------------------------------------------------------------- CSV
