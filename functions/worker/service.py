@@ -2,19 +2,23 @@
 
 The rules (docs/data-model.md, docs/worker-contract.md):
 
-- Before each batch the job is read (consistent): a cancellation request ends the job as
-  ``JobCancelled``; the rollup's ``budget_exceeded`` marker, or the cost this worker has committed
-  reaching ``budget_limit``, ends it as ``BudgetExceeded``. So at most one batch runs past a cancel.
-- Inside a batch up to N records are in flight at once (N is the adaptive window of the template's
+- Before each batch the job is read (consistent), and again after each commit while a batch is
+  being admitted: a cancellation request ends the job as ``JobCancelled``; the rollup's
+  ``budget_exceeded`` marker, or the cost this worker has committed reaching ``budget_limit``,
+  ends it as ``BudgetExceeded``. Admission stops there; the records already admitted finish and
+  are committed (they were paid for), so at most one batch's records run past either.
+- Inside a job up to N records are in flight at once (N is the adaptive window of the template's
   models, functions/worker/concurrency.py); the steps of one record run in order. Records are
-  admitted in position order, each with its seed record read in order, and the batch is assembled
-  in position order, so ids, order and the part are those of a one-at-a-time run.
-- Budget: a record is admitted only while the cost committed so far (earlier batches, this batch's
-  finished records and its Fargate/S3 share so far) plus the estimated cost of the records in
-  flight is below ``budget_limit`` (the estimate is this run's average per record, or the price
-  table's worst case before the first record finishes). Once the committed cost itself reaches
-  the budget the batch is cut short, committed, and the job ends as ``BudgetExceeded``. So the
-  overshoot is at most the cost of the records that were in flight (at most N).
+  admitted in position order, each with its seed record read in order, and batches overlap: the
+  next batch's records are admitted while the previous batch's last ones are in flight, and each
+  batch is committed, in order, once all its records have landed, assembled in position order.
+  So ids, order, parts and deltas are those of a one-at-a-time run.
+- Budget: a record is admitted only while the cost committed so far (committed batches, landed
+  records not committed yet, the Fargate/S3 share since the last commit) plus the estimated cost
+  of the records in flight is below ``budget_limit`` (the estimate is this run's average per
+  record, or the price table's worst case before the first record lands). Once the committed cost
+  itself reaches the budget, admission ends, the batch is committed short and the job ends as
+  ``BudgetExceeded``: the overshoot is at most the cost of the records in flight (at most N).
 - A batch commits in this order: its part (``part-NNNNN.jsonl``), then its CostTracking delta
   (``record_id = "{batch:08d}"``, written once), then the checkpoint. A restarted worker resumes at
   the checkpoint's next batch; if that batch's delta already exists its part was written before it,
@@ -33,6 +37,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -107,15 +112,14 @@ class Step:
 
 @dataclass
 class _Batch:
-    started: float
-    opens_at_start: int
+    """A batch assembled for its commit, from its records' outcomes in position order."""
+
     records: list[GeneratedRecord] = field(default_factory=list)
     failures: list[RecordFailure] = field(default_factory=list)
     tokens_in: int = 0
     tokens_out: int = 0
     bedrock: Decimal = Decimal(0)
     models: set[str] = field(default_factory=set)
-    cut_by_budget: bool = False
 
     def add(self, outcome: _RecordOutcome) -> None:
         if outcome.record is not None:
@@ -132,6 +136,7 @@ class _Batch:
 class _RecordOutcome:
     """What one record came to; made by a record thread, merged in position order."""
 
+    batch: int
     position: int
     record: GeneratedRecord | None = None
     failure: RecordFailure | None = None
@@ -141,29 +146,59 @@ class _RecordOutcome:
     models: set[str] = field(default_factory=set)
 
 
-class _Flight:
-    """The records of one batch in flight: how many, what finished, the first crash."""
+@dataclass
+class _OpenBatch:
+    """A batch whose records are being admitted or are in flight, not yet committed."""
 
-    def __init__(self) -> None:
+    index: int
+    opens_at_start: int
+    opens_at_end: int | None = None  # set once every record is admitted (or the budget cut it)
+
+    @property
+    def admitted(self) -> bool:
+        return self.opens_at_end is not None
+
+
+class _Flight:
+    """The job's records in flight, per batch; what landed and is not committed; the first crash.
+    Every field is read and written under ``changed``."""
+
+    def __init__(self, estimate: _CostEstimate) -> None:
         self.changed = threading.Condition()
+        self.estimate = estimate
         self.in_flight = 0
-        self.outcomes: list[_RecordOutcome] = []
-        self.finished_cost = Decimal(0)
+        self._pending: dict[int, int] = {}
+        self._landed: dict[int, list[_RecordOutcome]] = {}
+        self.landed_cost = Decimal(0)  # of records landed in batches not committed yet
         self.error: BaseException | None = None
 
-    def launched(self) -> None:
+    def launched(self, batch: int) -> None:
         with self.changed:
             self.in_flight += 1
+            self._pending[batch] = self._pending.get(batch, 0) + 1
 
-    def landed(self, outcome: _RecordOutcome | None, error: BaseException | None) -> None:
+    def landed(self, batch: int, outcome: _RecordOutcome | None, error: BaseException | None) -> None:
         with self.changed:
             self.in_flight -= 1
+            self._pending[batch] -= 1
             if outcome is not None:
-                self.outcomes.append(outcome)
-                self.finished_cost += outcome.bedrock
+                self._landed.setdefault(batch, []).append(outcome)
+                self.landed_cost += outcome.bedrock
+                self.estimate.add(outcome)
             if error is not None and self.error is None:
                 self.error = error
             self.changed.notify_all()
+
+    def all_landed(self, batch: int) -> bool:
+        return self._pending.get(batch, 0) == 0
+
+    def take(self, batch: int) -> list[_RecordOutcome]:
+        """The landed outcomes of a batch, in position order, handed over for its commit."""
+        with self.changed:
+            outcomes = sorted(self._landed.pop(batch, []), key=lambda o: o.position)
+            self._pending.pop(batch, None)
+            self.landed_cost -= sum((o.bedrock for o in outcomes), Decimal(0))
+            return outcomes
 
     def wait_until_landed(self) -> None:
         with self.changed:
@@ -255,34 +290,145 @@ class GenerationService:
     def _run_batches(
         self, item: WorkItem, steps: list[Step], control: JobControl, checkpoint: Checkpoint, stop: StopSignal
     ) -> tuple[JobResult | None, Checkpoint]:
-        """Batch after batch from the checkpoint; a result when the job must end early."""
-        cursor = SeedCursor(self._seeds, item.seed_data_path)
-        estimate = _CostEstimate(steps)
+        """Batch after batch from the checkpoint; a result when the job must end early.
+
+        Batches overlap: the next batch's records are admitted while the previous batch's last
+        records are still in flight (so the window stays full across batch boundaries), and each
+        batch is committed, in order, as soon as all of its records have landed.
+        """
+        run = _Run(
+            item=item,
+            steps=steps,
+            models={step.model.model_id for step in steps},
+            cursor=SeedCursor(self._seeds, item.seed_data_path),
+            flight=_Flight(_CostEstimate(steps)),
+            checkpoint=checkpoint,
+            committed_at=self._monotonic(),
+            overhead_since=time.monotonic(),
+        )
         first = item.batch_range(checkpoint.next_batch).start if checkpoint.next_batch else 0
-        cursor.skip(min(first, item.num_records))
+        run.cursor.skip(min(first, item.num_records))
+        try:
+            result = self._admit_batches(run, control, stop)
+        finally:
+            run.flight.wait_until_landed()  # nothing of a batch outlives the run, even abandoned
+        if run.flight.error is not None:
+            raise run.flight.error
+        if stop.requested:
+            # Abandoned: what is not committed is not written or billed; the next worker redoes it.
+            return JobResult(outcome=Outcome.ABANDONED, cause=stop.reason), run.checkpoint
+        while run.open:  # every admitted record was paid for: commit what is left, in order
+            self._commit_oldest(run)
+        ended = result or run.result
+        if ended is not None and ended.outcome is Outcome.FAILED:
+            usage = run.checkpoint.usage
+            ended = ended.model_copy(
+                update={"records_generated": usage.records, "records_failed": usage.records_failed}
+            )
+        return ended, run.checkpoint
+
+    def _admit_batches(self, run: _Run, control: JobControl, stop: StopSignal) -> JobResult | None:
         known: JobControl | None = control  # the first batch uses the answer to recording the token
-        for batch_index in range(checkpoint.next_batch, item.batch_count):
-            current = known or self._jobs.read_control(item.job_id)
-            known = None
-            verdict = self._verdict(current, checkpoint)
-            if verdict is not None:
-                return verdict, checkpoint
-            if stop.requested:
-                return JobResult(outcome=Outcome.ABANDONED, cause=stop.reason), checkpoint
+        for batch_index in range(run.checkpoint.next_batch, run.item.batch_count):
+            current = known or self._jobs.read_control(run.item.job_id)
+            verdict = self._verdict(current, run.checkpoint)
+            if verdict is not None or stop.requested or run.result is not None:
+                return verdict
             assert current is not None  # a missing job got a verdict
-            committed = self._committed(item, batch_index, cursor)
-            if committed is None:
-                budget = _Budget(current.budget_limit, checkpoint.usage.total, estimate)
-                batch = self._generate(item, steps, batch_index, cursor, stop, budget)
-                if batch is None:
-                    return JobResult(outcome=Outcome.ABANDONED, cause=stop.reason), checkpoint
-                committed = self._commit(item, batch_index, batch, cursor)
-            checkpoint = self._advance(checkpoint, batch_index, committed)
-            self._on_batch()
-            result = self._after_batch(item, batch_index, committed, checkpoint, current)
-            if result is not None:
-                return result, checkpoint
-        return None, checkpoint
+            run.limit = current.budget_limit
+            if known is not None and self._adopt(run, batch_index):
+                known = None
+                continue
+            known = None
+            if not self._admit_batch(run, batch_index, stop):
+                return None
+        return None
+
+    def _adopt(self, run: _Run, batch_index: int) -> bool:
+        """A batch an earlier attempt committed (its delta exists) but did not checkpoint: only
+        the first batch of a run can be one, since batches are committed and checkpointed in order."""
+        usage = self._costs.get_delta(run.item.job_id, batch_record_id(batch_index))
+        if usage is None:
+            return False
+        run.cursor.skip(len(run.item.batch_range(batch_index)))
+        logger.info(
+            "Adopting a batch committed by an earlier attempt", job_id=run.item.job_id, batch=batch_index
+        )
+        self._checkpoint(run, batch_index, (usage, None))
+        return True
+
+    def _admit_batch(self, run: _Run, batch_index: int, stop: StopSignal) -> bool:
+        """Admit the batch's records in order (committing earlier batches as they land); False
+        when admission ends early (stop, a crash, the budget)."""
+        batch = _OpenBatch(index=batch_index, opens_at_start=run.cursor.opens)
+        run.open.append(batch)
+        try:
+            for position in run.item.batch_range(batch_index):
+                decision = self._admission(run, stop)
+                while decision == _COMMIT:
+                    self._commit_oldest(run)
+                    decision = self._admission(run, stop)
+                if decision != _ADMIT:
+                    return False
+                seed_index, seed_record = run.cursor.next()
+                run.flight.launched(batch_index)
+                self._pool.submit(self._record_task, run, batch_index, position, seed_index, seed_record)
+        finally:
+            batch.opens_at_end = run.cursor.opens
+        return True
+
+    def _admission(self, run: _Run, stop: StopSignal) -> str:
+        """Wait until one more record may start (``_ADMIT``), the oldest batch can be committed
+        (``_COMMIT``), or admission must end (``_STOP``: stop or a crash; ``_END``: the job ends, its
+        budget reached, or a commit found it cancelled or failed)."""
+        flight = run.flight
+        with flight.changed:
+            while True:
+                if stop.requested or flight.error is not None:
+                    return _STOP
+                if run.result is not None:
+                    return _END
+                oldest = run.open[0]
+                if oldest is not run.open[-1] and oldest.admitted and flight.all_landed(oldest.index):
+                    return _COMMIT
+                spent = run.checkpoint.usage.total + run.overhead(self._fargate) + flight.landed_cost
+                if run.limit is not None and spent >= run.limit:
+                    run.result = _budget_result(run.limit, run.checkpoint)
+                    return _END
+                in_flight_cost = flight.estimate.per_record() * flight.in_flight
+                below_budget = run.limit is None or spent + in_flight_cost < run.limit
+                if below_budget and flight.in_flight < self._calls.window(run.models):
+                    return _ADMIT
+                # A landing record frees a slot, moves the budget and may widen the window; the
+                # timeout re-reads ``stop``, set from other threads without notifying.
+                flight.changed.wait(_ADMIT_POLL_SECONDS)
+
+    def _commit_oldest(self, run: _Run) -> None:
+        """Wait for the oldest open batch to land, then commit it: part, delta, checkpoint."""
+        batch = run.open[0]
+        with run.flight.changed:
+            run.flight.changed.wait_for(lambda: run.flight.all_landed(batch.index))
+        run.open.popleft()
+        assembled = _Batch()
+        for outcome in run.flight.take(batch.index):
+            assembled.add(outcome)
+        now = self._monotonic()
+        gets = (batch.opens_at_end or run.cursor.opens) - batch.opens_at_start
+        committed = self._commit(run.item, batch.index, assembled, now - run.committed_at, gets)
+        run.committed_at = now
+        run.overhead_since = time.monotonic()
+        self._checkpoint(run, batch.index, committed)
+        if run.result is None and len(run.open) == 1 and not run.open[0].admitted:
+            # A batch is being admitted: look at the job again, so a cancellation (or the rollup's
+            # budget marker) cuts it short instead of waiting for its end.
+            run.result = self._verdict(self._jobs.read_control(run.item.job_id), run.checkpoint)
+
+    def _checkpoint(self, run: _Run, batch_index: int, committed: tuple[Usage, str | None]) -> None:
+        run.checkpoint = self._advance(run.checkpoint, batch_index, committed)
+        self._on_batch()
+        result = self._after_batch(run.item, batch_index, committed, run.checkpoint, run.limit)
+        if run.result is None:
+            run.result = result
 
     def _after_batch(
         self,
@@ -290,7 +436,7 @@ class GenerationService:
         batch_index: int,
         committed: tuple[Usage, str | None],
         checkpoint: Checkpoint,
-        control: JobControl,
+        limit: Decimal | None,
     ) -> JobResult | None:
         usage, first_error = committed
         if usage.records == 0 and usage.records_failed > 0:
@@ -303,7 +449,7 @@ class GenerationService:
             )
         if usage.records + usage.records_failed < len(item.batch_range(batch_index)):
             # Cut short because its cost reached the budget (also when adopted after a crash).
-            return _budget_result(control.budget_limit, checkpoint)
+            return _budget_result(limit, checkpoint)
         return None
 
     # ---------------------------------------------------------- job setup
@@ -350,96 +496,27 @@ class GenerationService:
 
     # -------------------------------------------------------------- batch
 
-    def _committed(
-        self, item: WorkItem, batch_index: int, cursor: SeedCursor
-    ) -> tuple[Usage, str | None] | None:
-        """A batch an earlier attempt committed (its delta exists) but did not checkpoint."""
-        usage = self._costs.get_delta(item.job_id, batch_record_id(batch_index))
-        if usage is None:
-            return None
-        cursor.skip(len(item.batch_range(batch_index)))
-        logger.info("Adopting a batch committed by an earlier attempt", job_id=item.job_id, batch=batch_index)
-        return usage, None
-
-    def _generate(
-        self,
-        item: WorkItem,
-        steps: list[Step],
-        batch_index: int,
-        cursor: SeedCursor,
-        stop: StopSignal,
-        budget: _Budget,
-    ) -> _Batch | None:
-        """The batch's records, up to the adaptive window in flight at once; None if abandoned."""
-        batch = _Batch(started=self._monotonic(), opens_at_start=cursor.opens)
-        flight = _Flight()
-        models = {step.model.model_id for step in steps}
-        overhead = _Overhead(self._fargate, cursor, batch.opens_at_start)
-        try:
-            for position in item.batch_range(batch_index):
-                admitted = self._admit(flight, models, stop, budget, overhead)
-                if admitted is not True:
-                    batch.cut_by_budget = admitted == _CUT
-                    break
-                seed_index, seed_record = cursor.next()
-                flight.launched()
-                self._pool.submit(self._record_task, flight, item, steps, position, seed_index, seed_record)
-        finally:
-            flight.wait_until_landed()  # nothing of a batch outlives it, even when it is abandoned
-        if flight.error is not None:
-            raise flight.error
-        if stop.requested:
-            return None  # abandon the batch: nothing of it is written or billed
-        for outcome in sorted(flight.outcomes, key=lambda o: o.position):
-            budget.estimate.add(outcome)
-            batch.add(outcome)
-        return batch
-
-    def _admit(
-        self, flight: _Flight, models: set[str], stop: StopSignal, budget: _Budget, overhead: _Overhead
-    ) -> bool | str:
-        """Wait until one more record may start: True, or why not (stop, a crash, the budget)."""
-        with flight.changed:
-            while True:
-                if stop.requested or flight.error is not None:
-                    return _STOP
-                spent = budget.committed + overhead.now() + flight.finished_cost
-                if budget.limit is not None and spent >= budget.limit:
-                    return _CUT
-                in_flight_cost = budget.estimate.per_record() * flight.in_flight
-                below_budget = budget.limit is None or spent + in_flight_cost < budget.limit
-                if below_budget and flight.in_flight < self._calls.window(models):
-                    return True
-                # A landing record frees a slot, moves the budget and may widen the window; the
-                # timeout re-reads ``stop``, set from other threads without notifying.
-                flight.changed.wait(_ADMIT_POLL_SECONDS)
-
     def _record_task(
-        self,
-        flight: _Flight,
-        item: WorkItem,
-        steps: list[Step],
-        position: int,
-        seed_index: int,
-        seed_record: Mapping[str, Any],
+        self, run: _Run, batch: int, position: int, seed_index: int, seed_record: Mapping[str, Any]
     ) -> None:
         try:
-            outcome = self._generate_record(item, steps, position, seed_index, seed_record)
-        except BaseException as error:  # handed to the batch's thread, which raises it
-            flight.landed(None, error)
+            outcome = self._generate_record(run.item, run.steps, batch, position, seed_index, seed_record)
+        except BaseException as error:  # handed to the admitting thread, which raises it
+            run.flight.landed(batch, None, error)
             return
-        flight.landed(outcome, None)
+        run.flight.landed(batch, outcome, None)
         self._on_progress()
 
     def _generate_record(
         self,
         item: WorkItem,
         steps: list[Step],
+        batch: int,
         position: int,
         seed_index: int,
         seed_record: Mapping[str, Any],
     ) -> _RecordOutcome:
-        outcome = _RecordOutcome(position=position)
+        outcome = _RecordOutcome(batch=batch, position=position)
         outputs: dict[str, dict[str, str]] = {}
         context: dict[str, Any] = {**seed_record, "steps": outputs}
         results: dict[str, StepResult] = {}
@@ -468,8 +545,10 @@ class GenerationService:
         return outcome
 
     def _commit(
-        self, item: WorkItem, batch_index: int, batch: _Batch, cursor: SeedCursor
+        self, item: WorkItem, batch_index: int, batch: _Batch, seconds: float, gets: int
     ) -> tuple[Usage, str | None]:
+        """Part, then delta. Fargate time is what passed since the previous commit: batches
+        overlap, and this bills the worker's time once."""
         self._outputs.put_part(item.job_id, batch_index, batch.records)
         puts = 2  # the part and the checkpoint
         if batch.failures:
@@ -481,8 +560,8 @@ class GenerationService:
             records=len(batch.records),
             records_failed=len(batch.failures),
             bedrock=quantize(batch.bedrock),
-            fargate=quantize(self._fargate.cost(_seconds(self._monotonic() - batch.started))),
-            s3=quantize(s3_cost(puts=puts, gets=cursor.opens - batch.opens_at_start)),
+            fargate=quantize(self._fargate.cost(_seconds(seconds))),
+            s3=quantize(s3_cost(puts=puts, gets=gets)),
         )
         stored = self._put_delta(item, batch_record_id(batch_index), usage, ",".join(sorted(batch.models)))
         first_error = batch.failures[0].error if batch.failures else None
@@ -534,32 +613,35 @@ class GenerationService:
 
 
 _STOP = "stop"
-_CUT = "budget"
+_END = "end"
 _ADMIT_POLL_SECONDS = 0.05
 
 
+_COMMIT = "commit"
+_ADMIT = "admit"
+
+
 @dataclass
-class _Budget:
-    """What admission weighs: the budget, what earlier batches cost, the per-record estimate."""
+class _Run:
+    """One run of a job's batches: what admission and commits share (the admitting thread's)."""
 
-    limit: Decimal | None
-    committed: Decimal
-    estimate: _CostEstimate
+    item: WorkItem
+    steps: list[Step]
+    models: set[str]
+    cursor: SeedCursor
+    flight: _Flight
+    checkpoint: Checkpoint
+    committed_at: float  # the service clock at the last commit (Fargate time is billed from it)
+    overhead_since: float  # the real clock then (for the admission estimate only)
+    limit: Decimal | None = None
+    result: JobResult | None = None
+    open: deque[_OpenBatch] = field(default_factory=deque)
 
-
-class _Overhead:
-    """This batch's Fargate time and S3 requests so far (an estimate for admission; the delta
-    bills them with the service's own clock when the batch commits)."""
-
-    def __init__(self, fargate: FargatePrice, cursor: SeedCursor, opens_at_start: int) -> None:
-        self._fargate = fargate
-        self._cursor = cursor
-        self._opens = opens_at_start
-        self._started = time.monotonic()
-
-    def now(self) -> Decimal:
-        elapsed = _seconds(time.monotonic() - self._started)
-        return self._fargate.cost(elapsed) + s3_cost(puts=2, gets=self._cursor.opens - self._opens)
+    def overhead(self, fargate: FargatePrice) -> Decimal:
+        """Fargate time and S3 writes not committed yet (estimated for admission; each delta
+        bills them exactly when its batch commits)."""
+        elapsed = _seconds(time.monotonic() - self.overhead_since)
+        return fargate.cost(elapsed) + s3_cost(puts=2 * len(self.open), gets=0)
 
 
 def _budget_result(limit: Decimal | None, checkpoint: Checkpoint) -> JobResult:

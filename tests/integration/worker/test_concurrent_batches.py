@@ -31,8 +31,10 @@ class InFlightProvider:
     """The offline model with a random latency (so calls land out of order), counting the calls
     in flight; ``crash_at`` raises on that call once others are in flight."""
 
-    def __init__(self, crash_at: int | None = None, stop: StopSignal | None = None) -> None:
-        self._inner = OfflineProvider(OfflineBehaviour(latency_ms=2, jitter_ms=15))
+    def __init__(
+        self, crash_at: int | None = None, stop: StopSignal | None = None, latency_ms: float = 2
+    ) -> None:
+        self._inner = OfflineProvider(OfflineBehaviour(latency_ms=latency_ms, jitter_ms=15))
         self._lock = threading.Lock()
         self._crash_at = crash_at
         self._stop = stop
@@ -185,3 +187,21 @@ def test_the_budget_overshoot_is_at_most_the_records_in_flight(
     assert 1 <= result.records_generated < 30
     assert spent - budget <= max_in_flight * max(per_record) + overhead
     assert len(world.part_records(item.job_id)) == result.records_generated
+
+
+def test_the_next_batch_starts_while_the_last_records_of_the_previous_are_in_flight(
+    world: World, make_service: Any
+):
+    item = world.make_job(num_records=24, batch_size=3)
+    provider = InFlightProvider(latency_ms=100)  # longer than reading the job and committing
+
+    result = make_service(calls=controller(provider, 8)).run(item, start(world, item))
+
+    assert result.outcome is Outcome.SUCCEEDED
+    assert provider.most_in_flight > 3  # records of more than one batch at once
+    assert world.parts(item.job_id) == [part_key(item.job_id, b) for b in range(8)]
+    for batch in range(8):
+        part = world.read_jsonl(part_key(item.job_id, batch))
+        assert [r["id"] for r in part] == [record_id(item.job_id, p) for p in range(batch * 3, batch * 3 + 3)]
+    assert [d["record_id"] for d in world.deltas(item.job_id)] == [f"{b:08d}" for b in range(8)] + ["export"]
+    assert sum(int(d["records"]) for d in world.deltas(item.job_id)) == 24
