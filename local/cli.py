@@ -89,6 +89,21 @@ _FIXED_CONTEXT = {
 }
 
 
+# Context values that configure the local worker processes (WorkerSettings), not the CDK app.
+WORKER_CONTEXT = {
+    "offline_latency_ms": "OFFLINE_LATENCY_MS",
+    "offline_jitter_ms": "OFFLINE_JITTER_MS",
+    "offline_rpm": "OFFLINE_RPM",
+    "model_max_concurrency": "MODEL_MAX_CONCURRENCY",
+}
+
+
+def split_worker_context(context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(the CDK context, the worker environment): worker keys become the workers' env vars."""
+    worker = {WORKER_CONTEXT[k]: str(v) for k, v in context.items() if k in WORKER_CONTEXT}
+    return {k: v for k, v in context.items() if k not in WORKER_CONTEXT}, worker
+
+
 def parse_context_item(item: str) -> tuple[str, Any]:
     """One ``-c KEY=VALUE``: a whole number becomes an int, anything else stays a string.
 
@@ -229,7 +244,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     _prepare_state_dir(state_dir)
     port = args.port
     _refuse_if_taken(state_dir, port)
-    context: dict[str, Any] = dict(args.context or [])
+    context, worker_env = split_worker_context(dict(args.context or []))
     if context and args.assembly:
         raise CliError("-c/--context has no effect with --assembly (the assembly is already synthesized)", 2)
 
@@ -323,7 +338,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         if queue_url:
             drain = EventDrain(info, queue_url)
             drain.start()
-        workers.start(info, args.workers, _say)
+        workers.start(info, args.workers, _say, worker_env)
         info.worker_pids = workers.pids
         info.save()
         stops.check()
@@ -699,7 +714,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=parse_context_item,
         metavar="KEY=VALUE",
-        help="a CDK context value for the local stage, e.g. -c max_running_jobs=3 (see docs/deploy.md)",
+        help="a CDK context value for the local stage, e.g. -c max_running_jobs=3 (see docs/deploy.md);"
+        " offline_latency_ms, offline_jitter_ms, offline_rpm and model_max_concurrency set the workers"
+        " (see docs/local.md)",
     )
     local.add_argument("--assembly", type=Path, help="deploy this synthesized cloud assembly (skip synth)")
     local.set_defaults(handler=cmd_local)

@@ -501,11 +501,13 @@ class WorkerPool:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[IO[bytes]] = field(default_factory=list)
 
-    def start(self, info: RuntimeInfo, count: int, progress: Progress) -> None:
+    def start(
+        self, info: RuntimeInfo, count: int, progress: Progress, extra: dict[str, str] | None = None
+    ) -> None:
         if not (REPO_ROOT / "functions" / "worker").exists():
             progress("note: functions/worker does not exist yet: no generation worker started")
             return
-        env = worker_environment(info)
+        env = worker_environment(info, extra)
         for index in range(count):
             log_path = info.state_dir / "logs" / f"worker-{index + 1}.log"
             log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
