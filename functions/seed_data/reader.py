@@ -23,7 +23,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -117,53 +117,69 @@ def iter_seed_records(
 # ------------------------------------------------------------------ JSONL
 
 
-def _without_bom(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The non-empty chunks, minus a leading UTF-8 byte order mark (even one split across chunks)."""
-    head = b""
-    iterator = iter(chunks)
-    for chunk in iterator:
-        head += chunk
-        if len(head) >= len(_BOM):
-            break
-    if head.startswith(_BOM):
-        head = head[len(_BOM) :]
-    if head:
-        yield head
-    for chunk in iterator:
-        if chunk:
-            yield chunk
+def _decode(decoder: codecs.IncrementalDecoder, chunk: bytes, final: bool, line: int) -> str:
+    """A chunk's text; invalid UTF-8 names the line it is on (``line``: the chunk's first)."""
+    try:
+        return decoder.decode(chunk, final=final)
+    except UnicodeDecodeError as error:
+        where = line + chunk[: max(0, error.start)].count(b"\n")
+        raise SeedDataError("Not valid UTF-8", where) from None
 
 
-def _iter_lines(chunks: Iterable[bytes], max_line_bytes: int) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, line without its newline), streamed from chunks."""
-    pending = bytearray()
-    line_no = 1
-    for chunk in _without_bom(chunks):
-        start = 0
-        while True:
-            newline = chunk.find(b"\n", start)
-            if newline < 0:
-                pending += chunk[start:]
-                if len(pending) > max_line_bytes:
-                    raise SeedDataError(f"Line longer than {max_line_bytes} bytes", line_no)
-                break
-            pending += chunk[start:newline]
-            if len(pending) > max_line_bytes:
-                raise SeedDataError(f"Line longer than {max_line_bytes} bytes", line_no)
-            yield line_no, bytes(pending)
-            pending.clear()
-            line_no += 1
-            start = newline + 1
+def _split_lf(text: str) -> list[str]:
+    return text.split("\n")
+
+
+def _split_csv(text: str) -> list[str]:
+    """Lines with their ends, split where the csv module expects (``\n``, ``\r\n``, ``\r``), in
+    C; the last item is the unfinished line ("" when the text ends a line; a final ``\r`` waits
+    for a possible ``\n``)."""
+    lines = io.StringIO(text, newline="").readlines()
+    if not lines or lines[-1].endswith("\n"):
+        lines.append("")
+    return lines
+
+
+def _text_lines(
+    chunks: Iterable[bytes], max_line_chars: int, split: Callable[[str], list[str]] = _split_lf
+) -> Iterator[str]:
+    """The text's lines (``split`` decides where lines end and whether they keep their ends),
+    decoded per chunk (a leading BOM dropped) and split in C; a line longer than
+    ``max_line_chars`` is refused before more of it is buffered."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    pending = ""
+    line = 1
+    for chunk in chunks:
+        lines = split(pending + _decode(decoder, chunk, False, line))
+        pending = lines.pop()
+        if len(pending) > max_line_chars:
+            raise SeedDataError(f"Line longer than {max_line_chars} bytes", line + len(lines))
+        if lines and max(map(len, lines)) > max_line_chars:
+            longest = next(i for i, text in enumerate(lines) if len(text) > max_line_chars)
+            raise SeedDataError(f"Line longer than {max_line_chars} bytes", line + longest)
+        line += len(lines)
+        yield from lines
+    pending += _decode(decoder, b"", True, line)
     if pending:
-        yield line_no, bytes(pending)
+        yield pending
 
 
 def _iter_jsonl(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[SeedRecord]:
+    """One object per line. The stdlib's C scanner parses each line in place; anything unusual
+    (leading space, a blank line, trailing text, an error) goes through ``json.loads`` for its
+    exact verdict and message."""
     index = 0
-    for line_no, raw in _iter_lines(chunks, max_record_bytes):
-        if not raw.strip(_WHITESPACE):
-            continue
-        data = _loads(raw, line_no)
+    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner, without json.loads' wrapping
+    for line_no, line in enumerate(_text_lines(chunks, max_record_bytes), start=1):
+        try:
+            data, end = scan(line, 0)
+            clean = end == len(line)
+        except (StopIteration, json.JSONDecodeError):
+            clean = False
+        if not clean:
+            if not line.strip(" \t\r\n"):
+                continue
+            data = _loads(line, line_no)
         if not isinstance(data, dict):
             raise SeedDataError(f"Expected a JSON object, found {_json_kind(data)}", line_no)
         yield SeedRecord(line=line_no, index=index, data=data)
@@ -173,7 +189,7 @@ def _iter_jsonl(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[Seed
 # ------------------------------------------------------------------- JSON
 
 
-def _loads(raw: bytes, first_line: int) -> Any:
+def _loads(raw: str, first_line: int) -> Any:
     try:
         return json.loads(raw)
     except UnicodeDecodeError:
@@ -195,6 +211,7 @@ def _json_kind(value: Any) -> str:
 
 
 _SPACE = re.compile(r"[ \t\r\n]*")
+_NEXT = re.compile(r"[ \t\r\n]*,[ \t\r\n]*(?=\{)")
 # How many characters a refill adds at least (or as many as the record so far: linear overall).
 _REFILL_CHARS = 64 * 1024
 
@@ -203,7 +220,7 @@ class _JsonScanner:
     """Splits a JSON object or an array of objects into records, parsed by the stdlib's C parser.
 
     The framing (``[``, ``,``, ``]``, whitespace) is read here; each element is parsed in place by
-    ``json.JSONDecoder.raw_decode``, the C scanner behind ``json.loads``, straight from the decoded
+    the C scanner behind ``json.loads`` (``JSONDecoder.scan_once``), straight from the decoded
     text buffer, so the cost per byte is that of ``json.loads``. The buffer holds the current
     chunk and at most one record (``max_record_bytes``). An element cut by a chunk boundary fails
     to parse at the end of the buffer (or inside an unterminated string): more text is read and it
@@ -216,7 +233,7 @@ class _JsonScanner:
 
     def __init__(self, max_record_bytes: int) -> None:
         self._max = max_record_bytes
-        self._decoder = json.JSONDecoder()
+        self._scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
     def records(self, chunks: Iterable[bytes]) -> Iterator[SeedRecord]:
         self._chunks = iter(chunks)
@@ -244,11 +261,43 @@ class _JsonScanner:
                 line, data = self._element()
                 yield SeedRecord(line=line, index=index, data=data)
                 index += 1
-                state = self._DONE if state == self._START else self._AFTER_ELEMENT
+                if state == self._START:
+                    state = self._DONE
+                    continue
+                for record in self._burst(index):
+                    yield record
+                    index += 1
+                state = self._AFTER_ELEMENT
             else:
                 raise SeedDataError(self._unexpected(state, char), self._line)
         if state in (self._ARRAY_FIRST, self._ARRAY_NEXT, self._AFTER_ELEMENT):
             raise SeedDataError("Unexpected end of file: the JSON array is not closed", self._line)
+
+    def _burst(self, index: int) -> Iterator[SeedRecord]:
+        """The elements that follow, comma after comma, parsed back to back while each is whole
+        in the buffer (the common case, kept to a few C calls per record). Anything else (the
+        buffer's end, an error, the array's end) is left to the careful path, at the last comma."""
+        text, pos, line = self._text, self._pos, self._line
+        scan, next_element, count, limit = self._scan, _NEXT.match, text.count, self._max
+        try:
+            while True:
+                found = next_element(text, pos)
+                if found is None:
+                    return
+                start = found.end()
+                try:
+                    data, end = scan(text, start)
+                except (StopIteration, json.JSONDecodeError):
+                    return
+                if end - start > limit:
+                    return
+                line += count("\n", pos, start)
+                yield SeedRecord(line=line, index=index, data=data)
+                line += count("\n", start, end)
+                index += 1
+                pos = end
+        finally:
+            self._pos, self._line = pos, line
 
     def _after_element(self, char: str) -> int:
         if char == ",":
@@ -303,7 +352,10 @@ class _JsonScanner:
         while True:
             start = self._pos
             try:
-                data, end = self._decoder.raw_decode(self._text, start)
+                try:
+                    data, end = self._scan(self._text, start)
+                except StopIteration as stop:  # what raw_decode does: the value names the position
+                    raise json.JSONDecodeError("Expecting value", self._text, stop.value) from None
             except json.JSONDecodeError as error:
                 if len(self._text) - start > self._max:
                     raise SeedDataError(f"Record larger than {self._max} bytes", start_line) from None
@@ -331,75 +383,27 @@ class _JsonScanner:
 # -------------------------------------------------------------------- CSV
 
 
-class _ChunkStream(io.RawIOBase):
-    """A readable binary stream over an iterator of chunks (for TextIOWrapper)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        while not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                return 0
-        size = min(len(target), len(self._pending))
-        target[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-
-class _LineCounter:
-    """Iterates text lines, refusing overlong ones, counting them for error messages."""
-
-    def __init__(self, text: io.TextIOBase, max_line_chars: int) -> None:
-        self._text = text
-        self._max = max_line_chars
-        self.lines = 0
-
-    def __iter__(self) -> _LineCounter:
-        return self
-
-    def __next__(self) -> str:
-        line = self._text.readline(self._max + 1)
-        if not line:
-            raise StopIteration
-        self.lines += 1
-        if len(line) > self._max:
-            raise SeedDataError(f"Line longer than {self._max} characters", self.lines)
-        return line
-
-
 def _iter_csv(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[SeedRecord]:
-    text = io.TextIOWrapper(io.BufferedReader(_ChunkStream(chunks)), encoding="utf-8-sig", newline="")
-    counter = _LineCounter(text, max_record_bytes)
-    reader = csv.reader(counter, strict=True)
-    header: list[list[str]] | None = None
+    reader = csv.reader(_text_lines(chunks, max_record_bytes, _split_csv), strict=True)
+    shape: _Shape | None = None
+    columns = 0
     index = 0
     last_line = 0
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except UnicodeDecodeError:
-            raise SeedDataError("Not valid UTF-8", counter.lines + 1) from None
-        except csv.Error as error:
-            raise SeedDataError(f"Malformed CSV: {error}", counter.lines) from None
-        first_line, last_line = last_line + 1, counter.lines
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        if header is None:
-            header = _csv_header(row, first_line)
-            continue
-        if len(row) != len(header):
-            raise SeedDataError(f"Expected {len(header)} columns, found {len(row)}", first_line)
-        yield SeedRecord(line=first_line, index=index, data=_nest(header, row))
-        index += 1
+    try:
+        for row in reader:
+            first_line, last_line = last_line + 1, reader.line_num
+            if len(row) != columns or shape is None:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # a blank line
+                if shape is None:
+                    header = _csv_header(row, first_line)
+                    shape, columns = _shape(header), len(header)
+                    continue
+                raise SeedDataError(f"Expected {columns} columns, found {len(row)}", first_line)
+            yield SeedRecord(line=first_line, index=index, data=_build(shape, row))
+            index += 1
+    except csv.Error as error:
+        raise SeedDataError(f"Malformed CSV: {error}", reader.line_num) from None
 
 
 def _csv_header(row: list[str], line: int) -> list[list[str]]:
@@ -424,11 +428,29 @@ def _csv_header(row: list[str], line: int) -> list[list[str]]:
     return paths
 
 
-def _nest(header: list[list[str]], row: list[str]) -> dict[str, Any]:
-    record: dict[str, Any] = {}
-    for parts, value in zip(header, row, strict=True):
-        target = record
+_Shape = list[tuple[str, "int | _Shape"]]
+
+
+def _shape(header: list[list[str]]) -> _Shape:
+    """The nested record's shape: each key with its column, or the shape of its object."""
+    tree: dict[str, Any] = {}
+    for column, parts in enumerate(header):
+        target = tree
         for part in parts[:-1]:
             target = target.setdefault(part, {})
-        target[parts[-1]] = value
-    return record
+        target[parts[-1]] = column
+
+    def freeze(node: dict[str, Any]) -> _Shape:
+        return [(key, value if isinstance(value, int) else freeze(value)) for key, value in node.items()]
+
+    return freeze(tree)
+
+
+def _build(shape: _Shape, row: list[str]) -> dict[str, Any]:
+    # Two levels inline (``author.name``), deeper ones by recursion.
+    return {
+        key: row[at]
+        if at.__class__ is int
+        else {k: row[a] if a.__class__ is int else _build(a, row) for k, a in at}  # type: ignore[union-attr,arg-type]
+        for key, at in shape
+    }
