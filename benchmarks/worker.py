@@ -38,6 +38,13 @@ os.environ.update(
         "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "JOBS_TABLE": "plot-palette-Jobs",
+        "QUEUE_TABLE": "plot-palette-Queue",
+        "TEMPLATES_TABLE": "plot-palette-Templates",
+        "COST_TRACKING_TABLE": "plot-palette-CostTracking",
+        "IDEMPOTENCY_TABLE": "plot-palette-Idempotency",
+        "BUCKET_NAME": "plot-palette-data",
+        "EVENT_BUS_NAME": "plot-palette",
     }
 )
 
@@ -103,13 +110,13 @@ def service(world: World, provider: Any, max_limit: int) -> GenerationService:
     from tests.integration.worker.conftest import BUCKET, COST_TABLE, JOBS_TABLE, TEMPLATES_TABLE
 
     ddb, s3 = world.session.client("dynamodb"), world.session.client("s3")
-    outputs = OutputStore(BUCKET, s3)
+    outputs = OutputStore(s3, BUCKET)
     return GenerationService(
-        jobs=JobStore(JOBS_TABLE, ddb),
-        costs=CostStore(COST_TABLE, ddb),
+        jobs=JobStore(ddb, JOBS_TABLE),
+        costs=CostStore(ddb, COST_TABLE),
         outputs=outputs,
-        seeds=S3SeedSource(BUCKET, s3),
-        templates=TemplateRepository(TEMPLATES_TABLE, ddb),
+        seeds=S3SeedSource(s3, BUCKET),
+        templates=TemplateRepository(ddb, TEMPLATES_TABLE),
         provider=provider,
         renderer=PromptRenderer(),
         exporter=Exporter(outputs),

@@ -32,10 +32,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from functions.common.retry import RetryPolicy
 from functions.worker.pricing import ModelPrice
 from functions.worker.providers import Completion, ModelProvider, ModelThrottled, ProviderUnavailable
 
 DEFAULT_MAX_CONCURRENCY = 16
+THROTTLE_ATTEMPTS = 8
+THROTTLE_BASE_DELAY = 0.25
+THROTTLE_MAX_DELAY = 20.0
 
 
 @dataclass(frozen=True)
@@ -52,13 +56,6 @@ class AimdPolicy:
     initial: int = 1
     increase: float = 1.0
     decrease: float = 0.7
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 8
-    base_delay: float = 0.25
-    max_delay: float = 20.0
 
 
 class TokenBucket:
@@ -180,13 +177,19 @@ class ConcurrencyController:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
+        """``retry`` (throttled calls) defaults to 8 attempts from 0.25 s, with ``sleep``/``jitter``."""
         self._provider = provider
         self.policy = policy or AimdPolicy()
         self._budgets = dict(budgets or {})
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or RetryPolicy(
+            attempts=THROTTLE_ATTEMPTS,
+            base_delay=THROTTLE_BASE_DELAY,
+            max_delay=THROTTLE_MAX_DELAY,
+            sleep=sleep,
+            jitter=jitter,
+        )
         self._clock = clock
         self._sleep = sleep
-        self._jitter = jitter
         self._limiters: dict[str, ModelLimiter] = {}
         self._lock = threading.Lock()
         self.throttles = 0
@@ -207,7 +210,7 @@ class ConcurrencyController:
     def complete(self, model: ModelPrice, prompt: str, seed_record: Mapping[str, Any]) -> Completion:
         """One model call through its limiter: rate budget, AIMD feedback, throttle retries."""
         limiter = self.limiter(model.model_id)
-        for attempt in range(self._retry.max_attempts):
+        for attempt in range(self._retry.attempts):
             started = limiter.start()
             try:
                 completion = self._provider.complete(model, prompt, seed_record)
@@ -215,12 +218,11 @@ class ConcurrencyController:
                 limiter.throttled(started)
                 with self._lock:
                     self.throttles += 1
-                if attempt + 1 == self._retry.max_attempts:
+                if attempt + 1 == self._retry.attempts:
                     raise ProviderUnavailable(
-                        f"{model.model_id}: {error.code} after {self._retry.max_attempts} attempts"
+                        f"{model.model_id}: {error.code} after {self._retry.attempts} attempts"
                     ) from error
-                ceiling = min(self._retry.max_delay, self._retry.base_delay * 2**attempt)
-                self._sleep(self._jitter(0, ceiling))
+                self._retry.pause(attempt)
                 continue
             limiter.succeeded(completion.tokens_in + completion.tokens_out)
             return completion

@@ -7,13 +7,8 @@ from typing import Any
 
 import pytest
 
-from functions.worker.concurrency import (
-    AimdPolicy,
-    AimdWindow,
-    ConcurrencyController,
-    RateBudget,
-    RetryPolicy,
-)
+from functions.common.retry import RetryPolicy
+from functions.worker.concurrency import AimdPolicy, AimdWindow, ConcurrencyController, RateBudget
 from functions.worker.pricing import CLAUDE_3_5_SONNET, LLAMA_3_1_8B, MODELS, ModelPrice
 from functions.worker.providers import Completion, ModelThrottled, ProviderUnavailable
 
@@ -119,7 +114,6 @@ def test_a_throttled_call_is_retried_with_backoff_and_shrinks_the_window():
     controller = ConcurrencyController(
         provider,
         policy=AimdPolicy(max_limit=16, decrease=0.5),
-        retry=RetryPolicy(base_delay=0.25),
         clock=clock,
         sleep=clock.sleep,
         jitter=lambda low, high: high,
@@ -141,7 +135,7 @@ def test_throttled_past_every_attempt_makes_the_provider_unavailable():
     clock = FakeClock()
     provider = ScriptedProvider(clock, throttle=set(range(1, 10)))
     controller = ConcurrencyController(
-        provider, retry=RetryPolicy(max_attempts=3), clock=clock, sleep=clock.sleep
+        provider, retry=RetryPolicy(attempts=3, sleep=clock.sleep), clock=clock, sleep=clock.sleep
     )
 
     with pytest.raises(ProviderUnavailable, match="ThrottlingException after 3 attempts"):

@@ -8,6 +8,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from functions.common.retry import RetryPolicy
 from functions.worker.pricing import CLAUDE_3_5_SONNET, LLAMA_3_1_8B, MISTRAL_7B, MODELS
 from functions.worker.providers import (
     BedrockProvider,
@@ -68,7 +69,7 @@ def test_throttling_is_raised_at_once_for_the_concurrency_controller(bedrock, co
     client, stubber = bedrock
     stubber.add_client_error("converse", code, "Too many requests", 429)
     waits: list[float] = []
-    provider = BedrockProvider(client, max_tokens=256, sleep=waits.append)
+    provider = BedrockProvider(client, max_tokens=256, retry=RetryPolicy(sleep=waits.append))
 
     with pytest.raises(ModelThrottled) as raised:
         provider.complete(SONNET, "p", {})
@@ -84,9 +85,8 @@ def test_a_model_not_ready_is_retried_with_exponential_backoff(bedrock):
         stubber.add_client_error("converse", code, "warming up", 500)
     stubber.add_response("converse", converse_answer("ok", 3, 1), expected_request("p"))
     waits: list[float] = []
-    provider = BedrockProvider(
-        client, max_tokens=256, base_delay=0.5, sleep=waits.append, jitter=lambda low, high: high
-    )
+    retry = RetryPolicy(attempts=6, base_delay=0.5, sleep=waits.append, jitter=lambda low, high: high)
+    provider = BedrockProvider(client, max_tokens=256, retry=retry)
 
     completion = provider.complete(SONNET, "p", {})
 
@@ -99,7 +99,7 @@ def test_an_internal_error_past_every_attempt_makes_the_provider_unavailable(bed
     for _ in range(4):
         stubber.add_client_error("converse", "InternalServerException", "oops", 500)
     waits: list[float] = []
-    provider = BedrockProvider(client, max_tokens=256, max_attempts=4, sleep=waits.append)
+    provider = BedrockProvider(client, max_tokens=256, retry=RetryPolicy(attempts=4, sleep=waits.append))
 
     with pytest.raises(ProviderUnavailable, match="InternalServerException after 4 attempts"):
         provider.complete(SONNET, "p", {})
@@ -111,7 +111,9 @@ def test_a_refused_prompt_fails_the_record_not_the_job(bedrock):
     stubber.add_client_error("converse", "ValidationException", "Input is too long", 400)
 
     with pytest.raises(ModelCallError, match="Input is too long"):
-        BedrockProvider(client, max_tokens=256, sleep=lambda s: None).complete(SONNET, "p", {})
+        BedrockProvider(client, max_tokens=256, retry=RetryPolicy(sleep=lambda s: None)).complete(
+            SONNET, "p", {}
+        )
 
 
 def test_access_denied_is_not_retried(bedrock):
@@ -120,7 +122,9 @@ def test_access_denied_is_not_retried(bedrock):
     waits: list[float] = []
 
     with pytest.raises(ProviderUnavailable, match="AccessDeniedException"):
-        BedrockProvider(client, max_tokens=256, sleep=waits.append).complete(SONNET, "p", {})
+        BedrockProvider(client, max_tokens=256, retry=RetryPolicy(sleep=waits.append)).complete(
+            SONNET, "p", {}
+        )
     assert waits == []
 
 
