@@ -22,6 +22,7 @@ import codecs
 import csv
 import io
 import json
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -385,22 +386,22 @@ class _JsonScanner:
 
 def _iter_csv(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[SeedRecord]:
     reader = csv.reader(_text_lines(chunks, max_record_bytes, _split_csv), strict=True)
-    shape: _Shape | None = None
+    build: _Builder | None = None
     columns = 0
     index = 0
     last_line = 0
     try:
         for row in reader:
             first_line, last_line = last_line + 1, reader.line_num
-            if len(row) != columns or shape is None:
+            if len(row) != columns or build is None:
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue  # a blank line
-                if shape is None:
+                if build is None:
                     header = _csv_header(row, first_line)
-                    shape, columns = _shape(header), len(header)
+                    build, columns = _builder(header), len(header)
                     continue
                 raise SeedDataError(f"Expected {columns} columns, found {len(row)}", first_line)
-            yield SeedRecord(line=first_line, index=index, data=_build(shape, row))
+            yield SeedRecord(line=first_line, index=index, data=build(row))
             index += 1
     except csv.Error as error:
         raise SeedDataError(f"Malformed CSV: {error}", reader.line_num) from None
@@ -428,29 +429,35 @@ def _csv_header(row: list[str], line: int) -> list[list[str]]:
     return paths
 
 
-_Shape = list[tuple[str, "int | _Shape"]]
+_Builder = Callable[[list[str]], dict[str, Any]]
 
 
-def _shape(header: list[list[str]]) -> _Shape:
-    """The nested record's shape: each key with its column, or the shape of its object."""
+def _builder(header: list[list[str]]) -> _Builder:
+    """A function from a row to its nested record, made once per file: an object whose fields are
+    all plain columns is built by ``dict(zip(names, itemgetter(*columns)(row)))`` in C; only an
+    object that mixes columns and nested objects is put together in Python."""
     tree: dict[str, Any] = {}
     for column, parts in enumerate(header):
         target = tree
         for part in parts[:-1]:
             target = target.setdefault(part, {})
         target[parts[-1]] = column
-
-    def freeze(node: dict[str, Any]) -> _Shape:
-        return [(key, value if isinstance(value, int) else freeze(value)) for key, value in node.items()]
-
-    return freeze(tree)
+    return _node_builder(tree)
 
 
-def _build(shape: _Shape, row: list[str]) -> dict[str, Any]:
-    # Two levels inline (``author.name``), deeper ones by recursion.
-    return {
-        key: row[at]
-        if at.__class__ is int
-        else {k: row[a] if a.__class__ is int else _build(a, row) for k, a in at}  # type: ignore[union-attr,arg-type]
-        for key, at in shape
-    }
+def _node_builder(node: dict[str, Any]) -> _Builder:
+    names = tuple(node)
+    if all(isinstance(value, int) for value in node.values()):
+        columns = [node[name] for name in names]
+        if len(columns) == 1:
+            only, name = columns[0], names[0]
+            return lambda row: {name: row[only]}
+        if columns == list(range(columns[0], columns[0] + len(columns))):
+            first, stop = columns[0], columns[0] + len(columns)
+            return lambda row: dict(zip(names, row[first:stop], strict=True))
+        pick = operator.itemgetter(*columns)
+        return lambda row: dict(zip(names, pick(row), strict=True))
+    parts = [
+        (name, value if isinstance(value, int) else _node_builder(value)) for name, value in node.items()
+    ]
+    return lambda row: {name: row[part] if isinstance(part, int) else part(row) for name, part in parts}

@@ -230,3 +230,19 @@ def test_malformed_csv_names_the_line(content: str, line: int, message: str) -> 
 
 def test_a_header_only_csv_has_no_records() -> None:
     assert read("a,b\n", "x.csv") == []
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "expected"),
+    [
+        ("a,b,c", "1,2,3", {"a": "1", "b": "2", "c": "3"}),
+        (
+            "author.name,title,author.bio",
+            "Ada,Notes,Maths",
+            {"author": {"name": "Ada", "bio": "Maths"}, "title": "Notes"},
+        ),
+        ("x.y.z", "deep", {"x": {"y": {"z": "deep"}}}),
+    ],
+)
+def test_csv_records_take_the_shape_of_their_header(header: str, row: str, expected: dict) -> None:
+    assert [r.data for r in read(f"{header}\n{row}\n", "x.csv")] == [expected]
