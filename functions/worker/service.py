@@ -153,6 +153,7 @@ class _OpenBatch:
     index: int
     opens_at_start: int
     opens_at_end: int | None = None  # set once every record is admitted (or the budget cut it)
+    launched: int = 0
 
     @property
     def admitted(self) -> bool:
@@ -318,6 +319,9 @@ class GenerationService:
             # Abandoned: what is not committed is not written or billed; the next worker redoes it.
             return JobResult(outcome=Outcome.ABANDONED, cause=stop.reason), run.checkpoint
         while run.open:  # every admitted record was paid for: commit what is left, in order
+            if run.open[-1].launched == 0:  # ended before its first record: nothing to commit
+                run.open.pop()
+                continue
             self._commit_oldest(run)
         ended = result or run.result
         if ended is not None and ended.outcome is Outcome.FAILED:
@@ -372,6 +376,7 @@ class GenerationService:
                     return False
                 seed_index, seed_record = run.cursor.next()
                 run.flight.launched(batch_index)
+                batch.launched += 1
                 self._pool.submit(self._record_task, run, batch_index, position, seed_index, seed_record)
         finally:
             batch.opens_at_end = run.cursor.opens
@@ -413,7 +418,8 @@ class GenerationService:
         for outcome in run.flight.take(batch.index):
             assembled.add(outcome)
         now = self._monotonic()
-        gets = (batch.opens_at_end or run.cursor.opens) - batch.opens_at_start
+        opens_at_end = run.cursor.opens if batch.opens_at_end is None else batch.opens_at_end
+        gets = opens_at_end - batch.opens_at_start
         committed = self._commit(run.item, batch.index, assembled, now - run.committed_at, gets)
         run.committed_at = now
         run.overhead_since = time.monotonic()

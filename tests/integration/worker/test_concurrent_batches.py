@@ -187,6 +187,9 @@ def test_the_budget_overshoot_is_at_most_the_records_in_flight(
     assert 1 <= result.records_generated < 30
     assert spent - budget <= max_in_flight * max(per_record) + overhead
     assert len(world.part_records(item.job_id)) == result.records_generated
+    parts = world.parts(item.job_id)
+    assert all(world.read_jsonl(key) for key in parts)  # no empty part for a batch never started
+    assert len(world.deltas(item.job_id)) == len(parts)
 
 
 def test_the_next_batch_starts_while_the_last_records_of_the_previous_are_in_flight(
