@@ -13,12 +13,13 @@ The rules (docs/data-model.md, docs/worker-contract.md):
   next batch's records are admitted while the previous batch's last ones are in flight, and each
   batch is committed, in order, once all its records have landed, assembled in position order.
   So ids, order, parts and deltas are those of a one-at-a-time run.
-- Budget: a record is admitted only while the cost committed so far (committed batches, landed
-  records not committed yet, the Fargate/S3 share since the last commit) plus the estimated cost
-  of the records in flight is below ``budget_limit`` (the estimate is this run's average per
-  record, or the price table's worst case before the first record lands). Once the committed cost
-  itself reaches the budget, admission ends, the batch is committed short and the job ends as
-  ``BudgetExceeded``: the overshoot is at most the cost of the records in flight (at most N).
+- Budget: once the cost spent so far (committed batches, landed records not committed yet, the
+  Fargate time since the last commit) reaches ``budget_limit``, admission ends, the open batches
+  are committed (the last one short) and the job ends as ``BudgetExceeded``. Below it one record
+  at a time always goes; more only while spent + the S3 writes of committing the open batches +
+  the estimated cost of the records in flight stays below the budget (the estimate is this run's
+  average per record, or the price table's worst case before the first record lands). So the
+  overshoot is at most the cost of the records in flight (at most N) plus those S3 writes.
 - A batch commits in this order: its part (``part-NNNNN.jsonl``), then its CostTracking delta
   (``record_id = "{batch:08d}"``, written once), then the checkpoint. A restarted worker resumes at
   the checkpoint's next batch; if that batch's delta already exists its part was written before it,
@@ -396,12 +397,18 @@ class GenerationService:
                 oldest = run.open[0]
                 if oldest is not run.open[-1] and oldest.admitted and flight.all_landed(oldest.index):
                     return _COMMIT
-                spent = run.checkpoint.usage.total + run.overhead(self._fargate) + flight.landed_cost
+                spent = (
+                    run.checkpoint.usage.total + run.fargate_since_commit(self._fargate) + flight.landed_cost
+                )
                 if run.limit is not None and spent >= run.limit:
                     run.result = _budget_result(run.limit, run.checkpoint)
                     return _END
-                in_flight_cost = flight.estimate.per_record() * flight.in_flight
-                below_budget = run.limit is None or spent + in_flight_cost < run.limit
+                if flight.in_flight == 0:
+                    return _ADMIT  # under the budget, one record at a time always goes
+                # Committing the open batches will cost their S3 writes; the records in flight
+                # will cost about the estimate each.
+                projected = spent + run.commit_writes() + flight.estimate.per_record() * flight.in_flight
+                below_budget = run.limit is None or projected < run.limit
                 if below_budget and flight.in_flight < self._calls.window(run.models):
                     return _ADMIT
                 # A landing record frees a slot, moves the budget and may widen the window; the
@@ -643,11 +650,14 @@ class _Run:
     result: JobResult | None = None
     open: deque[_OpenBatch] = field(default_factory=deque)
 
-    def overhead(self, fargate: FargatePrice) -> Decimal:
-        """Fargate time and S3 writes not committed yet (estimated for admission; each delta
-        bills them exactly when its batch commits)."""
-        elapsed = _seconds(time.monotonic() - self.overhead_since)
-        return fargate.cost(elapsed) + s3_cost(puts=2 * len(self.open), gets=0)
+    def fargate_since_commit(self, fargate: FargatePrice) -> Decimal:
+        """The worker's time since the last commit (already spent; the next delta bills it with
+        the service's own clock, this real-clock reading is for admission only)."""
+        return fargate.cost(_seconds(time.monotonic() - self.overhead_since))
+
+    def commit_writes(self) -> Decimal:
+        """What committing the open batches will cost in S3 writes (part and checkpoint each)."""
+        return s3_cost(puts=2 * len(self.open), gets=0)
 
 
 def _budget_result(limit: Decimal | None, checkpoint: Checkpoint) -> JobResult:
