@@ -15,11 +15,12 @@ The rules (docs/data-model.md, docs/worker-contract.md):
   So ids, order, parts and deltas are those of a one-at-a-time run.
 - Budget: once the cost spent so far (committed batches, landed records not committed yet, the
   Fargate time since the last commit) reaches ``budget_limit``, admission ends, the open batches
-  are committed (the last one short) and the job ends as ``BudgetExceeded``. Below it one record
-  at a time always goes; more only while spent + the S3 writes of committing the open batches +
-  the estimated cost of the records in flight stays below the budget (the estimate is this run's
-  average per record, or the price table's worst case before the first record lands). So the
-  overshoot is at most the cost of the records in flight (at most N) plus those S3 writes.
+  are committed (the last one short) and the job ends as ``BudgetExceeded``. Below it a record is
+  admitted only while spent + the S3 writes of committing the open batches + the estimated cost
+  of the records in flight stays below the budget (the estimate is this run's average per record,
+  or the price table's worst case before the first record lands); the first record of a run
+  always goes. So the overshoot is at most the cost of the records in flight (at most N) plus
+  those S3 writes.
 - A batch commits in this order: its part (``part-NNNNN.jsonl``), then its CostTracking delta
   (``record_id = "{batch:08d}"``, written once), then the checkpoint. A restarted worker resumes at
   the checkpoint's next batch; if that batch's delta already exists its part was written before it,
@@ -403,14 +404,19 @@ class GenerationService:
                 if run.limit is not None and spent >= run.limit:
                     run.result = _budget_result(run.limit, run.checkpoint)
                     return _END
-                if flight.in_flight == 0:
-                    return _ADMIT  # under the budget, one record at a time always goes
                 # Committing the open batches will cost their S3 writes; the records in flight
                 # will cost about the estimate each.
                 projected = spent + run.commit_writes() + flight.estimate.per_record() * flight.in_flight
-                below_budget = run.limit is None or projected < run.limit
-                if below_budget and flight.in_flight < self._calls.window(run.models):
-                    return _ADMIT
+                if run.limit is None or projected < run.limit:
+                    if flight.in_flight < self._calls.window(run.models):
+                        run.started = True
+                        return _ADMIT
+                elif flight.in_flight == 0:
+                    if not run.started:  # a budget below one batch's fixed cost still makes a record
+                        run.started = True
+                        return _ADMIT
+                    run.result = _budget_result(run.limit, run.checkpoint)
+                    return _END  # committing what landed reaches the budget
                 # A landing record frees a slot, moves the budget and may widen the window; the
                 # timeout re-reads ``stop``, set from other threads without notifying.
                 flight.changed.wait(_ADMIT_POLL_SECONDS)
@@ -648,6 +654,7 @@ class _Run:
     overhead_since: float  # the real clock then (for the admission estimate only)
     limit: Decimal | None = None
     result: JobResult | None = None
+    started: bool = False  # a record was admitted in this run
     open: deque[_OpenBatch] = field(default_factory=deque)
 
     def fargate_since_commit(self, fargate: FargatePrice) -> Decimal:
