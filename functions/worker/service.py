@@ -32,6 +32,14 @@ The rules (docs/data-model.md, docs/worker-contract.md):
   (``records_failed``) and in the result. A batch in which every record fails stops the job.
 - Work abandoned before it committed (shutdown, a crash) is not billed: the user pays for the
   batches that were delivered, each exactly once.
+- A partition work item generates its own range of batches from its own checkpoint
+  (``checkpoints/partition-NNNNN.json``); batch indexes, part keys, delta ids and record ids are
+  global, so partitions done by different workers, in any order, join into one job. The budget is
+  read from the job's rolled-up cost (every partition's deltas), so each running partition runs at
+  most its records in flight past it.
+- The export work item joins the parts of the committed batches (those with a delta) in batch order
+  into the files the job asked for, and answers the records in the files and the sum of every delta:
+  the lifecycle writes those as the job's final counts and cost.
 """
 
 from __future__ import annotations
@@ -49,8 +57,9 @@ from typing import Any, Protocol
 
 from functions.common.clock import now, to_iso
 from functions.common.observability import logger
+from functions.common.sizes import TASK_SHAPES
 from functions.worker.concurrency import ConcurrencyController
-from functions.worker.exporters import Exporter
+from functions.worker.exporters import Exporter, ExportOptions
 from functions.worker.models import (
     Checkpoint,
     GeneratedRecord,
@@ -84,6 +93,8 @@ TEMPLATE_NOT_FOUND = "TemplateNotFound"
 INVALID_TEMPLATE = "InvalidTemplate"
 SEED_DATA_ERROR = "SeedDataError"
 GENERATION_FAILED = "GenerationFailed"
+EXPORT_INCOMPLETE = "ExportIncomplete"
+INVALID_EXPORT_CONFIG = "InvalidExportConfig"
 
 
 class TemplateSource(Protocol):
@@ -273,22 +284,39 @@ class GenerationService:
     # ----------------------------------------------------------------- run
 
     def run(self, item: WorkItem, control: JobControl, stop: StopSignal | None = None) -> JobResult:
-        """Generate the job's remaining batches and its export; never reports by itself."""
+        """Do one work item: a partition's batches, the export, or (kind "job") both; never reports."""
         stop = stop or StopSignal()
         try:
             steps = self._load_steps(item)
         except _JobError as error:
             return error.result()
-        checkpoint = self._outputs.get_checkpoint(item.job_id) or Checkpoint(job_id=item.job_id)
+        if item.kind == "export":
+            return self._export_job(item, steps, control)
+        checkpoint = self._outputs.get_checkpoint(item.job_id, item.partition) or Checkpoint(
+            job_id=item.job_id, partition=item.partition, next_batch=item.batches.start
+        )
+        result = self._generate_batches(item, steps, control, checkpoint, stop)
+        if isinstance(result, JobResult):
+            return result
+        if stop.requested:
+            return JobResult(outcome=Outcome.ABANDONED, cause=stop.reason)
+        if item.kind == "partition":
+            return JobResult(
+                outcome=Outcome.SUCCEEDED,
+                records_generated=result.usage.records,
+                records_failed=result.usage.records_failed,
+            )
+        return self._export_job(item, steps, control)
+
+    def _generate_batches(
+        self, item: WorkItem, steps: list[Step], control: JobControl, checkpoint: Checkpoint, stop: StopSignal
+    ) -> Checkpoint | JobResult:
+        """The item's batches from its checkpoint on: the last checkpoint, or why it stopped."""
         try:
             result, checkpoint = self._run_batches(item, steps, control, checkpoint, stop)
         except (SeedFileError, EmptySeedFileError) as error:
             return JobResult(outcome=Outcome.FAILED, error=SEED_DATA_ERROR, cause=str(error))
-        if result is not None:
-            return result
-        if stop.requested:
-            return JobResult(outcome=Outcome.ABANDONED, cause=stop.reason)
-        return self._export(item, steps, checkpoint)
+        return result or checkpoint
 
     def _run_batches(
         self, item: WorkItem, steps: list[Step], control: JobControl, checkpoint: Checkpoint, stop: StopSignal
@@ -306,11 +334,11 @@ class GenerationService:
             cursor=SeedCursor(self._seeds, item.seed_data_path),
             flight=_Flight(_CostEstimate(steps)),
             checkpoint=checkpoint,
+            start=max(checkpoint.next_batch, item.batches.start),
             committed_at=self._monotonic(),
             overhead_since=time.monotonic(),
         )
-        first = item.batch_range(checkpoint.next_batch).start if checkpoint.next_batch else 0
-        run.cursor.skip(min(first, item.num_records))
+        run.cursor.skip(min(item.batch_range(run.start).start, item.num_records))
         try:
             result = self._admit_batches(run, control, stop)
         finally:
@@ -335,8 +363,9 @@ class GenerationService:
 
     def _admit_batches(self, run: _Run, control: JobControl, stop: StopSignal) -> JobResult | None:
         known: JobControl | None = control  # the first batch uses the answer to recording the token
-        for batch_index in range(run.checkpoint.next_batch, run.item.batch_count):
+        for batch_index in range(run.start, run.item.batches.stop):
             current = known or self._jobs.read_control(run.item.job_id)
+            run.rolled_up = current.rolled_up_total if current is not None else run.rolled_up
             verdict = self._verdict(current, run.checkpoint)
             if verdict is not None or stop.requested or run.result is not None:
                 return verdict
@@ -399,7 +428,9 @@ class GenerationService:
                 if oldest is not run.open[-1] and oldest.admitted and flight.all_landed(oldest.index):
                     return _COMMIT
                 spent = (
-                    run.checkpoint.usage.total + run.fargate_since_commit(self._fargate) + flight.landed_cost
+                    max(run.rolled_up, run.checkpoint.usage.total)
+                    + run.fargate_since_commit(self._fargate_for(run.item))
+                    + flight.landed_cost
                 )
                 if run.limit is not None and spent >= run.limit:
                     run.result = _budget_result(run.limit, run.checkpoint)
@@ -440,7 +471,9 @@ class GenerationService:
         if run.result is None and len(run.open) == 1 and not run.open[0].admitted:
             # A batch is being admitted: look at the job again, so a cancellation (or the rollup's
             # budget marker) cuts it short instead of waiting for its end.
-            run.result = self._verdict(self._jobs.read_control(run.item.job_id), run.checkpoint)
+            control = self._jobs.read_control(run.item.job_id)
+            run.rolled_up = control.rolled_up_total if control is not None else run.rolled_up
+            run.result = self._verdict(control, run.checkpoint)
 
     def _checkpoint(self, run: _Run, batch_index: int, committed: tuple[Usage, str | None]) -> None:
         run.checkpoint = self._advance(run.checkpoint, batch_index, committed)
@@ -470,6 +503,8 @@ class GenerationService:
             # Cut short because its cost reached the budget (also when adopted after a crash).
             return _budget_result(limit, checkpoint)
         return None
+
+    # ---------------------------------------------------------- job setup
 
     # ---------------------------------------------------------- job setup
 
@@ -508,9 +543,10 @@ class GenerationService:
                 cause=f"cancellation requested at {control.cancel_requested_at}",
                 **done,
             )
-        spent = checkpoint.usage.total
+        # The rolled-up cost of every partition; this item's own committed cost may not be rolled up yet.
+        spent = max(control.rolled_up_total, checkpoint.usage.total)
         if control.budget_exceeded or (control.budget_limit is not None and spent >= control.budget_limit):
-            return _budget_result(control.budget_limit, checkpoint)
+            return _budget_result(control.budget_limit, checkpoint, spent)
         return None
 
     # -------------------------------------------------------------- batch
@@ -579,7 +615,7 @@ class GenerationService:
             records=len(batch.records),
             records_failed=len(batch.failures),
             bedrock=quantize(batch.bedrock),
-            fargate=quantize(self._fargate.cost(_seconds(seconds))),
+            fargate=quantize(self._fargate_for(item).cost(_seconds(seconds))),
             s3=quantize(s3_cost(puts=puts, gets=gets)),
         )
         stored = self._put_delta(item, batch_record_id(batch_index), usage, ",".join(sorted(batch.models)))
@@ -603,6 +639,7 @@ class GenerationService:
         usage, first_error = committed
         advanced = Checkpoint(
             job_id=checkpoint.job_id,
+            partition=checkpoint.partition,
             next_batch=batch_index + 1,
             usage=checkpoint.usage.plus(usage),
             first_error=checkpoint.first_error or first_error,
@@ -613,22 +650,53 @@ class GenerationService:
 
     # ------------------------------------------------------------- export
 
-    def _export(self, item: WorkItem, steps: list[Step], checkpoint: Checkpoint) -> JobResult:
+    def _export_job(self, item: WorkItem, steps: list[Step], control: JobControl) -> JobResult:
+        """Join the committed parts in record order into the export files, and answer the job's
+        final counts and cost: records in the files, and the sum of every delta (the export's too).
+
+        A complete export (kind "export" without ``partial``, or a whole-job item) needs every batch
+        committed; a partial one takes the batches that committed (a stopped job)."""
+        deltas = self._costs.list_deltas(item.job_id)
+        batches = sorted(int(rid) for rid in deltas if rid.isdigit() and int(rid) < item.batch_count)
+        missing = item.batch_count - len(batches)
+        if missing and not item.partial:
+            return JobResult(
+                outcome=Outcome.FAILED,
+                error=EXPORT_INCOMPLETE,
+                cause=f"{missing} of {item.batch_count} batches did not commit; the export needs them all",
+            )
+        with_records = [b for b in batches if deltas[batch_record_id(b)].records > 0]
+        try:
+            options = ExportOptions.of(control.partition_strategy, control.export_config)
+        except ValueError as error:
+            return JobResult(outcome=Outcome.FAILED, error=INVALID_EXPORT_CONFIG, cause=str(error))
         started = self._monotonic()
         result = self._exporter.export(
-            item.job_id, item.output_format, item.batch_count, [s.id for s in steps], self._on_progress
+            item.job_id, item.output_format, with_records, [s.id for s in steps], options, self._on_progress
         )
-        usage = Usage(
-            fargate=quantize(self._fargate.cost(_seconds(self._monotonic() - started))),
-            s3=quantize(s3_cost(puts=result.puts, gets=result.gets)),
-        )
-        self._put_delta(item, EXPORT_RECORD_ID, usage, None)
+        total = Usage()
+        for record_id_, usage in deltas.items():
+            if record_id_ != EXPORT_RECORD_ID:
+                total = total.plus(usage)
+        if result.keys:
+            usage = Usage(
+                fargate=quantize(self._fargate_for(item).cost(_seconds(self._monotonic() - started))),
+                s3=quantize(s3_cost(puts=result.puts, gets=result.gets)),
+            )
+            total = total.plus(self._put_delta(item, EXPORT_RECORD_ID, usage, None))
         return JobResult(
             outcome=Outcome.SUCCEEDED,
             records_generated=result.records,
-            records_failed=checkpoint.usage.records_failed,
+            records_failed=total.records_failed,
             output_key=result.key,
+            files=len(result.keys),
+            final_usage=total,
         )
+
+    def _fargate_for(self, item: WorkItem) -> FargatePrice:
+        """The Fargate share is billed at the job's task size (the size of the service that runs it)."""
+        shape = TASK_SHAPES[item.task_size]
+        return self._fargate.at_size(shape.cpu_units, shape.memory_mib)
 
 
 _STOP = "stop"
@@ -650,11 +718,13 @@ class _Run:
     cursor: SeedCursor
     flight: _Flight
     checkpoint: Checkpoint
+    start: int  # the first batch of this run (the checkpoint's next, within the item's batches)
     committed_at: float  # the service clock at the last commit (Fargate time is billed from it)
     overhead_since: float  # the real clock then (for the admission estimate only)
     limit: Decimal | None = None
     result: JobResult | None = None
     started: bool = False  # a record was admitted in this run
+    rolled_up: Decimal = Decimal(0)  # the job's rolled-up cost (every partition) at the last read
     open: deque[_OpenBatch] = field(default_factory=deque)
 
     def fargate_since_commit(self, fargate: FargatePrice) -> Decimal:
@@ -667,8 +737,8 @@ class _Run:
         return s3_cost(puts=2 * len(self.open), gets=0)
 
 
-def _budget_result(limit: Decimal | None, checkpoint: Checkpoint) -> JobResult:
-    spent = checkpoint.usage.total
+def _budget_result(limit: Decimal | None, checkpoint: Checkpoint, spent: Decimal | None = None) -> JobResult:
+    spent = checkpoint.usage.total if spent is None else spent
     return JobResult(
         outcome=Outcome.FAILED,
         error=BUDGET_EXCEEDED,

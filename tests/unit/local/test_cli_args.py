@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from local.cli import build_parser, main, parse_context_item
+from local.cli import build_parser, main
+from local.commands.local import parse_context_item
 from local.emulator import HOST, free_port
 from tests.unit.local.conftest import REPO
 
@@ -175,8 +176,9 @@ def test_an_unknown_job_id_form_is_refused_before_looking_for_a_runtime(
 
 def test_worker_context_values_go_to_the_workers_environment_not_to_cdk():
     from functions.worker.settings import WorkerSettings
-    from local.cli import split_worker_context
-    from local.runtime import RuntimeInfo, worker_environment
+    from local.commands.local import split_worker_context
+    from local.runtime.state import RuntimeInfo
+    from local.runtime.workers import worker_environment
 
     parser = build_parser()
     args = parser.parse_args(
@@ -194,7 +196,7 @@ def test_worker_context_values_go_to_the_workers_environment_not_to_cdk():
         api_id="api",
         user_pool_id="pool",
         user_pool_client_id="client",
-        outputs={"WORK_QUEUE_URL": "http://q"},
+        environment={"WORK_QUEUE_URL": "http://q"},
     )
     settings = WorkerSettings.model_validate(worker_environment(info, worker_env))
     assert (settings.offline_latency_ms, settings.offline_rpm) == (200, 600)
