@@ -7,9 +7,9 @@ with a configured latency. Ratios are measured side by side in one run:
 - **records/s** of one job (3-step template, 200 ms per call) against the ideal
   ``min(quota, workers * N / (steps * latency))``: one worker at concurrency 1 (today's behaviour;
   30 records, since 2,000 would take 20 minutes: the ratio does not depend on the count), one
-  worker adaptive (2,000 records), and 4 workers. Until partitions (one job on several workers)
-  land, "4 workers" is 4 services with their own controllers, each on a 500-record quarter of the
-  records (a job of its own: what a partition is), run at once on 4 threads of this process.
+  worker adaptive (2,000 records), and 4 workers: 4 services with their own controllers, each on
+  500 records (a job of its own: the work of one partition, without the lifecycle's fan-out, which
+  tests/statemachines and tests/e2e cover), run at once on 4 threads of this process.
 - **quota**: time scaled down 60x (the quota is per second where AWS's is per minute; 50 ms per
   call): an offline quota below what the worker could do; achieved calls/s against the quota and
   the share of calls throttled after the first (scaled) minute, i.e. second.
