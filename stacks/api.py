@@ -40,6 +40,7 @@ ROUTES: dict[str, list[tuple[apigw.HttpMethod, str]]] = {
         (GET, "/templates/{template_id}"),
         (PUT, "/templates/{template_id}"),
         (DELETE, "/templates/{template_id}"),
+        (GET, "/models"),
     ],
     "seed_data": [(POST, "/seed-data/upload"), (POST, "/seed-data/validate")],
     "dashboard": [(GET, "/dashboard/{job_id}")],

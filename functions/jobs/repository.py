@@ -13,6 +13,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from functions.common.storage import list_seed_files
 from functions.jobs.models import JobRecord, JobStatus
 
 USER_ID_INDEX = "user-id-index"
@@ -230,6 +231,13 @@ class JobFiles:
         self._s3 = s3_client
         self._presign = presign_client or s3_client
         self._bucket = bucket
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    def seed_files(self, folder: str) -> list[str]:
+        return list_seed_files(self._s3, self._bucket, folder)
 
     def exists(self, key: str) -> bool:
         try:

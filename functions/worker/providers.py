@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from functions.worker.pricing import ModelPrice
+from functions.common.catalogue import ModelPrice
 
 DEFAULT_MAX_TOKENS = 1024
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text

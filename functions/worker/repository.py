@@ -16,7 +16,13 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from functions.common.storage import OutputFormat, export_key, job_prefix
+from functions.common.storage import (
+    OutputFormat,
+    SeedFolderTooLargeError,
+    export_key,
+    job_prefix,
+    list_seed_files,
+)
 from functions.seed_data.reader import SeedDataError, detect_format, iter_seed_records
 from functions.worker.models import Checkpoint, GeneratedRecord, JobControl, RecordFailure, Usage
 
@@ -247,6 +253,12 @@ class S3SeedSource:
     def __init__(self, bucket: str, s3_client: Any) -> None:
         self._bucket = bucket
         self._s3 = s3_client
+
+    def list_keys(self, folder: str) -> list[str]:
+        try:
+            return list_seed_files(self._s3, self._bucket, folder)
+        except SeedFolderTooLargeError as error:
+            raise SeedFileError(f"the seed folder {folder}: {error}") from error
 
     def open(self, key: str) -> Iterator[dict[str, Any]]:
         try:

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from functions.common.catalogue import ModelPrice, UnknownModelError, resolve_model
 from functions.common.clock import now, to_iso
 from functions.common.observability import logger
 from functions.worker.exporters import Exporter
@@ -42,7 +43,7 @@ from functions.worker.models import (
     Usage,
     WorkItem,
 )
-from functions.worker.pricing import FargatePrice, ModelPrice, UnknownModelError, resolve_model, s3_cost
+from functions.worker.pricing import FargatePrice, s3_cost
 from functions.worker.providers import ModelCallError, ModelProvider
 from functions.worker.rendering import PromptRenderer, RenderError
 from functions.worker.repository import (

@@ -30,6 +30,7 @@ EXPECTED_ROUTES = {
     "GET /templates/{template_id}": "templates",
     "PUT /templates/{template_id}": "templates",
     "DELETE /templates/{template_id}": "templates",
+    "GET /models": "templates",
     "POST /seed-data/upload": "seed_data",
     "POST /seed-data/validate": "seed_data",
     "GET /dashboard/{job_id}": "dashboard",
