@@ -13,6 +13,9 @@ write a Decimal as a bare number, so it takes two steps:
 
 Outside an answer (tests, logs, anything else that dumps these models) a ``DecimalNumber`` is a plain
 positional string (``"0.000000461"``), so a marker never leaks into stored data.
+
+Events on the bus carry no amounts (their schemas are in docs/events/); should one ever carry money,
+keep it a positional string there: consumers' JSON parsers read numbers as binary floats.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from tests.blackbox.conftest import Client
+from tests.blackbox.conftest import Client, wait_for
 
 pytestmark = [pytest.mark.blackbox, pytest.mark.xdist_group("e2e")]
 
@@ -21,9 +21,14 @@ def test_a_small_job_runs_to_completion_and_its_dashboard_adds_up(alice: Client)
         alice.wait_for_status(job_id, {"COMPLETED", "FAILED", "BUDGET_EXCEEDED", "CANCELLED"}) == "COMPLETED"
     )
 
-    answer = alice.get(f"/dashboard/{job_id}")
-    assert answer.status_code == 200
-    board = json.loads(answer.text, parse_float=Decimal)
+    # The cost rollup follows the job: the dashboard catches up shortly after it completes.
+    def rolled_up() -> dict | None:
+        answer = alice.get(f"/dashboard/{job_id}")
+        assert answer.status_code == 200
+        board = json.loads(answer.text, parse_float=Decimal)
+        return board if board["progress"]["records_generated"] == 3 else None
+
+    board = wait_for(rolled_up, timeout=120, what="all records on the dashboard")
     assert board["job_id"] == job_id
     assert board["status"] == "COMPLETED"
     assert board["progress"] == {"records_generated": 3, "target_records": 3, "percentage": Decimal("100.00")}
