@@ -76,8 +76,8 @@ def test_get_returns_the_whole_job_without_the_task_token(aws: Any) -> None:
         "output_format": "JSONL",
         "num_records": 100,
         "task_size": "small",
-        "partition_strategy": None,
-        "export_config": {"header": True, "n": 3},
+        "partition_strategy": "none",
+        "export_config": {"compression": "gzip", "include_prompts": False},
         "priority": 9,
     }
     assert body["records_generated"] == 0
