@@ -20,15 +20,15 @@ ROUTER_MODULES = (
     "functions.health.handler",
     "functions.jobs.handler",
     "functions.templates.handler",
+    "functions.templates.product_handler",
     "functions.seed_data.handler",
     "functions.dashboard.handler",
 )
 
 
 def openapi_document() -> dict:
-    routers = []
-    for name in ROUTER_MODULES:
-        routers.append(importlib.import_module(name).router)
+    modules = [importlib.import_module(name) for name in ROUTER_MODULES]
+    routers = [module.router for module in modules]
     app = build_resolver(*routers)
     document = json.loads(
         app.get_openapi_json_schema(
@@ -41,6 +41,10 @@ def openapi_document() -> dict:
             security=[{"cognito": []}],
         )
     )
+    # Routes that read a non-JSON body themselves declare it (``OPENAPI_REQUEST_BODIES``).
+    for module in modules:
+        for (path, method), body in getattr(module, "OPENAPI_REQUEST_BODIES", {}).items():
+            document["paths"][path][method]["requestBody"] = body
     # Public routes opt out of the global requirement (Powertools drops an empty per-route list).
     for path in PUBLIC_PATHS & document["paths"].keys():
         for operation in document["paths"][path].values():

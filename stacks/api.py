@@ -16,6 +16,7 @@ from constructs import Construct
 from stacks.config import Config
 from stacks.lambdas import LOG_RETENTION, PythonFunction
 from stacks.storage import Storage
+from stacks.worker import WORKER_TASK_CPU, WORKER_TASK_MEMORY_MIB, bedrock_invoke_statement
 
 GET, POST, PUT, DELETE = (
     apigw.HttpMethod.GET,
@@ -40,6 +41,13 @@ ROUTES: dict[str, list[tuple[apigw.HttpMethod, str]]] = {
         (GET, "/templates/{template_id}"),
         (PUT, "/templates/{template_id}"),
         (DELETE, "/templates/{template_id}"),
+        # functions/templates/product_handler.py; the literal paths win over {template_id}.
+        (GET, "/templates/marketplace"),
+        (POST, "/templates/import"),
+        (POST, "/templates/{template_id}/test"),
+        (GET, "/templates/{template_id}/versions"),
+        (POST, "/templates/{template_id}/fork"),
+        (GET, "/templates/{template_id}/export"),
     ],
     "seed_data": [(POST, "/seed-data/upload"), (POST, "/seed-data/validate")],
     "dashboard": [(GET, "/dashboard/{job_id}")],
@@ -147,7 +155,16 @@ class Api(Construct):
                 "BUCKET_NAME",
                 "EVENT_BUS_NAME",
             ),
-            "templates": settings("TEMPLATES_TABLE", "EVENT_BUS_NAME"),
+            "templates": settings(
+                "TEMPLATES_TABLE",
+                "EVENT_BUS_NAME",
+                # The dry run: seed files, its rate-limit counters, and the worker's model settings.
+                "BUCKET_NAME",
+                "IDEMPOTENCY_TABLE",
+                MODEL_PROVIDER="offline" if config.is_local else "bedrock",
+                WORKER_TASK_CPU=str(WORKER_TASK_CPU),
+                WORKER_TASK_MEMORY_MIB=str(WORKER_TASK_MEMORY_MIB),
+            ),
             "seed_data": settings("BUCKET_NAME", "TEMPLATES_TABLE", UPLOAD_MAX_BYTES=str(100 * 1024 * 1024)),
             "dashboard": settings("JOBS_TABLE"),
         }
@@ -215,6 +232,7 @@ class Api(Construct):
                     authorizer=None if domain in PUBLIC_DOMAINS else self.authorizer,
                 )
 
+        self._local = config.is_local
         self._grant(storage, env.bus_name)
 
     @property
@@ -238,6 +256,13 @@ class Api(Construct):
         storage.grant_list(f["jobs"])  # HeadObject of a missing seed file answers 404
         # templates: immutable versions and head items; "in use" is the head's job_refs counter.
         storage.templates.grant_read_write_data(f["templates"])
+        # the dry run: reads the caller's seed file, counts its rate limit (UpdateItem in a
+        # transaction on the short-lived records table) and calls Bedrock in AWS.
+        storage.grant_objects(f["templates"], "seed-data/", "s3:GetObject")
+        storage.grant_list(f["templates"])  # GetObject of a missing seed file answers 404
+        storage.grant_items(storage.idempotency, f["templates"], "dynamodb:UpdateItem")
+        if not self._local:
+            f["templates"].add_to_role_policy(bedrock_invoke_statement())
         # seed data: presigned uploads under seed-data/ and validation reads.
         storage.grant_objects(f["seed_data"], "seed-data/", "s3:PutObject", "s3:GetObject")
         storage.grant_list(f["seed_data"])  # GetObject of a missing upload answers 404

@@ -39,6 +39,15 @@ def _suppress(construct: IConstruct, rule: str, reason: str, applies_to: list[ob
     )
 
 
+BEDROCK_RESOURCES: list[object] = [
+    {"regex": "/^Resource::arn:<AWS::Partition>:bedrock:\\*::foundation-model\\/\\*$/g"},
+    {
+        "regex": "/^Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
+        "inference-profile\\/\\*$/g"
+    },
+]
+
+
 def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
     config, storage, orchestration, api, auth = (
         stack.config,
@@ -64,6 +73,16 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
             _suppress(fn.role, "AwsSolutions-IAM5", " ".join(reasons), ["Resource::*"])
         _suppress(fn.role, "AwsSolutions-IAM5", INDEX_REASON, [INDEXES])
         _suppress(fn.role, "AwsSolutions-IAM5", OBJECT_REASON, [OBJECTS])
+
+    if not config.is_local:
+        _suppress(
+            api.functions["templates"].role,
+            "AwsSolutions-IAM5",
+            "The dry run (POST /templates/{id}/test) calls the model each template step names, chosen "
+            "at run time, like the worker: any foundation model or this account's inference profiles; "
+            "the actions are exactly bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream.",
+            BEDROCK_RESOURCES,
+        )
 
     # State machine roles: CloudWatch Logs delivery and X-Ray.
     for machine in (orchestration.lifecycle, orchestration.cancellation, orchestration.cleanup):
@@ -161,11 +180,5 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
             "A template picks its Bedrock model per step at run time, so the worker may invoke any "
             "foundation model or this account's inference profiles; the actions are exactly "
             "bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream (Converse uses them).",
-            [
-                {"regex": "/^Resource::arn:<AWS::Partition>:bedrock:\\*::foundation-model\\/\\*$/g"},
-                {
-                    "regex": "/^Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
-                    "inference-profile\\/\\*$/g"
-                },
-            ],
+            BEDROCK_RESOURCES,
         )

@@ -69,6 +69,17 @@ class Storage(Construct):
             partition_key=_attr("public_partition"),
             sort_key=_attr("updated_at"),
         )
+        # The marketplace's other orders (GET /templates/marketplace?sort=popular|name).
+        self.templates.add_global_secondary_index(
+            index_name="public-popular-index",
+            partition_key=_attr("public_partition"),
+            sort_key=_attr("popularity", N),
+        )
+        self.templates.add_global_secondary_index(
+            index_name="public-name-index",
+            partition_key=_attr("public_partition"),
+            sort_key=_attr("name_key"),
+        )
 
         self.cost_tracking = table(
             "CostTracking",

@@ -25,6 +25,22 @@ from stacks.storage import Storage
 
 # The Docker build context is the repository minus what an image never needs (and what would make
 # the asset hash slow to compute).
+# The worker task's size; the templates API's dry run estimates a job's Fargate share with it.
+WORKER_TASK_CPU, WORKER_TASK_MEMORY_MIB = 1024, 2048
+
+
+def bedrock_invoke_statement() -> iam.PolicyStatement:
+    """Invoke any foundation model or this account's inference profiles (templates pick models at
+    run time): the worker, and the templates API's dry run."""
+    return iam.PolicyStatement(
+        actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+        resources=[
+            f"arn:{Aws.PARTITION}:bedrock:*::foundation-model/*",
+            f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:inference-profile/*",
+        ],
+    )
+
+
 IMAGE_EXCLUDES = [
     ".venv",
     ".git",
@@ -100,7 +116,7 @@ class Worker(Construct):
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description="plot-palette worker: the work item contract only",
         )
-        cpu, memory_mib = 1024, 2048
+        cpu, memory_mib = WORKER_TASK_CPU, WORKER_TASK_MEMORY_MIB
         self.task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
@@ -222,15 +238,4 @@ class Worker(Construct):
         )
         # Bedrock: the models a template names are chosen at run time, so foundation models and the
         # cross-region inference profiles of this account are allowed (actions are exact).
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "bedrock:InvokeModel",
-                    "bedrock:InvokeModelWithResponseStream",
-                ],
-                resources=[
-                    f"arn:{Aws.PARTITION}:bedrock:*::foundation-model/*",
-                    f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:inference-profile/*",
-                ],
-            )
-        )
+        role.add_to_policy(bedrock_invoke_statement())

@@ -50,11 +50,15 @@ def api_responses(success: tuple[int, str], **errors: str) -> dict[int, OpenAPIR
     return answer
 
 
-def error_response(status: int, message: str, details: Any = None) -> Response:
+def error_response(
+    status: int, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response:
     body: dict[str, Any] = {"error": message}
     if details is not None:
         body["details"] = details
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers or None
+    )
 
 
 def _unsupported_media_type() -> Response:
@@ -72,7 +76,7 @@ def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
 
     @app.exception_handler(DomainError)
     def _domain_error(error: DomainError) -> Response:
-        return error_response(error.status_code, error.message, error.details)
+        return error_response(error.status_code, error.message, error.details, error.headers)
 
     def _unauthenticated() -> Response | None:
         # Powertools validates the request before the route runs; an anonymous caller must still

@@ -14,10 +14,11 @@ class DomainError(Exception):
 
     status_code = 400
 
-    def __init__(self, message: str, details: Any = None) -> None:
+    def __init__(self, message: str, details: Any = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.headers = headers or {}
 
 
 class BadRequestError(DomainError):
@@ -38,3 +39,23 @@ class NotFoundError(DomainError):
 
 class ConflictError(DomainError):
     status_code = 409
+
+
+class PayloadTooLargeError(DomainError):
+    status_code = 413
+
+
+class TooManyRequestsError(DomainError):
+    """A rate limit or quota is used up; ``Retry-After`` says when the caller may try again."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_seconds: int, details: Any = None) -> None:
+        super().__init__(message, details, headers={"Retry-After": str(retry_after_seconds)})
+        self.retry_after_seconds = retry_after_seconds
+
+
+class ServiceUnavailableError(DomainError):
+    """A service the request depends on (the model) cannot answer now; nothing was changed."""
+
+    status_code = 503

@@ -1,4 +1,6 @@
-"""Templates API: POST/GET /templates, GET/PUT/DELETE /templates/{template_id}.
+"""Templates API: POST/GET /templates, GET/PUT/DELETE /templates/{template_id}, and the product
+routes of ``functions.templates.product_handler`` (dry run, versions, marketplace, fork, export,
+import), served by the same Lambda.
 
 Routing and decorators only; the rules are in ``functions.templates.service``.
 """
@@ -30,6 +32,7 @@ from functions.templates.models import (
     TemplateWriteResponse,
     UpdateTemplateRequest,
 )
+from functions.templates.product_handler import router as product_router
 from functions.templates.repository import TemplateRepository
 from functions.templates.service import TemplateService
 
@@ -141,7 +144,7 @@ def delete_template(template_id: str) -> TemplateDeleteResponse:
     return _service().delete(caller.user_id, template_id)
 
 
-app = build_resolver(router)
+app = build_resolver(router, product_router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -13,6 +13,8 @@ read other domains use; keep its signature stable.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +30,10 @@ HEAD_VERSION = 0
 PUBLIC_PARTITION = "PUBLIC"
 USER_TEMPLATES_INDEX = "user-templates-index"
 PUBLIC_TEMPLATES_INDEX = "public-templates-index"
+# The marketplace's other two orders (functions/templates/marketplace.py), sparse like the one above.
+PUBLIC_NAME_INDEX = "public-name-index"
+PUBLIC_POPULAR_INDEX = "public-popular-index"
+_CONFLICT_ATTEMPTS = 5
 _MAX_KEY_BYTES = 1024  # DynamoDB allows 2048 for a partition key; ids here are UUIDs
 
 _serializer = TypeSerializer()
@@ -59,6 +65,10 @@ def _valid_key(template_id: str) -> bool:
 
 def _cancellation_codes(error: ClientError) -> list[str]:
     return [r.get("Code", "") for r in error.response.get("CancellationReasons", [])]
+
+
+class TemplateGoneError(Exception):
+    """A template a write conditioned on (the source of a fork) no longer exists."""
 
 
 class HeadDeleteOutcome(Enum):
@@ -151,28 +161,64 @@ class TemplateRepository:
     # ----------------------------------------------------------------- writes
 
     def create(self, template: TemplateVersion) -> None:
-        """Write version 1 and the head item in one transaction (both must be new)."""
+        """Write version 1 and the head item in one transaction (both must be new).
+
+        A fork (``forked_from`` set) also counts itself on its source's head in the same
+        transaction (``ADD fork_count :one, popularity :one``, on condition the source still
+        exists), so every fork is counted exactly once. Raises ``TemplateGoneError`` when the
+        source was deleted meanwhile.
+        """
         if template.version != 1:
             raise ValueError("a new template starts at version 1")
-        head = _head_values(template, created_at=template.created_at)
-        self._ddb.transact_write_items(
-            TransactItems=[
+        head = _head_values(template, created_at=template.created_at) | {"popularity": 0}
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _to_item(head),
+                    "ConditionExpression": "attribute_not_exists(template_id)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _to_item(_version_values(template)),
+                    "ConditionExpression": "attribute_not_exists(version)",
+                }
+            },
+        ]
+        if template.forked_from is not None:
+            items.append(
                 {
-                    "Put": {
+                    "Update": {
                         "TableName": self._table,
-                        "Item": _to_item(head),
-                        "ConditionExpression": "attribute_not_exists(template_id)",
+                        "Key": _to_item(
+                            {"template_id": template.forked_from.template_id, "version": HEAD_VERSION}
+                        ),
+                        "UpdateExpression": "ADD fork_count :one, popularity :one",
+                        "ConditionExpression": "attribute_exists(latest_version)",
+                        "ExpressionAttributeValues": _to_item({":one": 1}),
                     }
-                },
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": _to_item(_version_values(template)),
-                        "ConditionExpression": "attribute_not_exists(version)",
-                    }
-                },
-            ]
-        )
+                }
+            )
+        self._transact(items)
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """Run a create transaction, again after a conflict on a shared head (popular sources
+        are updated by every job and fork made of them); nothing was written when it conflicted."""
+        for attempt in range(_CONFLICT_ATTEMPTS):
+            try:
+                self._ddb.transact_write_items(TransactItems=items)
+                return
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                codes = _cancellation_codes(error)
+                if len(codes) == 3 and codes[2] == "ConditionalCheckFailed":
+                    raise TemplateGoneError from error
+                if "TransactionConflict" not in codes or attempt == _CONFLICT_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
 
     def append_version(
         self, template: TemplateVersion, *, expected_latest: int, head_created_at: str
@@ -188,11 +234,13 @@ class TemplateRepository:
         set_names = [k for k in head if k not in ("template_id", "version") and head[k] is not None]
         removes = [k for k in ("description", "public_partition") if head.get(k) is None]
         update = "SET " + ", ".join(f"#{k} = :{k}" for k in set_names)
+        # Heads written before the popularity counter existed join the popular index here.
+        update += ", #popularity = if_not_exists(#popularity, :zero)"
         if removes:
             update += " REMOVE " + ", ".join(f"#{k}" for k in removes)
-        names = {f"#{k}": k for k in (*set_names, *removes)}
+        names = {f"#{k}": k for k in (*set_names, *removes, "popularity")}
         values = _to_item({f":{k}": head[k] for k in set_names})
-        values.update(_to_item({":expected": expected_latest, ":owner": template.user_id}))
+        values.update(_to_item({":expected": expected_latest, ":owner": template.user_id, ":zero": 0}))
         try:
             self._ddb.transact_write_items(
                 TransactItems=[
@@ -321,6 +369,7 @@ def _version_values(template: TemplateVersion) -> dict[str, Any]:
         "template_definition": definition_to_dict(template.template_definition),
         "schema_requirements": list(template.schema_requirements),
         "created_at": template.created_at,
+        "forked_from": template.forked_from.model_dump() if template.forked_from else None,
     }
 
 
@@ -337,7 +386,16 @@ def _head_values(template: TemplateVersion, *, created_at: str) -> dict[str, Any
         "is_public": template.is_public,
         "created_at": created_at,
         "updated_at": template.created_at,
+        "forked_from": template.forked_from.model_dump() if template.forked_from else None,
+        # The marketplace's name order and case-insensitive search (DynamoDB compares bytes).
+        "name_key": template.name.casefold(),
+        "search_text": search_text(template.name, template.description),
     }
+
+
+def search_text(name: str, description: str | None) -> str:
+    """What the marketplace's ``q`` is matched against: name and description, case-folded."""
+    return f"{name}\n{description or ''}".casefold()
 
 
 def _head_from_item(item: dict[str, Any]) -> TemplateHead:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from functions.common import settings
+from functions.templates.product_handler import DryRunSettings
 from stacks.api import ROUTES
 from tests.infra.conftest import Synthesized, ref
 
@@ -30,6 +31,12 @@ EXPECTED_ROUTES = {
     "GET /templates/{template_id}": "templates",
     "PUT /templates/{template_id}": "templates",
     "DELETE /templates/{template_id}": "templates",
+    "GET /templates/marketplace": "templates",
+    "POST /templates/import": "templates",
+    "POST /templates/{template_id}/test": "templates",
+    "GET /templates/{template_id}/versions": "templates",
+    "POST /templates/{template_id}/fork": "templates",
+    "GET /templates/{template_id}/export": "templates",
     "POST /seed-data/upload": "seed_data",
     "POST /seed-data/validate": "seed_data",
     "GET /dashboard/{job_id}": "dashboard",
@@ -49,6 +56,8 @@ KNOWN_SETTINGS = {
         settings.UploadSettings,
         settings.ConcurrencySettings,
         settings.LifecycleSettings,
+        # The dry run reads the worker's model and task settings (functions/templates/product_handler.py).
+        DryRunSettings,
     )
     for field in model.model_fields.values()
 }
@@ -237,7 +246,7 @@ def test_api_routes_are_exactly_what_each_handler_serves(each: Synthesized, doma
 SETTINGS_MODELS = {
     "health": None,
     "jobs": "functions.jobs.handler:JobsApiSettings",
-    "templates": "functions.templates.handler:TemplatesApiSettings",
+    "templates": "functions.templates.product_handler:DryRunSettings",  # a superset of TemplatesApiSettings
     "seed_data": "functions.seed_data.handler:SeedDataApiSettings",
     "dashboard": "functions.common.settings:JobsTableSettings",
     "queue": "functions.queue.models:PromoterSettings",
@@ -245,6 +254,15 @@ SETTINGS_MODELS = {
 }
 RESOURCE_SETTINGS = {*KNOWN_SETTINGS} - {"UPLOAD_MAX_BYTES", "UPLOAD_URL_EXPIRES_SECONDS", "MAX_RUNNING_JOBS"}
 RESOURCE_SETTINGS -= {"IDEMPOTENCY_TTL_SECONDS", "AWS_REGION"}
+# The dry run's tunables (defaults match the worker's); deployments may set them, none must.
+RESOURCE_SETTINGS -= {
+    "BEDROCK_MAX_TOKENS",
+    "PROMPT_MAX_CHARS",
+    "PROMPT_RENDER_SECONDS",
+    "MODEL_MAX_CONCURRENCY",
+    "DRY_RUNS_PER_MINUTE",
+    "DRY_RUNS_PER_DAY",
+}
 
 
 @pytest.mark.parametrize("domain", list(SETTINGS_MODELS))

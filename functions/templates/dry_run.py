@@ -1,0 +1,344 @@
+"""The dry run (``POST /templates/{id}/test``): one seed record through a template, nothing kept.
+
+What it does, in order:
+
+1. Reads the version (latest by default) with the same access rule as ``GET /templates/{id}``
+   (404 missing, 403 another user's private one) and resolves every step's model (400 naming the
+   step for an unknown one).
+2. Takes the seed record: inline, or record ``record_index`` (default 0) of one of the caller's
+   uploads, streamed with the shared seed reader (403 outside ``seed-data/{you}/``, 404 missing,
+   400 for a malformed file or a file with fewer records).
+3. Counts one request against the caller's rate limit (429 with ``Retry-After``): before reading
+   the seed file or calling a model, after the checks that cost nothing.
+4. Renders each step exactly as the worker does: the same ``PromptRenderer`` (the sandbox and its
+   size and time limits, functions/worker/rendering.py) and the same context (the seed record's
+   fields plus ``steps.<id>.{prompt,output,model}`` of earlier steps). A render error is a 400
+   naming the step and the template line.
+5. Calls the model (the worker's provider: offline locally, Bedrock in AWS) unless
+   ``call_model`` is false or the time budget is spent; then the prompts are rendered only, with
+   ``[output of step <id>]`` standing in for earlier outputs, and tokens are estimated.
+6. Answers the prompts, outputs, tokens and cost of that record, and an estimate for a job of
+   ``num_records`` with every assumption stated.
+
+It writes nothing (no job, no cost record, no S3 object) and emits no event; its only write is
+the rate-limit counter (functions/common/rate_limit.py). Model calls of a dry run are not billed
+to any job and do not count against any budget.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+from jinja2 import TemplateSyntaxError
+
+from functions.common.errors import BadRequestError, ForbiddenError, NotFoundError, ServiceUnavailableError
+from functions.common.rate_limit import RateLimiter
+from functions.common.storage import seed_prefix
+from functions.seed_data.reader import SeedDataError, detect_format, iter_seed_records
+from functions.templates.models import TemplateVersion
+from functions.templates.product_models import (
+    DryRunRecord,
+    DryRunRequest,
+    DryRunResponse,
+    DryRunStep,
+    JobEstimate,
+)
+from functions.worker.pricing import FargatePrice, ModelPrice, UnknownModelError, resolve_model
+from functions.worker.providers import ModelCallError, ModelProvider, ProviderUnavailable, estimate_tokens
+from functions.worker.rendering import _TEMPLATE_FILENAME, PromptRenderer, RenderError
+
+# When the model is not called: each step's answer is assumed this long and this fast.
+ASSUMED_OUTPUT_TOKENS = 256
+ASSUMED_CALL_SECONDS = Decimal("1.0")
+ASSUMED_TOKENS_PER_SECOND = 50
+# Model calls stop (the rest is rendered only) once this much of the request's time is spent,
+# so the answer arrives within API Gateway's 30 s integration timeout.
+DEFAULT_TIME_BUDGET_SECONDS = 20.0
+_MONEY = Decimal("0.000000001")
+
+
+class TemplateReader(Protocol):
+    """``TemplateService.get``: one version with the access rule of ``GET /templates/{id}``."""
+
+    def get(self, caller: str, template_id: str, version: int | None) -> TemplateVersion: ...
+
+
+class SeedFiles(Protocol):
+    def records(self, key: str) -> Iterator[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class WorkerShape:
+    """What the estimate assumes of the jobs' workers (the worker's own settings)."""
+
+    fargate: FargatePrice
+    record_concurrency: int = 1
+    provider_name: str = "bedrock"
+
+
+@dataclass
+class _Run:
+    steps: list[DryRunStep] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
+    seconds: Decimal = Decimal(0)
+
+
+class S3SeedFiles:
+    """Records of an upload, streamed (never held whole) with the shared seed reader."""
+
+    def __init__(self, s3_client: Any, bucket: str) -> None:
+        self._s3 = s3_client
+        self._bucket = bucket
+
+    def records(self, key: str) -> Iterator[dict[str, Any]]:
+        try:
+            answer = self._s3.get_object(Bucket=self._bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                raise NotFoundError("Seed data not found") from None
+            raise
+        body = answer["Body"]
+        try:
+            fmt = detect_format(key, answer.get("ContentType"))
+            for record in iter_seed_records(body.iter_chunks(), fmt):
+                yield record.data
+        finally:
+            body.close()
+
+
+class DryRunService:
+    def __init__(
+        self,
+        *,
+        templates: TemplateReader,
+        seeds: SeedFiles,
+        provider: ModelProvider,
+        renderer: PromptRenderer,
+        limiter: RateLimiter,
+        worker: WorkerShape,
+        time_budget_seconds: float = DEFAULT_TIME_BUDGET_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._templates = templates
+        self._seeds = seeds
+        self._provider = provider
+        self._renderer = renderer
+        self._limiter = limiter
+        self._worker = worker
+        self._budget = time_budget_seconds
+        self._monotonic = monotonic
+
+    def run(self, caller: str, template_id: str, request: DryRunRequest) -> DryRunResponse:
+        template = self._templates.get(caller, template_id, request.version)
+        steps = _priced_steps(template)
+        if request.seed_data_path is not None:
+            _check_seed_owner(caller, request.seed_data_path)
+        self._limiter.acquire(caller)
+        seed = request.seed_record if request.seed_record is not None else self._seed(request)
+        run = self._render_and_call(steps, seed, call_model=request.call_model)
+        record = DryRunRecord(
+            tokens_in=sum(s.tokens_in for s in run.steps),
+            tokens_out=sum(s.tokens_out for s in run.steps),
+            cost=sum((s.cost for s in run.steps), Decimal(0)),
+            duration_ms=int(run.seconds * 1000),
+        )
+        return DryRunResponse(
+            template_id=template.template_id,
+            version=template.version,
+            seed_data_path=request.seed_data_path,
+            record_index=(request.record_index or 0) if request.seed_data_path is not None else None,
+            steps=run.steps,
+            record=record,
+            estimate=self._estimate(run, record, request.num_records),
+        )
+
+    # ----------------------------------------------------------------- seed
+
+    def _seed(self, request: DryRunRequest) -> dict[str, Any]:
+        assert request.seed_data_path is not None
+        wanted = request.record_index or 0
+        count = 0
+        try:
+            for record in self._seeds.records(request.seed_data_path):
+                if count == wanted:
+                    return record
+                count += 1
+        except SeedDataError as error:
+            raise BadRequestError(
+                f"The seed file is malformed: {error}", details={"line": error.line}
+            ) from None
+        raise BadRequestError(
+            f"The seed file has {count} records; record_index {wanted} does not exist",
+            details={"records": count},
+        )
+
+    # ---------------------------------------------------------------- steps
+
+    def _render_and_call(
+        self, steps: list[tuple[str, str, ModelPrice]], seed: dict[str, Any], *, call_model: bool
+    ) -> _Run:
+        outputs: dict[str, dict[str, str]] = {}
+        run = _Run(context={**seed, "steps": outputs})
+        started = self._monotonic()
+        for step_id, source, model in steps:
+            step_started = self._monotonic()
+            prompt = self._render(step_id, source, run.context)
+            calling = call_model and self._monotonic() - started < self._budget
+            result = self._call(step_id, model, prompt, seed) if calling else _assumed(model, prompt)
+            elapsed = Decimal(max(0, round((self._monotonic() - step_started) * 1000))) / 1000
+            if not calling:
+                elapsed += ASSUMED_CALL_SECONDS + Decimal(ASSUMED_OUTPUT_TOKENS) / ASSUMED_TOKENS_PER_SECOND
+            run.seconds += elapsed
+            run.steps.append(
+                result.model_copy(
+                    update={"id": step_id, "prompt": prompt, "duration_ms": int(elapsed * 1000)}
+                )
+            )
+            output = result.output if result.output is not None else f"[output of step {step_id}]"
+            outputs[step_id] = {"prompt": prompt, "output": output, "model": model.model_id}
+        return run
+
+    def _render(self, step_id: str, source: str, context: dict[str, Any]) -> str:
+        try:
+            return self._renderer.render(source, context)
+        except RenderError as error:
+            line = template_line(error)
+            where = f", line {line}" if line is not None else ""
+            raise BadRequestError(
+                f"Step {step_id!r}{where}: {error}", details={"step": step_id, "line": line}
+            ) from None
+
+    def _call(self, step_id: str, model: ModelPrice, prompt: str, seed: dict[str, Any]) -> DryRunStep:
+        try:
+            completion = self._provider.complete(model, prompt, seed)
+        except ModelCallError as error:
+            raise BadRequestError(f"Step {step_id!r}: {error}", details={"step": step_id}) from None
+        except ProviderUnavailable as error:
+            raise ServiceUnavailableError(
+                f"The model service cannot answer now; try again later ({error})", details={"step": step_id}
+            ) from None
+        return DryRunStep(
+            id=step_id,
+            model=model.model_id,
+            prompt=prompt,
+            output=completion.text,
+            model_called=True,
+            tokens_in=completion.tokens_in,
+            tokens_out=completion.tokens_out,
+            # The offline stand-in counts tokens from text, as the worker bills it; Bedrock reports them.
+            tokens_estimated=self._worker.provider_name == "offline",
+            cost=_money(model.cost(completion.tokens_in, completion.tokens_out)),
+            duration_ms=0,
+        )
+
+    # ------------------------------------------------------------- estimate
+
+    def _estimate(self, run: _Run, record: DryRunRecord, num_records: int) -> JobEstimate:
+        concurrency = self._worker.record_concurrency
+        seconds_per_record = run.seconds
+        duration = Decimal(num_records) * seconds_per_record / concurrency
+        model_cost = _money(record.cost * num_records)
+        fargate_cost = _money(self._worker.fargate.cost(duration))
+        return JobEstimate(
+            num_records=num_records,
+            record_concurrency=concurrency,
+            seconds_per_record=float(seconds_per_record),
+            model_cost=model_cost,
+            fargate_cost=fargate_cost,
+            total_cost=model_cost + fargate_cost,
+            duration_seconds=math.ceil(duration),
+            assumptions=self._assumptions(run, record, concurrency),
+        )
+
+    def _assumptions(self, run: _Run, record: DryRunRecord, concurrency: int) -> list[str]:
+        fargate = self._worker.fargate
+        notes = [
+            f"Every record costs and takes what this one did: {record.tokens_in} input and "
+            f"{record.tokens_out} output tokens over {len(run.steps)} step(s), "
+            f"{run.seconds:.3f} s. Seed records of other lengths cost proportionally more or less.",
+            f"Records are generated {concurrency} at a time (the workers' configured record "
+            f"concurrency); duration = num_records x seconds per record / {concurrency}, "
+            f"once the job runs (time spent queued is not included).",
+            f"The Fargate share is one Spot task of {fargate.vcpu:g} vCPU and {fargate.memory_gb:g} GB "
+            f"for the whole duration (${fargate.vcpu_hour}/vCPU-hour, ${fargate.gb_hour}/GB-hour).",
+            "Not included: S3 requests (about $0.005 per thousand writes), retries, throttling, "
+            "and records that fail.",
+        ]
+        if any(not s.model_called for s in run.steps):
+            notes.append(
+                f"For steps whose model was not called, the answer is assumed to be "
+                f"{ASSUMED_OUTPUT_TOKENS} tokens taking {ASSUMED_CALL_SECONDS} s plus "
+                f"{ASSUMED_TOKENS_PER_SECOND} tokens per second, and later prompts read "
+                f"'[output of step <id>]' in its place."
+            )
+        if self._worker.provider_name == "offline":
+            notes.append(
+                "The offline model answered (MODEL_PROVIDER=offline): outputs are stand-in text "
+                "billed at the named model's prices, and its speed is not Bedrock's."
+            )
+        return notes
+
+
+def _priced_steps(template: TemplateVersion) -> list[tuple[str, str, ModelPrice]]:
+    steps = []
+    for step in template.template_definition.steps:
+        try:
+            steps.append((step.id, step.prompt, resolve_model(step.model, step.model_tier)))
+        except UnknownModelError as error:
+            raise BadRequestError(f"Step {step.id!r}: {error}", details={"step": step.id}) from None
+    return steps
+
+
+def _check_seed_owner(caller: str, path: str) -> None:
+    prefix = seed_prefix(caller)
+    if not path.startswith(prefix) or len(path) == len(prefix):
+        raise ForbiddenError("seed_data_path must be one of your uploads, under seed-data/{your user id}/")
+
+
+def _assumed(model: ModelPrice, prompt: str) -> DryRunStep:
+    tokens_in = estimate_tokens(prompt)
+    return DryRunStep(
+        id="",
+        model=model.model_id,
+        prompt=prompt,
+        output=None,
+        model_called=False,
+        tokens_in=tokens_in,
+        tokens_out=ASSUMED_OUTPUT_TOKENS,
+        tokens_estimated=True,
+        cost=_money(model.cost(tokens_in, ASSUMED_OUTPUT_TOKENS)),
+        duration_ms=0,
+    )
+
+
+def _money(amount: Decimal) -> Decimal:
+    return amount.quantize(_MONEY).normalize() if amount else Decimal(0)
+
+
+def template_line(error: BaseException) -> int | None:
+    """The prompt line a render error happened on.
+
+    Jinja2 rewrites a render error's traceback so its template frames carry the template's file
+    name and line numbers; a syntax error carries its line itself."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TemplateSyntaxError) and current.lineno:
+            return current.lineno
+        line = None
+        tb = current.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == _TEMPLATE_FILENAME:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        if line is not None:
+            return line
+        current = current.__cause__ or current.__context__
+    return None
