@@ -8,11 +8,17 @@ from typing import Any
 import pytest
 import yaml
 from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
 
 from functions.common import settings as s
 from functions.common.cursor import encode_cursor
+from functions.common.errors import NotFoundError
+from functions.common.events import EventPublisher
 from functions.templates.handler import lambda_handler
+from functions.templates.models import CreateTemplateRequest, ForkedFrom, TemplateDefinition
 from functions.templates.portable import MAX_IMPORT_BYTES
+from functions.templates.repository import TemplateRepository
+from functions.templates.service import TemplateService
 from tests.integration.jobs.support import job_body, jobs_api, upload_seed
 from tests.support.http import ApiClient
 
@@ -241,18 +247,14 @@ def test_every_fork_and_every_job_counts_once_on_the_source_head(aws: Any) -> No
 
 def test_a_fork_whose_source_is_deleted_meanwhile_is_404_and_writes_nothing(aws: Any) -> None:
     """The fork's transaction conditions on the source head: gone between read and write, nothing lands."""
-    from functions.common.errors import NotFoundError
-    from functions.common.events import EventPublisher
-    from functions.templates.models import CreateTemplateRequest, ForkedFrom
-    from functions.templates.repository import TemplateRepository
-    from functions.templates.service import TemplateService
-
     source = create(public=True)
     service = TemplateService(
         repository=TemplateRepository(TEMPLATES_TABLE, aws.client("dynamodb")),
         publisher=EventPublisher(aws.client("events"), s.EventBusSettings().event_bus_name),
     )
-    request = CreateTemplateRequest(name="x", template_definition={"steps": STEPS})  # type: ignore[arg-type]
+    request = CreateTemplateRequest(
+        name="x", template_definition=TemplateDefinition.model_validate({"steps": STEPS})
+    )
     assert api.delete(f"/templates/{source}", user=OWNER).status == 200
     aws.capture.drain()
 
@@ -498,3 +500,51 @@ def test_import_takes_json_and_is_public_and_ignores_stated_requirements(aws: An
         .query(KeyConditionExpression=Key("template_id").eq(answer.body["template_id"]))["Items"]
     )
     assert {int(i["version"]): i["is_public"] for i in stored} == {0: True, 1: True}
+
+
+class SourceHeadConflictsFirst:
+    """The real client, except that the first ``conflicts`` transactions are cancelled with a
+    TransactionConflict on the fork's source head (jobs and forks of a popular template update it
+    all the time), as DynamoDB cancels one of two concurrent transactions on one item."""
+
+    def __init__(self, real: Any, conflicts: int) -> None:
+        self._real = real
+        self.conflicts = conflicts
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls <= self.conflicts:
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                    "CancellationReasons": [
+                        {"Code": "None"},
+                        {"Code": "None"},
+                        {"Code": "TransactionConflict"},
+                    ],
+                },
+                "TransactWriteItems",
+            )
+        return self._real.transact_write_items(**kwargs)
+
+
+def test_a_fork_conflicting_on_its_busy_source_is_retried_and_counts_once(aws: Any) -> None:
+    source = create(public=True)
+    flaky = SourceHeadConflictsFirst(aws.client("dynamodb"), conflicts=2)
+    service = TemplateService(
+        repository=TemplateRepository(TEMPLATES_TABLE, flaky),
+        publisher=EventPublisher(aws.client("events"), s.EventBusSettings().event_bus_name),
+    )
+    request = CreateTemplateRequest(
+        name="x", template_definition=TemplateDefinition.model_validate({"steps": STEPS})
+    )
+
+    written = service.create(OTHER, request, forked_from=ForkedFrom(template_id=source, version=1))
+
+    assert flaky.calls == 3
+    assert head(aws, source)["fork_count"] == 1
+    assert head(aws, written.template_id)["forked_from"] == {"template_id": source, "version": 1}
