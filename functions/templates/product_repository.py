@@ -68,7 +68,7 @@ class ProductRepository:
         upper = (before - 1) if before is not None else 2**31
         args: dict[str, Any] = {
             "TableName": self._table,
-            "KeyConditionExpression": "template_id = :t AND version BETWEEN :first AND :upper",
+            "KeyConditionExpression": "template_id = :t AND #version BETWEEN :first AND :upper",
             "ExpressionAttributeValues": _to_item({":t": template_id, ":first": 1, ":upper": upper}),
             "ProjectionExpression": ", ".join(f"#{f}" for f in _VERSION_FIELDS),
             "ExpressionAttributeNames": {f"#{f}": f for f in _VERSION_FIELDS},
