@@ -37,6 +37,9 @@ class Config:
     job_timeout_seconds: int = 86400
     batch_size: int = 10
     worker_dockerfile: str = "Dockerfile"
+    # How many of the marketplace's Templates GSIs (popular, name) to create: CloudFormation adds at
+    # most one GSI per table update, so a stack deployed before them upgrades with 1, then 2.
+    marketplace_indexes: int = 2
 
     @property
     def stage(self) -> Stage:
@@ -68,4 +71,12 @@ class Config:
             job_timeout_seconds=_int(node, "job_timeout_seconds", 86400),
             batch_size=_int(node, "batch_size", 10),
             worker_dockerfile=str(node.try_get_context("worker_dockerfile") or "Dockerfile"),
+            marketplace_indexes=_marketplace_indexes(node),
         )
+
+
+def _marketplace_indexes(node: Node) -> int:
+    count = _int(node, "marketplace_indexes", 2)
+    if not 0 <= count <= 2:
+        raise ValueError("context marketplace_indexes is 0, 1 or 2")
+    return count
