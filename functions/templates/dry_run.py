@@ -15,8 +15,10 @@ What it does, in order:
    fields plus ``steps.<id>.{prompt,output,model}`` of earlier steps). A render error is a 400
    naming the step and the template line.
 5. Calls the model (the worker's provider: offline locally, Bedrock in AWS) unless
-   ``call_model`` is false or the time budget is spent; then the prompts are rendered only, with
-   ``[output of step <id>]`` standing in for earlier outputs, and tokens are estimated.
+   ``call_model`` is false. The whole dry run has a time budget (25 s, inside API Gateway's 30 s):
+   each call may take only what is left of it, a step is not called with less than 5 s left, and a
+   call that times out degrades that step to prompts only (stated in the assumptions). A step not
+   called has ``[output of step <id>]`` standing in for its output, and its tokens are estimated.
 6. Answers the prompts, outputs, tokens and cost of that record, and an estimate for a job of
    ``num_records`` with every assumption stated.
 
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 from jinja2 import TemplateSyntaxError
 
 from functions.common.errors import BadRequestError, ForbiddenError, NotFoundError, ServiceUnavailableError
@@ -57,9 +59,10 @@ from functions.worker.rendering import _TEMPLATE_FILENAME, PromptRenderer, Rende
 ASSUMED_OUTPUT_TOKENS = 256
 ASSUMED_CALL_SECONDS = Decimal("1.0")
 ASSUMED_TOKENS_PER_SECOND = 50
-# Model calls stop (the rest is rendered only) once this much of the request's time is spent,
-# so the answer arrives within API Gateway's 30 s integration timeout.
-DEFAULT_TIME_BUDGET_SECONDS = 20.0
+# The dry run answers within this (API Gateway's integration timeout is 30 s): a model call may take
+# what is left of it, and is not started with less than MIN_CALL_SECONDS left.
+DEFAULT_TIME_BUDGET_SECONDS = 25.0
+MIN_CALL_SECONDS = 5.0
 _MONEY = Decimal("0.000000001")
 
 
@@ -67,6 +70,10 @@ class TemplateReader(Protocol):
     """``TemplateService.get``: one version with the access rule of ``GET /templates/{id}``."""
 
     def get(self, caller: str, template_id: str, version: int | None) -> TemplateVersion: ...
+
+
+# A model provider whose calls give up after the given seconds (the dry run's remaining budget).
+ProviderFactory = Callable[[float], ModelProvider]
 
 
 class SeedFiles(Protocol):
@@ -87,6 +94,7 @@ class _Run:
     steps: list[DryRunStep] = field(default_factory=list)
     context: dict[str, Any] = field(default_factory=dict)
     seconds: Decimal = Decimal(0)
+    timed_out: list[str] = field(default_factory=list)
 
 
 class S3SeedFiles:
@@ -118,7 +126,7 @@ class DryRunService:
         *,
         templates: TemplateReader,
         seeds: SeedFiles,
-        provider: ModelProvider,
+        provider: ProviderFactory,
         renderer: PromptRenderer,
         limiter: RateLimiter,
         worker: WorkerShape,
@@ -185,14 +193,20 @@ class DryRunService:
     ) -> _Run:
         outputs: dict[str, dict[str, str]] = {}
         run = _Run(context={**seed, "steps": outputs})
-        started = self._monotonic()
+        deadline = self._monotonic() + self._budget
         for step_id, source, model in steps:
             step_started = self._monotonic()
             prompt = self._render(step_id, source, run.context)
-            calling = call_model and self._monotonic() - started < self._budget
-            result = self._call(step_id, model, prompt, seed) if calling else _assumed(model, prompt)
+            remaining = deadline - self._monotonic()
+            result = None
+            if call_model and remaining >= MIN_CALL_SECONDS:
+                result = self._call(step_id, model, prompt, seed, remaining)
+                if result is None:
+                    run.timed_out.append(step_id)
+            if result is None:
+                result = _assumed(model, prompt)
             elapsed = Decimal(max(0, round((self._monotonic() - step_started) * 1000))) / 1000
-            if not calling:
+            if not result.model_called:
                 elapsed += ASSUMED_CALL_SECONDS + Decimal(ASSUMED_OUTPUT_TOKENS) / ASSUMED_TOKENS_PER_SECOND
             run.seconds += elapsed
             run.steps.append(
@@ -214,9 +228,14 @@ class DryRunService:
                 f"Step {step_id!r}{where}: {error}", details={"step": step_id, "line": line}
             ) from None
 
-    def _call(self, step_id: str, model: ModelPrice, prompt: str, seed: dict[str, Any]) -> DryRunStep:
+    def _call(
+        self, step_id: str, model: ModelPrice, prompt: str, seed: dict[str, Any], seconds: float
+    ) -> DryRunStep | None:
+        """The step's answer from the model; None when it did not answer within ``seconds``."""
         try:
-            completion = self._provider.complete(model, prompt, seed)
+            completion = self._provider(seconds).complete(model, prompt, seed)
+        except (ReadTimeoutError, ConnectTimeoutError):
+            return None
         except ModelCallError as error:
             raise BadRequestError(f"Step {step_id!r}: {error}", details={"step": step_id}) from None
         except ProviderUnavailable as error:
@@ -276,6 +295,12 @@ class DryRunService:
                 f"{ASSUMED_OUTPUT_TOKENS} tokens taking {ASSUMED_CALL_SECONDS} s plus "
                 f"{ASSUMED_TOKENS_PER_SECOND} tokens per second, and later prompts read "
                 f"'[output of step <id>]' in its place."
+            )
+        if run.timed_out:
+            notes.append(
+                f"The model did not answer within the dry run's time budget for step(s) "
+                f"{', '.join(run.timed_out)}: those outputs are assumed as above; try with fewer steps "
+                f"or call_model false."
             )
         if self._worker.provider_name == "offline":
             notes.append(

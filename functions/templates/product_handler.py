@@ -9,6 +9,7 @@ path segment to ``{template_id}``, so neither is ever taken for a template id.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -107,18 +108,28 @@ def _service() -> ProductService:
 
 
 @cache
-def _bedrock_client() -> Any:
-    # Short timeouts and one attempt per call: the dry run must answer within API Gateway's 30 s.
-    config = Config(connect_timeout=3, read_timeout=15, retries={"mode": "standard", "max_attempts": 1})
+def _bedrock_client(read_timeout: int) -> Any:
+    # One attempt that gives up with the dry run's remaining time (one client per whole second).
+    config = Config(
+        connect_timeout=min(3, read_timeout),
+        read_timeout=read_timeout,
+        retries={"mode": "standard", "max_attempts": 1},
+    )
     return boto3.client("bedrock-runtime", config=config)
 
 
-def _provider(settings: DryRunSettings) -> ModelProvider:
+def _providers(settings: DryRunSettings) -> Callable[[float], ModelProvider]:
     if settings.model_provider == "offline":
-        return OfflineProvider()
-    return BedrockProvider(
-        _bedrock_client(), max_tokens=settings.bedrock_max_tokens, max_attempts=2, max_delay=2.0
-    )
+        offline = OfflineProvider()
+        return lambda _seconds: offline
+
+    def bedrock(seconds: float) -> ModelProvider:
+        # No retry after throttling: a dry run answers 503 rather than wait past its budget.
+        return BedrockProvider(
+            _bedrock_client(max(1, int(seconds))), max_tokens=settings.bedrock_max_tokens, max_attempts=1
+        )
+
+    return bedrock
 
 
 def dry_run_limiter(settings: DryRunSettings) -> RateLimiter:
@@ -135,7 +146,7 @@ def _dry_run() -> DryRunService:
     return DryRunService(
         templates=_templates(settings),
         seeds=S3SeedFiles(client("s3"), settings.bucket_name),
-        provider=_provider(settings),
+        provider=_providers(settings),
         renderer=PromptRenderer(RenderLimits(settings.prompt_max_chars, settings.prompt_render_seconds)),
         limiter=dry_run_limiter(settings),
         worker=WorkerShape(

@@ -4,12 +4,13 @@ isolation, the rate limit, and that it writes and emits nothing else."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
 from functions.common import settings as s
@@ -309,7 +310,13 @@ class Clock:
 
 
 def service(
-    aws: Any, provider: Any, *, clock: Clock, concurrency: int = 1, name: str = "bedrock"
+    aws: Any,
+    provider: Any,
+    *,
+    clock: Clock,
+    concurrency: int = 1,
+    name: str = "bedrock",
+    providers: Callable[[float], Any] | None = None,
 ) -> DryRunService:
     ddb = aws.client("dynamodb")
     return DryRunService(
@@ -318,7 +325,7 @@ def service(
             publisher=EventPublisher(aws.client("events"), s.EventBusSettings().event_bus_name),
         ),
         seeds=S3SeedFiles(aws.client("s3"), BUCKET),
-        provider=provider,
+        provider=providers or (lambda seconds: provider),
         renderer=PromptRenderer(),
         limiter=RateLimiter(ddb, IDEMPOTENCY_TABLE, scope="t", windows=[Window(60, 100)]),
         worker=WorkerShape(
@@ -353,8 +360,8 @@ def test_with_bedrock_tokens_come_from_its_usage_and_the_time_budget_stops_model
         "metrics": {"latencyMs": 900},
     }
     with Stubber(client) as stubber:
-        # Two calls fit in the 20 s budget when every clock reading advances 3 s; the third step is
-        # rendered only.
+        # Every clock reading advances 3 s: two calls start with 19 s and 10 s of the 25 s budget
+        # left; the third would have 1 s (less than 5), so it is rendered only.
         stubber.add_response("converse", answer_shape)
         stubber.add_response("converse", answer_shape)
         dry = service(aws, BedrockProvider(client, max_tokens=64), clock=Clock(3.0))
@@ -381,3 +388,33 @@ def test_a_model_refusal_is_a_400_and_an_unavailable_model_a_503(aws: Any, code:
         with pytest.raises(error) as raised:
             dry.run(OWNER, template_id, DryRunRequest(seed_record={}))
     assert raised.value.details == {"step": "only"}
+
+
+class SlowModel:
+    """Bedrock as seen through a client whose read timeout ran out (botocore raises this)."""
+
+    def complete(self, model: Any, prompt: str, seed_record: Any) -> Any:
+        raise ReadTimeoutError(
+            endpoint_url="https://bedrock-runtime.us-east-1.amazonaws.com/model/x/converse"
+        )
+
+
+def test_each_call_gets_the_remaining_budget_and_a_timed_out_step_degrades_to_prompts_only(aws: Any) -> None:
+    template_id = create(steps=[{"id": "slow", "prompt": "Hi {{ name }}"}, {"id": "after", "prompt": "x"}])
+    granted: list[float] = []
+
+    def factory(seconds: float) -> Any:
+        granted.append(seconds)
+        return SlowModel()
+
+    dry = service(aws, None, clock=Clock(1.0), providers=factory)
+
+    answer = dry.run(OWNER, template_id, DryRunRequest(seed_record={"name": "Ada"}))
+
+    assert granted == [23.0, 20.0]  # 25 s from the first reading, minus the readings since
+    assert [(s.model_called, s.output) for s in answer.steps] == [(False, None), (False, None)]
+    assert answer.steps[1].prompt == "x"
+    assert any(
+        "did not answer within the dry run's time budget for step(s) slow, after" in a
+        for a in answer.estimate.assumptions
+    )

@@ -137,6 +137,7 @@ def test_versions_of_another_users_template_show_only_public_versions_and_a_priv
 def test_versions_of_a_missing_template_is_404_and_a_bad_cursor_400(aws: Any) -> None:
     template_id = create()
     assert api.get("/templates/nope/versions", user=OWNER).status == 404
+    assert api.get(f"/templates/{template_id}/versions", user=None).status == 401
     for cursor in ["garbage!", encode_cursor({"version": "2"}), encode_cursor({"job_id": 1})]:
         answer = api.get(f"/templates/{template_id}/versions", user=OWNER, query={"last_key": cursor})
         assert answer.status == 400, cursor
