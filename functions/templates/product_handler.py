@@ -9,6 +9,7 @@ path segment to ``{template_id}``, so neither is ever taken for a template id.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -211,7 +212,10 @@ def import_template() -> Response[TemplateWriteResponse]:
         raise UnsupportedMediaTypeError(
             f"Send the template as YAML with Content-Type: {YAML_CONTENT_TYPE}, not {content_type}"
         )
-    raw = (event.decoded_body or "").encode()
+    # The bytes as sent (API Gateway base64-encodes bodies it deems binary); decoding is the
+    # parser's job, so a non-UTF-8 body is a 400, not a 500.
+    body = event.body or ""
+    raw = base64.b64decode(body, validate=False) if event.is_base64_encoded else body.encode()
     written = _service().import_document(caller.user_id, raw)
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=written)
 

@@ -211,6 +211,14 @@ def test_a_render_error_is_a_400_naming_the_step_and_the_line(
     assert message in answer.body["error"]
 
 
+def test_a_step_whose_model_is_unknown_is_a_400_naming_the_step(aws: Any) -> None:
+    template_id = create(steps=[{"id": "mystery", "prompt": "x", "model": "no.such-model-v9"}])
+    answer = dry_run(template_id, seed_record={})
+    assert answer.status == 400, answer.body
+    assert answer.body["details"] == {"step": "mystery"}
+    assert "no.such-model-v9" in answer.body["error"]
+
+
 def test_a_sandbox_escape_is_refused_like_the_worker_refuses_it(aws: Any) -> None:
     template_id = create(steps=[{"id": "evil", "prompt": "{{ cycler.__init__.__globals__.os }}"}])
     answer = dry_run(template_id, seed_record={})

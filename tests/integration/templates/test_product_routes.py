@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -20,7 +21,7 @@ from functions.templates.portable import MAX_IMPORT_BYTES
 from functions.templates.repository import TemplateRepository
 from functions.templates.service import TemplateService
 from tests.integration.jobs.support import job_body, jobs_api, upload_seed
-from tests.support.http import ApiClient
+from tests.support.http import ApiClient, LambdaContext, build_event
 
 pytestmark = pytest.mark.integration
 
@@ -473,6 +474,21 @@ def test_import_is_validated_exactly_as_a_create(aws: Any, document: str, messag
     assert answer.status == 400, answer.body
     assert message in answer.body["error"]
     assert aws.client("dynamodb").scan(TableName=TEMPLATES_TABLE)["Count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [("name: x\nsteps: [{id: a, prompt: 'ünï'}]\n".encode(), 201), (b"name: \xff\xfe\n", 400)],
+)
+def test_import_reads_a_base64_encoded_body_as_its_bytes(aws: Any, raw: bytes, status: int) -> None:
+    """API Gateway may pass the body base64-encoded; bytes that are not UTF-8 are a 400."""
+    event = build_event("POST", "/templates/import", user=OTHER, headers={"Content-Type": "application/yaml"})
+    event["body"] = base64.b64encode(raw).decode()
+    event["isBase64Encoded"] = True
+
+    answer = lambda_handler(event, LambdaContext())
+
+    assert answer["statusCode"] == status, answer["body"]
 
 
 def test_import_refuses_an_oversized_body_and_non_yaml_content_types(aws: Any) -> None:
