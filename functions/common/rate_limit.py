@@ -15,20 +15,20 @@ price of one write per request.
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
+from functions.common.dynamo import TransactionConflictError, cancellation_codes, to_attribute, to_item
 from functions.common.errors import TooManyRequestsError
+from functions.common.retry import RetryPolicy
 
 KEY_PREFIX = "rate-limit"
-_CONFLICT_ATTEMPTS = 5
-_serializer = TypeSerializer()
+# The same user's concurrent requests update the same counters, so their transactions may conflict.
+CONFLICT_RETRY = RetryPolicy(attempts=5, base_delay=0.02)
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class RateLimiter:
         scope: str,
         windows: Sequence[Window],
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        retry: RetryPolicy = CONFLICT_RETRY,
     ) -> None:
         if not windows:
             raise ValueError("a rate limit needs at least one window")
@@ -59,7 +59,7 @@ class RateLimiter:
         self._scope = scope
         self._windows = tuple(windows)
         self._clock = clock
-        self._sleep = sleep
+        self._retry = retry
 
     @property
     def windows(self) -> tuple[Window, ...]:
@@ -71,21 +71,21 @@ class RateLimiter:
         now = self._clock()
         starts = [int(now // w.seconds) * w.seconds for w in self._windows]
         items = [self._increment(user_id, w, start) for w, start in zip(self._windows, starts, strict=True)]
-        for attempt in range(_CONFLICT_ATTEMPTS):
-            try:
-                self._ddb.transact_write_items(TransactItems=items)
-                return
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise
-                codes = [r.get("Code", "") for r in error.response.get("CancellationReasons", [])]
-                full = [i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
-                if full:
-                    raise self._refusal(now, starts, full) from None
-                # The same user's concurrent request touched the same counters: try again.
-                if "TransactionConflict" not in codes or attempt == _CONFLICT_ATTEMPTS - 1:
-                    raise
-                self._sleep(random.uniform(0, 0.02 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
+        self._retry.call(lambda: self._count(items, now, starts), retry_on=TransactionConflictError)
+
+    def _count(self, items: list[dict[str, Any]], now: float, starts: list[int]) -> None:
+        try:
+            self._ddb.transact_write_items(TransactItems=items)
+        except ClientError as error:
+            codes = cancellation_codes(error)
+            if codes is None:
+                raise
+            full = [i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
+            if full:
+                raise self._refusal(now, starts, full) from None
+            if "TransactionConflict" in codes:
+                raise TransactionConflictError(error) from error
+            raise
 
     def _increment(self, user_id: str, window: Window, start: int) -> dict[str, Any]:
         key = f"{KEY_PREFIX}#{self._scope}#{user_id}#{window.seconds}#{start}"
@@ -93,11 +93,11 @@ class RateLimiter:
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": {"id": _serializer.serialize(key)},
+                "Key": {"id": to_attribute(key)},
                 "UpdateExpression": "ADD #count :one SET #expiration = :expires",
                 "ConditionExpression": "attribute_not_exists(#count) OR #count < :limit",
                 "ExpressionAttributeNames": {"#count": "request_count", "#expiration": "expiration"},
-                "ExpressionAttributeValues": {k: _serializer.serialize(v) for k, v in values.items()},
+                "ExpressionAttributeValues": to_item(values),
             }
         }
 

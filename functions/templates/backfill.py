@@ -16,8 +16,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from functions.common.aws import client
+from functions.common.dynamo import to_item
 from functions.common.settings import TemplatesTableSettings, load_settings
-from functions.templates.repository import HEAD_VERSION, _from_item, _to_item, search_text
+from functions.templates.repository import HEAD_VERSION, _from_item, search_text
 
 _MISSING = (
     "attribute_not_exists(name_key) OR attribute_not_exists(search_text) OR attribute_not_exists(popularity)"
@@ -31,7 +32,7 @@ def backfill(dynamodb_client: Any, table: str) -> int:
         "TableName": table,
         "FilterExpression": f"#version = :head AND ({_MISSING})",
         "ExpressionAttributeNames": {"#version": "version"},
-        "ExpressionAttributeValues": _to_item({":head": HEAD_VERSION}),
+        "ExpressionAttributeValues": to_item({":head": HEAD_VERSION}),
     }
     while True:
         page = dynamodb_client.scan(**args)
@@ -47,14 +48,14 @@ def _update(dynamodb_client: Any, table: str, head: dict[str, Any]) -> int:
     try:
         dynamodb_client.update_item(
             TableName=table,
-            Key=_to_item({"template_id": head["template_id"], "version": HEAD_VERSION}),
+            Key=to_item({"template_id": head["template_id"], "version": HEAD_VERSION}),
             UpdateExpression=(
                 "SET name_key = :name_key, search_text = :search_text, "
                 "job_count = if_not_exists(job_count, :refs), popularity = if_not_exists(popularity, :refs)"
             ),
             ConditionExpression="attribute_exists(latest_version) AND #name = :name",
             ExpressionAttributeNames={"#name": "name"},
-            ExpressionAttributeValues=_to_item(
+            ExpressionAttributeValues=to_item(
                 {
                     ":name_key": head["name"].casefold(),
                     ":search_text": search_text(head["name"], head.get("description")),

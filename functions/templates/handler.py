@@ -32,6 +32,7 @@ from functions.templates.models import (
     TemplateWriteResponse,
     UpdateTemplateRequest,
 )
+from functions.templates.product_handler import OPENAPI_REQUEST_BODIES, DryRunSettings  # noqa: F401 - read by functions/openapi.py
 from functions.templates.product_handler import router as product_router
 from functions.templates.repository import TemplateRepository
 from functions.templates.service import TemplateService
@@ -41,6 +42,8 @@ class TemplatesApiSettings(TemplatesTableSettings, EventBusSettings):
     pass
 
 
+# What the CDK app passes this Lambda: the dry run's settings include every other route's.
+SETTINGS = DryRunSettings
 router = APIGatewayHttpRouter()
 
 
@@ -48,7 +51,7 @@ def _service() -> TemplateService:
     settings = load_settings(TemplatesApiSettings)
     dynamodb = client("dynamodb")
     return TemplateService(
-        repository=TemplateRepository(settings.templates_table, dynamodb),
+        repository=TemplateRepository(dynamodb, settings.templates_table),
         publisher=EventPublisher(client("events"), settings.event_bus_name),
     )
 
@@ -144,7 +147,9 @@ def delete_template(template_id: str) -> TemplateDeleteResponse:
     return _service().delete(caller.user_id, template_id)
 
 
-app = build_resolver(router, product_router)
+# Both routers are served (and documented, functions/openapi.py) by this one Lambda.
+ROUTERS = (router, product_router)
+app = build_resolver(*ROUTERS)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

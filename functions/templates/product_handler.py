@@ -26,6 +26,7 @@ from functions.common.aws import client
 from functions.common.errors import DomainError
 from functions.common.events import EventPublisher
 from functions.common.rate_limit import RateLimiter, Window
+from functions.common.retry import RetryPolicy
 from functions.common.settings import (
     BucketSettings,
     EventBusSettings,
@@ -59,6 +60,8 @@ from functions.worker.rendering import (
 )
 
 DRY_RUN_SCOPE = "templates-test"
+# A throttled model call is not waited out: the dry run answers 503 within its time budget.
+NO_RETRY = RetryPolicy(attempts=1)
 
 
 class UnsupportedMediaTypeError(DomainError):
@@ -94,7 +97,7 @@ router = APIGatewayHttpRouter()
 
 def _templates(settings: ProductApiSettings) -> TemplateService:
     return TemplateService(
-        repository=TemplateRepository(settings.templates_table, client("dynamodb")),
+        repository=TemplateRepository(client("dynamodb"), settings.templates_table),
         publisher=EventPublisher(client("events"), settings.event_bus_name),
     )
 
@@ -103,8 +106,8 @@ def _service() -> ProductService:
     settings = load_settings(ProductApiSettings)
     return ProductService(
         templates=_templates(settings),
-        heads=TemplateRepository(settings.templates_table, client("dynamodb")),
-        reads=ProductRepository(settings.templates_table, client("dynamodb")),
+        heads=TemplateRepository(client("dynamodb"), settings.templates_table),
+        reads=ProductRepository(client("dynamodb"), settings.templates_table),
     )
 
 
@@ -127,7 +130,7 @@ def _providers(settings: DryRunSettings) -> Callable[[float], ModelProvider]:
     def bedrock(seconds: float) -> ModelProvider:
         # No retry after throttling: a dry run answers 503 rather than wait past its budget.
         return BedrockProvider(
-            _bedrock_client(max(1, int(seconds))), max_tokens=settings.bedrock_max_tokens, max_attempts=1
+            _bedrock_client(max(1, int(seconds))), max_tokens=settings.bedrock_max_tokens, retry=NO_RETRY
         )
 
     return bedrock

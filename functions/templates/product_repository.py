@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from functions.common.dynamo import to_item
 from functions.templates.models import TemplateHead
 from functions.templates.product_models import MarketplaceSort, TemplateVersionSummary
 from functions.templates.repository import (
@@ -25,7 +26,6 @@ from functions.templates.repository import (
     PUBLIC_TEMPLATES_INDEX,
     _from_item,
     _head_from_item,
-    _to_item,
 )
 
 # sort -> (index, its sort key attribute, newest/highest first)
@@ -57,7 +57,7 @@ class MarketplacePage:
 
 
 class ProductRepository:
-    def __init__(self, table_name: str, dynamodb_client: Any) -> None:
+    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
         self._table = table_name
         self._ddb = dynamodb_client
 
@@ -69,7 +69,7 @@ class ProductRepository:
         args: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "template_id = :t AND #version BETWEEN :first AND :upper",
-            "ExpressionAttributeValues": _to_item({":t": template_id, ":first": 1, ":upper": upper}),
+            "ExpressionAttributeValues": to_item({":t": template_id, ":first": 1, ":upper": upper}),
             "ProjectionExpression": ", ".join(f"#{f}" for f in _VERSION_FIELDS),
             "ExpressionAttributeNames": {f"#{f}": f for f in _VERSION_FIELDS},
             "ScanIndexForward": False,
@@ -108,7 +108,7 @@ class ProductRepository:
             "TableName": self._table,
             "IndexName": index,
             "KeyConditionExpression": "public_partition = :p",
-            "ExpressionAttributeValues": _to_item({":p": PUBLIC_PARTITION}),
+            "ExpressionAttributeValues": to_item({":p": PUBLIC_PARTITION}),
             "ScanIndexForward": not descending,
             "Limit": limit,
         }
@@ -117,7 +117,7 @@ class ProductRepository:
             args["ExpressionAttributeValues"][":q"] = {"S": text}
         if start is not None:
             template_id, position = start
-            args["ExclusiveStartKey"] = _to_item(
+            args["ExclusiveStartKey"] = to_item(
                 {
                     "template_id": template_id,
                     "version": HEAD_VERSION,

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from functions.common import settings as s
 from functions.common.errors import TooManyRequestsError
 from functions.common.rate_limit import RateLimiter, Window
+from functions.common.retry import RetryPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +97,7 @@ class ConflictsFirst:
 
 def test_a_conflict_with_a_concurrent_request_is_retried_and_counted_once(aws: Any) -> None:
     flaky = ConflictsFirst(aws.client("dynamodb"), conflicts=2)
-    limits = limiter(aws, Clock(600.0), ddb=flaky, sleep=lambda _: None)
+    limits = limiter(aws, Clock(600.0), ddb=flaky, retry=RetryPolicy(attempts=5, sleep=lambda _: None))
 
     limits.acquire("ada")
 
@@ -107,5 +108,7 @@ def test_a_conflict_with_a_concurrent_request_is_retried_and_counted_once(aws: A
 def test_conflicts_that_do_not_stop_give_up_and_count_nothing(aws: Any) -> None:
     flaky = ConflictsFirst(aws.client("dynamodb"), conflicts=100)
     with pytest.raises(ClientError):
-        limiter(aws, Clock(600.0), ddb=flaky, sleep=lambda _: None).acquire("ada")
+        limiter(aws, Clock(600.0), ddb=flaky, retry=RetryPolicy(attempts=5, sleep=lambda _: None)).acquire(
+            "ada"
+        )
     assert counters(aws) == {}

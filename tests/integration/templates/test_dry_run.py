@@ -329,7 +329,7 @@ def service(
     ddb = aws.client("dynamodb")
     return DryRunService(
         templates=TemplateService(
-            repository=TemplateRepository(TEMPLATES_TABLE, ddb),
+            repository=TemplateRepository(ddb, TEMPLATES_TABLE),
             publisher=EventPublisher(aws.client("events"), s.EventBusSettings().event_bus_name),
         ),
         seeds=S3SeedFiles(aws.client("s3"), BUCKET),

@@ -251,7 +251,7 @@ def test_a_fork_whose_source_is_deleted_meanwhile_is_404_and_writes_nothing(aws:
     """The fork's transaction conditions on the source head: gone between read and write, nothing lands."""
     source = create(public=True)
     service = TemplateService(
-        repository=TemplateRepository(TEMPLATES_TABLE, aws.client("dynamodb")),
+        repository=TemplateRepository(aws.client("dynamodb"), TEMPLATES_TABLE),
         publisher=EventPublisher(aws.client("events"), s.EventBusSettings().event_bus_name),
     )
     request = CreateTemplateRequest(
@@ -553,7 +553,7 @@ def test_a_fork_conflicting_on_its_busy_source_is_retried_and_counts_once(aws: A
     source = create(public=True)
     flaky = SourceHeadConflictsFirst(aws.client("dynamodb"), conflicts=2)
     service = TemplateService(
-        repository=TemplateRepository(TEMPLATES_TABLE, flaky),
+        repository=TemplateRepository(flaky, TEMPLATES_TABLE),
         publisher=EventPublisher(aws.client("events"), s.EventBusSettings().event_bus_name),
     )
     request = CreateTemplateRequest(
