@@ -60,6 +60,21 @@ IMAGE_EXCLUDES = [
 ]
 
 
+def worker_resources(storage: Storage, work_queue: sqs.IQueue) -> dict[str, str]:
+    """The resources the worker talks to, by the environment variable that names each one.
+
+    The ECS task gets them as its environment; the local stage outputs them (under the same names,
+    see ``PlotPaletteStack``) for the local runtime, which runs the worker as a process.
+    """
+    return {
+        "WORK_QUEUE_URL": work_queue.queue_url,
+        "JOBS_TABLE": storage.jobs.table_name,
+        "TEMPLATES_TABLE": storage.templates.table_name,
+        "COST_TRACKING_TABLE": storage.cost_tracking.table_name,
+        "BUCKET_NAME": storage.bucket.bucket_name,
+    }
+
+
 class Worker(Construct):
     def __init__(
         self,
@@ -143,11 +158,7 @@ class Worker(Construct):
             command=["python", "-m", "functions.worker"],
             logging=ecs.LogDrivers.aws_logs(stream_prefix="worker", log_group=self.logs),
             environment={
-                "WORK_QUEUE_URL": work_queue.queue_url,
-                "JOBS_TABLE": storage.jobs.table_name,
-                "TEMPLATES_TABLE": storage.templates.table_name,
-                "COST_TRACKING_TABLE": storage.cost_tracking.table_name,
-                "BUCKET_NAME": storage.bucket.bucket_name,
+                **worker_resources(storage, work_queue),
                 "MODEL_PROVIDER": "bedrock",
                 # The Fargate share of each batch's cost is billed at the task's size.
                 "WORKER_TASK_CPU": str(cpu),

@@ -196,3 +196,31 @@ def test_worker_task_role_may_protect_only_its_own_clusters_tasks_from_scale_in(
     ]
     # ECS injects ECS_AGENT_URI itself; the stack must not pin it.
     assert "ECS_AGENT_URI" not in {e["Name"] for e in _container(prod)["Environment"]}
+
+
+def test_local_stage_outputs_every_resource_under_the_variable_it_fills(
+    local: Synthesized, prod: Synthesized
+) -> None:
+    from local.runtime.resources import REQUIRED, environment_name
+
+    outputs = local.template["Outputs"]
+    variables = {environment_name(key): output["Value"] for key, output in outputs.items()}
+    assert set(REQUIRED) <= set(variables)
+    assert variables["JOBS_TABLE"] == ref(
+        local.logical_id("AWS::DynamoDB::Table", TableName=local.names.jobs_table)
+    )
+    assert variables["API_ID"] == ref(local.logical_id("AWS::ApiGatewayV2::Api"))
+    # The same resource variables the prod worker's ECS task gets, by the same names and values.
+    ((_, task),) = prod.of_type("AWS::ECS::TaskDefinition").items()
+    container_env = {e["Name"] for e in task["Properties"]["ContainerDefinitions"][0]["Environment"]}
+    worker_resources = {
+        "WORK_QUEUE_URL",
+        "JOBS_TABLE",
+        "TEMPLATES_TABLE",
+        "COST_TRACKING_TABLE",
+        "BUCKET_NAME",
+    }
+    assert worker_resources <= container_env
+    assert worker_resources <= set(variables)
+    # Prod keeps its operator-facing outputs only.
+    assert "ApiId" not in prod.template["Outputs"]
