@@ -17,7 +17,7 @@ from functions.common.api import API_DOMAINS, PUBLIC_PATHS, served_routes
 from stacks.config import Config
 from stacks.lambdas import LOG_RETENTION, PythonFunction, handler_module
 from stacks.storage import Storage
-from stacks.worker import WORKER_TASK_CPU, WORKER_TASK_MEMORY_MIB, bedrock_invoke_statement
+from stacks.worker import bedrock_invoke_statement
 
 ACCESS_LOG_FORMAT = (
     '{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
@@ -102,8 +102,9 @@ class Api(Construct):
             "UPLOAD_MAX_BYTES": str(100 * 1024 * 1024),
             # The dry run (templates) renders and calls models as the worker does.
             "MODEL_PROVIDER": "offline" if config.is_local else "bedrock",
-            "WORKER_TASK_CPU": str(WORKER_TASK_CPU),
-            "WORKER_TASK_MEMORY_MIB": str(WORKER_TASK_MEMORY_MIB),
+            # ... and estimates a job's duration with the lifecycle's partitioning.
+            "PARTITION_RECORDS": str(config.partition_records),
+            "PARTITION_CONCURRENCY": str(config.partition_concurrency),
         }
         self.functions: dict[str, PythonFunction] = {
             domain: PythonFunction(

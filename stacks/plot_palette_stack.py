@@ -63,7 +63,7 @@ class PlotPaletteStack(Stack):
                 "Worker",
                 config=config,
                 storage=self.storage,
-                work_queue=self.orchestration.work_queue,
+                work_queues=dict(self.orchestration.work_queues),
                 lifecycle=self.orchestration.lifecycle,
             )
         self._outputs()

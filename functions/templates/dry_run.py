@@ -41,6 +41,7 @@ from jinja2 import TemplateSyntaxError
 
 from functions.common.errors import BadRequestError, ForbiddenError, NotFoundError, ServiceUnavailableError
 from functions.common.rate_limit import RateLimiter
+from functions.common.sizes import TASK_SHAPES
 from functions.common.storage import seed_prefix
 from functions.seed_data.reader import SeedDataError, detect_format, iter_seed_records
 from functions.templates.models import TemplateVersion
@@ -82,10 +83,12 @@ class SeedFiles(Protocol):
 
 @dataclass(frozen=True)
 class WorkerShape:
-    """What the estimate assumes of the jobs' workers (the worker's own settings)."""
+    """What the estimate assumes of a job's workers: the lifecycle's partitioning (context
+    ``partition_records`` / ``partition_concurrency``) and each worker's records in flight."""
 
-    fargate: FargatePrice
     record_concurrency: int = 1
+    partition_records: int = 1000
+    partition_concurrency: int = 10
     provider_name: str = "bedrock"
 
 
@@ -163,7 +166,7 @@ class DryRunService:
             record_index=(request.record_index or 0) if request.seed_data_path is not None else None,
             steps=run.steps,
             record=record,
-            estimate=self._estimate(run, record, request.num_records),
+            estimate=self._estimate(run, record, request),
         )
 
     # ----------------------------------------------------------------- seed
@@ -258,34 +261,46 @@ class DryRunService:
 
     # ------------------------------------------------------------- estimate
 
-    def _estimate(self, run: _Run, record: DryRunRecord, num_records: int) -> JobEstimate:
-        concurrency = self._worker.record_concurrency
-        seconds_per_record = run.seconds
-        duration = Decimal(num_records) * seconds_per_record / concurrency
+    def _estimate(self, run: _Run, record: DryRunRecord, request: DryRunRequest) -> JobEstimate:
+        shape = self._worker
+        num_records = request.num_records
+        partitions = -(-num_records // shape.partition_records)
+        parallel = min(shape.partition_concurrency, partitions)
+        concurrency = parallel * shape.record_concurrency
+        duration = Decimal(num_records) * run.seconds / concurrency
+        task = TASK_SHAPES[request.task_size]
+        fargate = FargatePrice.for_task(task.cpu_units, task.memory_mib)
         model_cost = _money(record.cost * num_records)
-        fargate_cost = _money(self._worker.fargate.cost(duration))
+        # Each partition in flight holds one worker task for the duration.
+        fargate_cost = _money(fargate.cost(duration * parallel))
         return JobEstimate(
             num_records=num_records,
+            task_size=request.task_size,
+            parallel_partitions=parallel,
             record_concurrency=concurrency,
-            seconds_per_record=float(seconds_per_record),
+            seconds_per_record=float(run.seconds),
             model_cost=model_cost,
             fargate_cost=fargate_cost,
             total_cost=model_cost + fargate_cost,
             duration_seconds=math.ceil(duration),
-            assumptions=self._assumptions(run, record, concurrency),
+            assumptions=self._assumptions(run, record, (partitions, parallel, concurrency), fargate),
         )
 
-    def _assumptions(self, run: _Run, record: DryRunRecord, concurrency: int) -> list[str]:
-        fargate = self._worker.fargate
+    def _assumptions(
+        self, run: _Run, record: DryRunRecord, counts: tuple[int, int, int], fargate: FargatePrice
+    ) -> list[str]:
+        partitions, parallel, concurrency = counts
         notes = [
             f"Every record costs and takes what this one did: {record.tokens_in} input and "
             f"{record.tokens_out} output tokens over {len(run.steps)} step(s), "
             f"{run.seconds:.3f} s. Seed records of other lengths cost proportionally more or less.",
-            f"Records are generated {concurrency} at a time (the workers' configured record "
-            f"concurrency); duration = num_records x seconds per record / {concurrency}, "
-            f"once the job runs (time spent queued is not included).",
+            f"The job runs as {partitions} partition(s) of at most {self._worker.partition_records} "
+            f"records, {parallel} at a time, each worker generating {self._worker.record_concurrency} "
+            f"record(s) at once: {concurrency} at a time in all; duration = num_records x seconds per "
+            f"record / {concurrency}, once the job runs (time spent queued is not included).",
             f"The Fargate share is one Spot task of {fargate.vcpu:g} vCPU and {fargate.memory_gb:g} GB "
-            f"for the whole duration (${fargate.vcpu_hour}/vCPU-hour, ${fargate.gb_hour}/GB-hour).",
+            f"per partition in flight, for the whole duration (${fargate.vcpu_hour}/vCPU-hour, "
+            f"${fargate.gb_hour}/GB-hour).",
             "Not included: S3 requests (about $0.005 per thousand writes), retries, throttling, "
             "and records that fail.",
         ]

@@ -50,7 +50,6 @@ from functions.templates.product_repository import ProductRepository
 from functions.templates.product_service import ProductService
 from functions.templates.repository import TemplateRepository
 from functions.templates.service import TemplateService
-from functions.worker.pricing import FargatePrice
 from functions.worker.providers import BedrockProvider, ModelProvider, OfflineProvider
 from functions.worker.rendering import (
     DEFAULT_MAX_OUTPUT_CHARS,
@@ -84,10 +83,11 @@ class DryRunSettings(ProductApiSettings, BucketSettings, IdempotencyTableSetting
     prompt_render_seconds: float = Field(
         default=DEFAULT_MAX_SECONDS, gt=0, validation_alias="PROMPT_RENDER_SECONDS"
     )
-    task_cpu: int = Field(default=1024, ge=256, validation_alias="WORKER_TASK_CPU")
-    task_memory_mib: int = Field(default=2048, ge=512, validation_alias="WORKER_TASK_MEMORY_MIB")
-    # Records a job generates at once: what the estimate's duration divides by.
+    # What the estimate's duration divides by: records in flight per worker, and the lifecycle's
+    # partitioning (the stack passes its context values partition_records / partition_concurrency).
     record_concurrency: int = Field(default=1, ge=1, le=256, validation_alias="MODEL_MAX_CONCURRENCY")
+    partition_records: int = Field(default=1000, ge=1, validation_alias="PARTITION_RECORDS")
+    partition_concurrency: int = Field(default=10, ge=1, le=40, validation_alias="PARTITION_CONCURRENCY")
     dry_runs_per_minute: int = Field(default=10, ge=1, validation_alias="DRY_RUNS_PER_MINUTE")
     dry_runs_per_day: int = Field(default=200, ge=1, validation_alias="DRY_RUNS_PER_DAY")
 
@@ -154,8 +154,9 @@ def _dry_run() -> DryRunService:
         renderer=PromptRenderer(RenderLimits(settings.prompt_max_chars, settings.prompt_render_seconds)),
         limiter=dry_run_limiter(settings),
         worker=WorkerShape(
-            fargate=FargatePrice.for_task(settings.task_cpu, settings.task_memory_mib),
             record_concurrency=settings.record_concurrency,
+            partition_records=settings.partition_records,
+            partition_concurrency=settings.partition_concurrency,
             provider_name=settings.model_provider,
         ),
     )

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from functions.common.money import DecimalString
+from functions.common.sizes import DEFAULT_TASK_SIZE, TaskSize
 from functions.templates.models import ForkedFrom
 
 MAX_SEED_RECORD_BYTES = 256 * 1024
@@ -191,6 +192,10 @@ class DryRunRequest(BaseModel):
         default=True, description="False: render the prompts only; tokens and cost are then estimated."
     )
     num_records: int = Field(default=100, ge=1, le=1_000_000, description="The job size the estimate is for.")
+    task_size: TaskSize = Field(
+        default=DEFAULT_TASK_SIZE,
+        description="The job's `task_size`: the worker task the Fargate share is priced at.",
+    )
 
     @field_validator("seed_record")
     @classmethod
@@ -232,7 +237,9 @@ class DryRunRecord(BaseModel):
 
 class JobEstimate(BaseModel):
     num_records: int
-    record_concurrency: int = Field(description="Records the job generates at once.")
+    task_size: TaskSize
+    parallel_partitions: int = Field(description="Partitions of the job in flight at once.")
+    record_concurrency: int = Field(description="Records the job generates at once, in all.")
     seconds_per_record: float
     model_cost: DecimalString = Field(description="Dollars.")
     fargate_cost: DecimalString = Field(description="Dollars: the worker task's share.")
@@ -267,6 +274,8 @@ class DryRunResponse(BaseModel):
                     "record": {"tokens_in": 9, "tokens_out": 120, "cost": "0.00002838", "duration_ms": 1480},
                     "estimate": {
                         "num_records": 1000,
+                        "task_size": "medium",
+                        "parallel_partitions": 1,
                         "record_concurrency": 1,
                         "seconds_per_record": 1.48,
                         "model_cost": "0.02838",

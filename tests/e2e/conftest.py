@@ -1,7 +1,8 @@
 """The local runtime (``plot-palette local``) started once per session, driven over real HTTP.
 
 The fixture runs the real CLI in a subprocess, exactly what ``make local`` runs, on a free loopback
-port with a temporary state dir, ``max_running_jobs=3`` (the load test's limit) and two offline
+port with a temporary state dir, ``max_running_jobs=3`` (the load test's limit), partitions of 10
+records (``partition_records=10``, so a job of a few dozen records is fanned out) and three offline
 generation workers; it stops it with SIGTERM at the end. Every e2e test module is in the ``e2e``
 xdist group, so one worker runs them all against this one runtime.
 """
@@ -28,6 +29,8 @@ from local.runtime.state import RuntimeInfo, RuntimeNotRunning, ready_runtime
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 300.0  # synth (~10-30 s on 2 shared cores) + deploy + workers
 MAX_RUNNING_JOBS = 3
+WORKERS = 3
+PARTITION_RECORDS = 10  # one batch (the default batch_size 10) per partition
 TERMINAL = {"COMPLETED", "FAILED", "BUDGET_EXCEEDED", "CANCELLED"}
 
 
@@ -136,8 +139,13 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     state_dir = tmp_path_factory.mktemp("plot-palette")
     log_path = state_dir.parent / "plot-palette-local.log"
     with open(log_path, "wb") as log:
-        args = ("--workers", "2", "-c", f"max_running_jobs={MAX_RUNNING_JOBS}")
-        process = start_local(state_dir, log, *args, port=free_port())
+        args = (
+            *("--workers", str(WORKERS)),
+            *("-c", f"max_running_jobs={MAX_RUNNING_JOBS}"),
+            *("-c", f"partition_records={PARTITION_RECORDS}"),
+        )
+        # The workers log each work item they processed at INFO (tests read which worker did what).
+        process = start_local(state_dir, log, *args, port=free_port(), POWERTOOLS_LOG_LEVEL="INFO")
         try:
             info = wait_until_ready(state_dir, process, log_path)
             yield Runtime(state_dir=state_dir, info=info, process=process)

@@ -109,3 +109,13 @@ def test_marketplace_indexes_can_be_added_one_deployment_at_a_time(
 def test_marketplace_indexes_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="marketplace_indexes"):
         _config(marketplace_indexes="3")
+
+
+def test_partition_size_and_concurrency_come_from_context_and_are_bounded() -> None:
+    config = _config(partition_records="5000", partition_concurrency="40")
+    assert (config.partition_records, config.partition_concurrency) == (5000, 40)
+    assert (_config().partition_records, _config().partition_concurrency) == (1000, 10)
+    with pytest.raises(ValueError, match=r"partition_concurrency must be 1\.\.40"):
+        _config(partition_concurrency="41")  # an inline Map runs at most 40 iterations at once
+    with pytest.raises(ValueError, match="partition_records must be at least 1"):
+        _config(partition_records="0")

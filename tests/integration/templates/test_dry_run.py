@@ -18,12 +18,13 @@ from functions.common.errors import BadRequestError, ServiceUnavailableError
 from functions.common.events import EventPublisher
 from functions.common.rate_limit import RateLimiter, Window
 from functions.common.settings import load_settings
+from functions.common.sizes import TaskSize
 from functions.templates.dry_run import DryRunService, S3SeedFiles, WorkerShape
 from functions.templates.handler import lambda_handler
 from functions.templates.product_models import DryRunRequest
 from functions.templates.repository import TemplateRepository
 from functions.templates.service import TemplateService
-from functions.worker.pricing import LLAMA_3_1_8B, LLAMA_3_1_70B, FargatePrice
+from functions.worker.pricing import LLAMA_3_1_8B, LLAMA_3_1_70B
 from functions.worker.providers import BedrockProvider, OfflineProvider
 from functions.worker.rendering import PromptRenderer
 from tests.support.http import ApiClient
@@ -325,6 +326,7 @@ def service(
     concurrency: int = 1,
     name: str = "bedrock",
     providers: Callable[[float], Any] | None = None,
+    partition_concurrency: int = 10,
 ) -> DryRunService:
     ddb = aws.client("dynamodb")
     return DryRunService(
@@ -337,7 +339,10 @@ def service(
         renderer=PromptRenderer(),
         limiter=RateLimiter(ddb, IDEMPOTENCY_TABLE, scope="t", windows=[Window(60, 100)]),
         worker=WorkerShape(
-            fargate=FargatePrice.for_task(1024, 2048), record_concurrency=concurrency, provider_name=name
+            record_concurrency=concurrency,
+            partition_records=1000,
+            partition_concurrency=partition_concurrency,
+            provider_name=name,
         ),
         monotonic=clock,
     )
@@ -348,7 +353,8 @@ def test_the_estimate_divides_by_the_concurrency_and_prices_the_fargate_task(aws
     # Every clock reading advances 0.5 s: the step takes 1 s of measured time.
     dry = service(aws, OfflineProvider(), clock=Clock(0.5), concurrency=4)
 
-    answer = dry.run(OWNER, template_id, DryRunRequest(seed_record={"name": "Ada"}, num_records=1000))
+    request = DryRunRequest(seed_record={"name": "Ada"}, num_records=1000, task_size=TaskSize.LARGE)
+    answer = dry.run(OWNER, template_id, request)
 
     assert answer.record.duration_ms == 1000
     assert answer.estimate.seconds_per_record == 1.0
@@ -356,6 +362,23 @@ def test_the_estimate_divides_by_the_concurrency_and_prices_the_fargate_task(aws
     # 250 s of a 1 vCPU / 2 GB Spot task: 250 x (0.01334053 + 2 x 0.00146489) / 3600.
     assert answer.estimate.fargate_cost == Decimal("0.001129883")
     assert answer.estimate.record_concurrency == 4
+
+
+def test_the_estimate_runs_partitions_in_parallel_each_on_its_own_task(aws: Any) -> None:
+    template_id = create(steps=[{"id": "one", "prompt": "Hi {{ name }}"}])
+    dry = service(aws, OfflineProvider(), clock=Clock(0.5), partition_concurrency=2)
+
+    request = DryRunRequest(seed_record={"name": "Ada"}, num_records=5000, task_size=TaskSize.LARGE)
+    answer = dry.run(OWNER, template_id, request)
+
+    # 5 partitions of 1000 records, 2 at a time, 1 record each: 5000 x 1 s / 2.
+    assert (answer.estimate.parallel_partitions, answer.estimate.record_concurrency) == (2, 2)
+    assert answer.estimate.duration_seconds == 2500
+    # Two large tasks for 2500 s: 5000 x (0.01334053 + 2 x 0.00146489) / 3600.
+    assert answer.estimate.fargate_cost == Decimal("0.022597653")
+    assert any(
+        "5 partition(s) of at most 1000 records, 2 at a time" in a for a in answer.estimate.assumptions
+    )
 
 
 def test_with_bedrock_tokens_come_from_its_usage_and_the_time_budget_stops_model_calls(aws: Any) -> None:
