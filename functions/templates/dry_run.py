@@ -86,7 +86,7 @@ class WorkerShape:
     """What the estimate assumes of a job's workers: the lifecycle's partitioning (context
     ``partition_records`` / ``partition_concurrency``) and each worker's records in flight."""
 
-    record_concurrency: int = 1
+    record_concurrency: int = 16
     partition_records: int = 1000
     partition_concurrency: int = 10
     provider_name: str = "bedrock"
@@ -295,9 +295,10 @@ class DryRunService:
             f"{record.tokens_out} output tokens over {len(run.steps)} step(s), "
             f"{run.seconds:.3f} s. Seed records of other lengths cost proportionally more or less.",
             f"The job runs as {partitions} partition(s) of at most {self._worker.partition_records} "
-            f"records, {parallel} at a time, each worker generating {self._worker.record_concurrency} "
-            f"record(s) at once: {concurrency} at a time in all; duration = num_records x seconds per "
-            f"record / {concurrency}, once the job runs (time spent queued is not included).",
+            f"records, {parallel} at a time, each worker generating up to {self._worker.record_concurrency} "
+            f"record(s) at once (MODEL_MAX_CONCURRENCY; throttling or the budget can hold it lower): "
+            f"{concurrency} at a time in all; duration = num_records x seconds per record / "
+            f"{concurrency}, once the job runs (time spent queued is not included).",
             f"The Fargate share is one Spot task of {fargate.vcpu:g} vCPU and {fargate.memory_gb:g} GB "
             f"per partition in flight, for the whole duration (${fargate.vcpu_hour}/vCPU-hour, "
             f"${fargate.gb_hour}/GB-hour).",

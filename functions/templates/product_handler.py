@@ -85,7 +85,7 @@ class DryRunSettings(ProductApiSettings, BucketSettings, IdempotencyTableSetting
     )
     # What the estimate's duration divides by: records in flight per worker, and the lifecycle's
     # partitioning (the stack passes its context values partition_records / partition_concurrency).
-    record_concurrency: int = Field(default=1, ge=1, le=256, validation_alias="MODEL_MAX_CONCURRENCY")
+    record_concurrency: int = Field(default=16, ge=1, le=256, validation_alias="MODEL_MAX_CONCURRENCY")
     partition_records: int = Field(default=1000, ge=1, validation_alias="PARTITION_RECORDS")
     partition_concurrency: int = Field(default=10, ge=1, le=40, validation_alias="PARTITION_CONCURRENCY")
     dry_runs_per_minute: int = Field(default=10, ge=1, validation_alias="DRY_RUNS_PER_MINUTE")

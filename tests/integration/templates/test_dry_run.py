@@ -118,9 +118,9 @@ def test_dry_run_renders_each_step_calls_the_model_and_prices_the_record(aws: An
     assert Decimal(estimate["total_cost"]) == Decimal(estimate["model_cost"]) + Decimal(
         estimate["fargate_cost"]
     )
-    assert estimate["record_concurrency"] == 1
+    assert estimate["record_concurrency"] == 16  # one partition, MODEL_MAX_CONCURRENCY records at once
     assert any("offline model answered" in a for a in estimate["assumptions"])
-    assert any("1 at a time" in a for a in estimate["assumptions"])
+    assert any("1 partition(s) of at most 1000 records" in a for a in estimate["assumptions"])
 
 
 def test_dry_run_without_the_model_renders_prompts_only_and_states_what_it_assumed(aws: Any) -> None:
