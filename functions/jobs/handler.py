@@ -86,11 +86,14 @@ def _json(status: int, body: Any) -> Response:
     description=(
         "Queues a job for a template version readable by you and one of your seed-data uploads. "
         "With an `Idempotency-Key` header a retry answers the first answer and creates nothing; the "
-        "same key with a different body is a 422, and a retry while the first is still running a 409."
+        "same key with a different body is a 400, and a retry while the first is still running a 409."
     ),
     responses=api_responses(
         (201, "Queued"),
-        e400="Malformed Idempotency-Key, or an export_config.compression the output_format cannot use",
+        e400=(
+            "Malformed Idempotency-Key, or one already used with a different body, or an "
+            "export_config.compression the output_format cannot use"
+        ),
         e401="No JWT claims",
         e403="seed_data_path is not under seed-data/{you}/",
         e404="Template version (yours or public) or seed object not found",

@@ -39,10 +39,17 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 from jinja2 import TemplateSyntaxError
 
+from functions.common.catalogue import ModelPrice, UnknownModelError, resolve_model
 from functions.common.errors import BadRequestError, ForbiddenError, NotFoundError, ServiceUnavailableError
 from functions.common.rate_limit import RateLimiter
 from functions.common.sizes import TASK_SHAPES
-from functions.common.storage import seed_prefix
+from functions.common.storage import (
+    SeedFolderTooLargeError,
+    SeedPathError,
+    is_seed_folder,
+    list_seed_files,
+    seed_location,
+)
 from functions.seed_data.reader import SeedDataError, detect_format, iter_seed_records
 from functions.templates.models import TemplateVersion
 from functions.templates.product_models import (
@@ -52,7 +59,7 @@ from functions.templates.product_models import (
     DryRunStep,
     JobEstimate,
 )
-from functions.worker.pricing import FargatePrice, ModelPrice, UnknownModelError, resolve_model
+from functions.worker.pricing import FargatePrice
 from functions.worker.providers import ModelCallError, ModelProvider, ProviderUnavailable, estimate_tokens
 from functions.worker.rendering import _TEMPLATE_FILENAME, PromptRenderer, RenderError
 
@@ -78,6 +85,9 @@ ProviderFactory = Callable[[float], ModelProvider]
 
 
 class SeedFiles(Protocol):
+    @property
+    def bucket(self) -> str: ...
+
     def records(self, key: str) -> Iterator[dict[str, Any]]: ...
 
 
@@ -107,7 +117,25 @@ class S3SeedFiles:
         self._s3 = s3_client
         self._bucket = bucket
 
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
     def records(self, key: str) -> Iterator[dict[str, Any]]:
+        """A file's records, or a folder's (its files in key order, as a job reads them)."""
+        if not is_seed_folder(key):
+            yield from self._file_records(key)
+            return
+        try:
+            files = list_seed_files(self._s3, self._bucket, key)
+        except SeedFolderTooLargeError as error:
+            raise BadRequestError(str(error)) from None
+        if not files:
+            raise NotFoundError("Seed data not found")
+        for file_key in files:
+            yield from self._file_records(file_key)
+
+    def _file_records(self, key: str) -> Iterator[dict[str, Any]]:
         try:
             answer = self._s3.get_object(Bucket=self._bucket, Key=key)
         except ClientError as error:
@@ -148,10 +176,9 @@ class DryRunService:
     def run(self, caller: str, template_id: str, request: DryRunRequest) -> DryRunResponse:
         template = self._templates.get(caller, template_id, request.version)
         steps = _priced_steps(template)
-        if request.seed_data_path is not None:
-            _check_seed_owner(caller, request.seed_data_path)
+        key = self._seed_key(caller, request.seed_data_path) if request.seed_data_path is not None else None
         self._limiter.acquire(caller)
-        seed = request.seed_record if request.seed_record is not None else self._seed(request)
+        seed = self._seed(key, request.record_index or 0) if key is not None else request.seed_record or {}
         run = self._render_and_call(steps, seed, call_model=request.call_model)
         record = DryRunRecord(
             tokens_in=sum(s.tokens_in for s in run.steps),
@@ -171,12 +198,17 @@ class DryRunService:
 
     # ----------------------------------------------------------------- seed
 
-    def _seed(self, request: DryRunRequest) -> dict[str, Any]:
-        assert request.seed_data_path is not None
-        wanted = request.record_index or 0
+    def _seed_key(self, caller: str, path: str) -> str:
+        """The key or folder a ``seed_data_path`` names, in the forms ``POST /jobs`` accepts."""
+        try:
+            return seed_location(path, caller, self._seeds.bucket)
+        except SeedPathError as error:
+            raise ForbiddenError(f"{error}: one of your uploads, or a folder of them") from None
+
+    def _seed(self, key: str, wanted: int) -> dict[str, Any]:
         count = 0
         try:
-            for record in self._seeds.records(request.seed_data_path):
+            for record in self._seeds.records(key):
                 if count == wanted:
                     return record
                 count += 1
@@ -334,12 +366,6 @@ def _priced_steps(template: TemplateVersion) -> list[tuple[str, str, ModelPrice]
         except UnknownModelError as error:
             raise BadRequestError(f"Step {step.id!r}: {error}", details={"step": step.id}) from None
     return steps
-
-
-def _check_seed_owner(caller: str, path: str) -> None:
-    prefix = seed_prefix(caller)
-    if not path.startswith(prefix) or len(path) == len(prefix):
-        raise ForbiddenError("seed_data_path must be one of your uploads, under seed-data/{your user id}/")
 
 
 def _assumed(model: ModelPrice, prompt: str) -> DryRunStep:

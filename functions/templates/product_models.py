@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from functions.common.money import DecimalString
+from functions.common.money import DecimalNumber
 from functions.common.sizes import DEFAULT_TASK_SIZE, TaskSize
 from functions.templates.models import ForkedFrom
 
@@ -224,14 +224,14 @@ class DryRunStep(BaseModel):
     tokens_estimated: bool = Field(
         description="True when the counts are estimated from text, not reported by the model."
     )
-    cost: DecimalString = Field(description="Dollars.")
+    cost: DecimalNumber = Field(description="Dollars.")
     duration_ms: int
 
 
 class DryRunRecord(BaseModel):
     tokens_in: int
     tokens_out: int
-    cost: DecimalString = Field(description="Dollars: the model cost of this one record.")
+    cost: DecimalNumber = Field(description="Dollars: the model cost of this one record.")
     duration_ms: int
 
 
@@ -241,9 +241,9 @@ class JobEstimate(BaseModel):
     parallel_partitions: int = Field(description="Partitions of the job in flight at once.")
     record_concurrency: int = Field(description="Records the job generates at once, in all.")
     seconds_per_record: float
-    model_cost: DecimalString = Field(description="Dollars.")
-    fargate_cost: DecimalString = Field(description="Dollars: the worker task's share.")
-    total_cost: DecimalString = Field(description="Dollars: model + Fargate.")
+    model_cost: DecimalNumber = Field(description="Dollars.")
+    fargate_cost: DecimalNumber = Field(description="Dollars: the worker task's share.")
+    total_cost: DecimalNumber = Field(description="Dollars: model + Fargate.")
     duration_seconds: int = Field(description="Generation time once the job runs (no queueing).")
     assumptions: list[str]
 

@@ -32,8 +32,8 @@ def test_a_dry_run_renders_a_seed_record_through_the_offline_model_and_estimates
     assert bio["prompt"] == "Write a short bio of Author 2, a mystery writer."
     assert bio["output"].startswith("[offline ")
     assert tagline["prompt"] == "A tagline for: " + bio["output"]
-    assert Decimal(body["record"]["cost"]) == Decimal(bio["cost"]) + Decimal(tagline["cost"])
-    assert Decimal(body["estimate"]["model_cost"]) == Decimal(body["record"]["cost"]) * 500
+    assert Decimal(str(body["record"]["cost"])) == Decimal(str(bio["cost"])) + Decimal(str(tagline["cost"]))
+    assert Decimal(str(body["estimate"]["model_cost"])) == Decimal(str(body["record"]["cost"])) * 500
     assert body["estimate"]["assumptions"]
     # Nothing was created: no job, and the template is unchanged.
     assert author.get("/jobs").json()["jobs"] == []

@@ -14,6 +14,7 @@ from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
 from functions.common import settings as s
+from functions.common.catalogue import LLAMA_3_1_8B, LLAMA_3_1_70B
 from functions.common.errors import BadRequestError, ServiceUnavailableError
 from functions.common.events import EventPublisher
 from functions.common.rate_limit import RateLimiter, Window
@@ -21,10 +22,10 @@ from functions.common.settings import load_settings
 from functions.common.sizes import TaskSize
 from functions.templates.dry_run import DryRunService, S3SeedFiles, WorkerShape
 from functions.templates.handler import lambda_handler
+from functions.templates.models import TemplateDefinition, TemplateVersion
 from functions.templates.product_models import DryRunRequest
 from functions.templates.repository import TemplateRepository
 from functions.templates.service import TemplateService
-from functions.worker.pricing import LLAMA_3_1_8B, LLAMA_3_1_70B
 from functions.worker.providers import BedrockProvider, OfflineProvider
 from functions.worker.rendering import PromptRenderer
 from tests.support.http import ApiClient
@@ -107,16 +108,16 @@ def test_dry_run_renders_each_step_calls_the_model_and_prices_the_record(aws: An
     assert bio["output"].startswith("[offline Llama 3.1 70B Instruct ")
     for step, price in ((outline, Decimal("0.22")), (bio, Decimal("0.72"))):
         expected = (step["tokens_in"] + step["tokens_out"]) * price / 1_000_000
-        assert Decimal(step["cost"]) == expected.quantize(Decimal("1e-9"))
+        assert Decimal(str(step["cost"])) == expected.quantize(Decimal("1e-9"))
     record = body["record"]
     assert record["tokens_in"] == outline["tokens_in"] + bio["tokens_in"]
     assert record["tokens_out"] == outline["tokens_out"] + bio["tokens_out"]
-    assert Decimal(record["cost"]) == Decimal(outline["cost"]) + Decimal(bio["cost"])
+    assert Decimal(str(record["cost"])) == Decimal(str(outline["cost"])) + Decimal(str(bio["cost"]))
     estimate = body["estimate"]
     assert estimate["num_records"] == 1000
-    assert Decimal(estimate["model_cost"]) == Decimal(record["cost"]) * 1000
-    assert Decimal(estimate["total_cost"]) == Decimal(estimate["model_cost"]) + Decimal(
-        estimate["fargate_cost"]
+    assert Decimal(str(estimate["model_cost"])) == Decimal(str(record["cost"])) * 1000
+    assert Decimal(str(estimate["total_cost"])) == Decimal(str(estimate["model_cost"])) + Decimal(
+        str(estimate["fargate_cost"])
     )
     assert estimate["record_concurrency"] == 16  # one partition, MODEL_MAX_CONCURRENCY records at once
     assert any("offline model answered" in a for a in estimate["assumptions"])
@@ -137,6 +138,21 @@ def test_dry_run_without_the_model_renders_prompts_only_and_states_what_it_assum
     assert any("assumed to be 256 tokens" in a for a in answer.body["estimate"]["assumptions"])
 
 
+def test_dry_run_reads_a_folder_or_an_s3_uri_as_post_jobs_does(aws: Any) -> None:
+    template_id = create()
+    upload(aws, OWNER, ['{"author": {"name": "A0"}}', '{"author": {"name": "A1"}}'], name="dir/a.jsonl")
+    upload(aws, OWNER, ['{"author": {"name": "B0"}}'], name="dir/b.jsonl")
+
+    folder = dry_run(template_id, seed_data_path=f"seed-data/{OWNER}/dir/", record_index=2, call_model=False)
+    uri = dry_run(
+        template_id, seed_data_path=f"s3://{BUCKET}/seed-data/{OWNER}/dir/a.jsonl", call_model=False
+    )
+
+    assert folder.status == uri.status == 200, (folder.body, uri.body)
+    assert folder.body["steps"][0]["prompt"] == "Outline the life of B0."  # the folder's third record
+    assert uri.body["steps"][0]["prompt"] == "Outline the life of A0."
+
+
 def test_dry_run_reads_a_record_of_your_seed_file(aws: Any) -> None:
     template_id = create()
     key = upload(aws, OWNER, [json.dumps({"author": {"name": f"Author {i}"}}) for i in range(3)])
@@ -155,6 +171,8 @@ def test_dry_run_reads_a_record_of_your_seed_file(aws: Any) -> None:
     [
         ({"record_index": 3}, 400, "has 3 records"),
         ({"seed_data_path": "seed-data/user-other/authors.jsonl"}, 403, "one of your uploads"),
+        ({"seed_data_path": "s3://another-bucket/seed-data/user-owner/authors.jsonl"}, 403, "another bucket"),
+        ({"seed_data_path": "seed-data/user-owner/empty/"}, 404, "Seed data not found"),
         ({"seed_data_path": "seed-data/user-owner/missing.jsonl"}, 404, "Seed data not found"),
         # Records are streamed: the first record of a file broken further down is still usable.
         ({"seed_data_path": "seed-data/user-owner/broken.jsonl", "record_index": 1}, 400, "line 2"),
@@ -185,7 +203,7 @@ def test_dry_run_seed_file_errors(aws: Any, body: dict[str, Any], status: int, m
 )
 def test_dry_run_refuses_a_malformed_request(aws: Any, body: dict[str, Any]) -> None:
     answer = dry_run(create(), **body)
-    assert answer.status == 422, answer.body
+    assert answer.status == 400, answer.body
 
 
 # ------------------------------------------------------------------ render errors
@@ -213,7 +231,20 @@ def test_a_render_error_is_a_400_naming_the_step_and_the_line(
 
 
 def test_a_step_whose_model_is_unknown_is_a_400_naming_the_step(aws: Any) -> None:
-    template_id = create(steps=[{"id": "mystery", "prompt": "x", "model": "no.such-model-v9"}])
+    """A version stored before the catalogue checked models (creates refuse them now)."""
+    template_id = "old-template"
+    TemplateRepository(aws.client("dynamodb"), TEMPLATES_TABLE).create(
+        TemplateVersion(
+            template_id=template_id,
+            version=1,
+            user_id=OWNER,
+            name="old",
+            template_definition=TemplateDefinition.model_validate(
+                {"steps": [{"id": "mystery", "prompt": "x", "model": "no.such-model-v9"}]}
+            ),
+            created_at="2026-01-01T00:00:00.000Z",
+        )
+    )
     answer = dry_run(template_id, seed_record={})
     assert answer.status == 400, answer.body
     assert answer.body["details"] == {"step": "mystery"}
