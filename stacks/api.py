@@ -105,6 +105,8 @@ class Api(Construct):
             # ... and estimates a job's duration with the lifecycle's partitioning.
             "PARTITION_RECORDS": str(config.partition_records),
             "PARTITION_CONCURRENCY": str(config.partition_concurrency),
+            "MAX_QUEUED_JOBS_PER_USER": str(config.max_queued_jobs_per_user),
+            "MAX_JOBS_CREATED_PER_MINUTE": str(config.max_jobs_created_per_minute),
         }
         self.functions: dict[str, PythonFunction] = {
             domain: PythonFunction(
@@ -150,6 +152,9 @@ class Api(Construct):
             "DefaultStage",
             stage_name="$default",
             auto_deploy=True,
+            # Per-route 4xx/5xx/latency for the dashboard (billed as custom metrics; context
+            # api_route_metrics=false turns it off). MiniStack has no CloudWatch behind it.
+            detailed_metrics_enabled=config.api_route_metrics and not config.is_local,
             throttle=apigw.ThrottleSettings(
                 rate_limit=config.throttle_rate_limit, burst_limit=config.throttle_burst_limit
             ),

@@ -125,6 +125,7 @@ def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
 
     @app.exception_handler(DomainError)
     def _domain_error(error: DomainError) -> Response:
+        # Typed headers ride on the error (e.g. Retry-After of a TooManyRequestsError).
         return error_response(error.status_code, error.message, error.details, error.headers)
 
     @app.exception_handler(RequestValidationError)

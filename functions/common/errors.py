@@ -46,11 +46,12 @@ class PayloadTooLargeError(DomainError):
 
 
 class TooManyRequestsError(DomainError):
-    """A rate limit or quota is used up; ``Retry-After`` says when the caller may try again."""
+    """A per-user quota or rate limit is used up; the answer carries ``Retry-After`` (whole seconds)."""
 
     status_code = 429
 
     def __init__(self, message: str, retry_after_seconds: int, details: Any = None) -> None:
+        retry_after_seconds = max(1, retry_after_seconds)
         super().__init__(message, details, headers={"Retry-After": str(retry_after_seconds)})
         self.retry_after_seconds = retry_after_seconds
 
