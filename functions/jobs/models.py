@@ -68,15 +68,16 @@ class CreateJobRequest(BaseModel):
 
     template_id: str = Field(min_length=1, max_length=128)
     template_version: int | None = Field(
-        default=None, ge=1, le=1_000_000, description="Default: the template's latest version."
+        default=None, ge=1, le=1_000_000, strict=True, description="Default: the template's latest version."
     )
     seed_data_path: str = Field(
         min_length=1, max_length=1024, description="An uploaded object's key, under `seed-data/{you}/`."
     )
     budget_limit: Money = Field(description="Dollars, 0 < x <= 1000.")
     output_format: OutputFormat
-    num_records: int = Field(ge=1, le=1_000_000)
-    priority: int = Field(default=5, ge=1, le=10, description="1..10, 10 is the most urgent.")
+    # Strict: a JSON integer only (true is not 1, "5" is not 5, 5.0 is not 5).
+    num_records: int = Field(ge=1, le=1_000_000, strict=True)
+    priority: int = Field(default=5, ge=1, le=10, strict=True, description="1..10, 10 is the most urgent.")
     task_size: str | None = Field(default=None, min_length=1, max_length=64)
     partition_strategy: str | None = Field(default=None, min_length=1, max_length=64)
     export_config: dict[str, Any] | None = Field(

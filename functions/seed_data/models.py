@@ -47,7 +47,7 @@ class ValidateRequest(BaseModel):
 
     s3_key: str = Field(min_length=1, max_length=1024)
     template_id: str = Field(min_length=1, max_length=256)
-    template_version: int | None = Field(default=None, ge=1, le=1_000_000)
+    template_version: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
 
 
 class RecordError(BaseModel):

@@ -82,7 +82,7 @@ class CreateTemplateRequest(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
-    is_public: bool = False
+    is_public: bool = Field(default=False, strict=True)  # a JSON boolean, not "yes" or 1
     template_definition: TemplateDefinition
 
 
@@ -94,7 +94,7 @@ class UpdateTemplateRequest(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
-    is_public: bool | None = None
+    is_public: bool | None = Field(default=None, strict=True)
     template_definition: TemplateDefinition
 
 
