@@ -45,6 +45,8 @@ ROUTES: dict[str, list[tuple[apigw.HttpMethod, str]]] = {
     "dashboard": [(GET, "/dashboard/{job_id}")],
 }
 PUBLIC_DOMAINS = frozenset({"health"})
+# One seed size limit: the upload form enforces it, validation and job create check the object's size.
+UPLOAD_MAX_BYTES = str(100 * 1024 * 1024)
 
 ACCESS_LOG_FORMAT = (
     '{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
@@ -146,9 +148,10 @@ class Api(Construct):
                 "IDEMPOTENCY_TABLE",
                 "BUCKET_NAME",
                 "EVENT_BUS_NAME",
+                UPLOAD_MAX_BYTES=UPLOAD_MAX_BYTES,
             ),
             "templates": settings("TEMPLATES_TABLE", "EVENT_BUS_NAME"),
-            "seed_data": settings("BUCKET_NAME", "TEMPLATES_TABLE", UPLOAD_MAX_BYTES=str(100 * 1024 * 1024)),
+            "seed_data": settings("BUCKET_NAME", "TEMPLATES_TABLE", UPLOAD_MAX_BYTES=UPLOAD_MAX_BYTES),
             "dashboard": settings("JOBS_TABLE"),
         }
         self.functions: dict[str, PythonFunction] = {

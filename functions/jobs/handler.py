@@ -25,6 +25,7 @@ from functions.common.settings import (
     JobsTableSettings,
     QueueTableSettings,
     TemplatesTableSettings,
+    UploadSettings,
     load_settings,
 )
 from functions.jobs.models import (
@@ -48,6 +49,7 @@ class JobsApiSettings(
     IdempotencyTableSettings,
     BucketSettings,
     EventBusSettings,
+    UploadSettings,
 ):
     pass
 
@@ -67,6 +69,7 @@ def _service() -> JobsService:
             table_name=settings.idempotency_table, boto3_client=dynamodb
         ),
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        seed_max_bytes=settings.upload_max_bytes,
         lambda_context=router.lambda_context,
     )
 
@@ -85,15 +88,16 @@ def _json(status: int, body: Any) -> Response:
     description=(
         "Queues a job for a template version readable by you and one of your seed-data uploads. "
         "With an `Idempotency-Key` header a retry answers the first answer and creates nothing; the "
-        "same key with a different body is a 422, and a retry while the first is still running a 409."
+        "same key with a different body is a 422, a retry while the first is still running a 409, and "
+        "a retry after its job was deleted a 409 too."
     ),
     responses=api_responses(
         (201, "Queued"),
-        e400="Malformed Idempotency-Key",
+        e400="Malformed Idempotency-Key, or the seed file is larger than the upload limit",
         e401="No JWT claims",
         e403="seed_data_path is not under seed-data/{you}/",
         e404="Template version (yours or public) or seed object not found",
-        e409="A request with this Idempotency-Key is still in progress",
+        e409="A request with this Idempotency-Key is still in progress, or its job was deleted",
     ),
 )
 def create_job(

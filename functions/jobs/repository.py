@@ -232,14 +232,18 @@ class JobFiles:
         self._bucket = bucket
 
     def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes (one HeadObject); None when it does not exist."""
         try:
-            self._s3.head_object(Bucket=self._bucket, Key=key)
+            answer = self._s3.head_object(Bucket=self._bucket, Key=key)
         except ClientError as error:
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound") or status == 404:
-                return False
+                return None
             raise
-        return True
+        return int(answer.get("ContentLength", 0))
 
     def presigned_get(self, key: str, expires_in: int, filename: str) -> str:
         url: str = self._presign.generate_presigned_url(

@@ -8,7 +8,8 @@ Decisions where the issue is silent (also in the report and the route descriptio
   identical keys never collide. A retry with the same key and the same body answers the first
   answer (201, same ``job_id``) and writes nothing. The same key with a *different* body is a 422;
   while the first request is still running, a retry is a 409. Keys are 1..128 printable ASCII
-  characters and are remembered for ``IDEMPOTENCY_TTL_SECONDS`` (default one hour).
+  characters and are remembered for ``IDEMPOTENCY_TTL_SECONDS`` (default one hour). A retry whose
+  job has been deleted since is a 409 saying so (never 201 with the id of a job that 404s).
 * ``Job Queued`` is informational (the promoter reacts to the Jobs stream, not to the event): if it
   cannot be published after the job is committed, the failure is logged and the create still
   answers 201, because answering 500 would make clients retry into a duplicate job.
@@ -126,6 +127,7 @@ class JobsService:
         publisher: EventPublisher,
         idempotency_store: BasePersistenceLayer | None = None,
         idempotency_ttl_seconds: int = 3600,
+        seed_max_bytes: int | None = None,
         lambda_context: Any = None,
         clock: Callable[[], str] = now_iso,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
@@ -137,6 +139,7 @@ class JobsService:
         self._publisher = publisher
         self._clock = clock
         self._new_id = new_id
+        self._seed_max_bytes = seed_max_bytes
         self._idempotent_create: Callable[..., CreateJobResponse] | None = None
         if idempotency_store is not None:
             # The record is found by (caller, key); the stored hash of the body makes a reused key
@@ -174,13 +177,20 @@ class JobsService:
             "request": request.model_dump(mode="json"),
         }
         try:
-            return self._idempotent_create(user_id=user_id, request=request, idempotency=payload)
+            answer = self._idempotent_create(user_id=user_id, request=request, idempotency=payload)
         except IdempotencyValidationError:
             raise UnprocessableError(
                 "Idempotency-Key was already used with a different request body"
             ) from None
         except IdempotencyAlreadyInProgressError:
             raise ConflictError("A request with this Idempotency-Key is still in progress") from None
+        if self._jobs.get(answer.job_id) is None:
+            # A replay whose job has since been deleted: its id would only answer 404.
+            raise ConflictError(
+                f"The job created with this Idempotency-Key ({answer.job_id}) has been deleted; "
+                "send a new Idempotency-Key to create another job"
+            )
+        return answer
 
     def _create_idempotently(
         self, *, user_id: str, request: CreateJobRequest, idempotency: dict[str, Any]
@@ -197,8 +207,7 @@ class JobsService:
             raise ForbiddenError(
                 "seed_data_path must be one of your uploads, under seed-data/{your user id}/"
             )
-        if not self._files.exists(request.seed_data_path):
-            raise NotFoundError("Seed data not found")
+        self._check_seed_size(request.seed_data_path)
 
         job_id = self._new_id()
         created_at = self._clock()
@@ -246,6 +255,17 @@ class JobsService:
             logger.exception("Job Queued not published; the job is committed", extra={"job_id": job_id})
         logger.info("Job queued", extra={"job_id": job_id, "template_id": template.template_id})
         return CreateJobResponse(job_id=job_id, status=JobStatus.QUEUED, created_at=created_at)
+
+    def _check_seed_size(self, key: str) -> None:
+        """404 without the object; 400 when it is larger than an upload may be (a presigned PUT
+        cannot bound the size it accepts, so the object's own size decides)."""
+        size = self._files.size(key)
+        if size is None:
+            raise NotFoundError("Seed data not found")
+        if self._seed_max_bytes is not None and size > self._seed_max_bytes:
+            raise BadRequestError(
+                f"The seed file is {size} bytes; the upload limit is {self._seed_max_bytes} bytes"
+            )
 
     # ------------------------------------------------------------ reads
 

@@ -183,6 +183,7 @@ def test_function_settings_are_known_and_point_at_the_right_resources(each: Synt
                 "IDEMPOTENCY_TABLE",
                 "BUCKET_NAME",
                 "EVENT_BUS_NAME",
+                "UPLOAD_MAX_BYTES",
             },
         ),
         ("templates", {"TEMPLATES_TABLE", "EVENT_BUS_NAME"}),
