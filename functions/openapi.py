@@ -14,6 +14,7 @@ from pathlib import Path
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 
 from functions.common.api import OPENAPI_TITLE, OPENAPI_VERSION, PUBLIC_PATHS, build_resolver
+from functions.openapi_contract import complete_contract
 
 # Every module that defines API routes as ``router``.
 ROUTER_MODULES = (
@@ -45,7 +46,7 @@ def openapi_document() -> dict:
     for path in PUBLIC_PATHS & document["paths"].keys():
         for operation in document["paths"][path].values():
             operation["security"] = []
-    return document
+    return complete_contract(document)
 
 
 def render() -> str:

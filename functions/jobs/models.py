@@ -9,7 +9,7 @@ dollar amount. Counts (records, tokens, priority, versions) are JSON integers.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -83,6 +83,19 @@ class CreateJobRequest(BaseModel):
     export_config: dict[str, Any] | None = Field(
         default=None, description="Stored as given (a JSON object of at most 8 KB)."
     )
+
+    @field_validator("budget_limit", mode="before")
+    @classmethod
+    def _to_micro_dollars(cls, value: Any) -> Any:
+        # A JSON number may have any number of decimals (the schema sets no multipleOf, which
+        # floats cannot state exactly): keep it to the micro-dollar, rounded up so the budget is
+        # never below what was asked. A numeric string keeps its stricter, documented pattern.
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1000:
+            amount = Decimal(str(value))
+            exponent = amount.as_tuple().exponent
+            if isinstance(exponent, int) and exponent < -6:
+                return amount.quantize(Decimal("0.000001"), rounding=ROUND_UP)
+        return value
 
     @field_validator("export_config")
     @classmethod
