@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from functions.common.json_types import json_int
 from functions.common.money import DecimalString
 from functions.common.storage import OutputFormat
 
@@ -67,17 +68,17 @@ class CreateJobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     template_id: str = Field(min_length=1, max_length=128)
-    template_version: int | None = Field(
-        default=None, ge=1, le=1_000_000, strict=True, description="Default: the template's latest version."
+    template_version: json_int(1, 1_000_000) | None = Field(  # type: ignore[valid-type]
+        default=None, description="Default: the template's latest version."
     )
     seed_data_path: str = Field(
         min_length=1, max_length=1024, description="An uploaded object's key, under `seed-data/{you}/`."
     )
     budget_limit: Money = Field(description="Dollars, 0 < x <= 1000.")
     output_format: OutputFormat
-    # Strict: a JSON integer only (true is not 1, "5" is not 5, 5.0 is not 5).
-    num_records: int = Field(ge=1, le=1_000_000, strict=True)
-    priority: int = Field(default=5, ge=1, le=10, strict=True, description="1..10, 10 is the most urgent.")
+    # JSON integers only: true is not 1, "5" is not 5 (functions.common.json_types).
+    num_records: json_int(1, 1_000_000)  # type: ignore[valid-type]
+    priority: json_int(1, 10) = Field(default=5, description="1..10, 10 is the most urgent.")  # type: ignore[valid-type]
     task_size: str | None = Field(default=None, min_length=1, max_length=64)
     partition_strategy: str | None = Field(default=None, min_length=1, max_length=64)
     export_config: dict[str, Any] | None = Field(

@@ -6,16 +6,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.common.json_types import json_int
+
 SeedContentType = Literal["application/json", "application/x-ndjson", "text/csv"]
 MAX_REPORTED_ERRORS = 20
 MAX_FILENAME_CHARS = 255
 
 # Characters a seed file name may not hold: ASCII and Unicode controls, invisible and bidirectional
-# formatting characters (which can disguise a name), lone surrogates, slash look-alikes, the
-# characters S3 advises against in keys, and one (U+1FEF) that NFC turns into a backquote.
+# formatting characters (which can disguise a name), slash look-alikes, the characters S3 advises
+# against in keys, and one (U+1FEF) that NFC turns into a backquote. (Lone surrogates, which no
+# UTF-8 key can hold, are refused by the service too; a pattern cannot name them portably.)
 FILENAME_EXCLUDED = (
     r'\x00-\x1f\x7f-\x9f/\\:*?"<>|#%{}^~\[\]`\u1fef\u200b-\u200f\u2028-\u202e\u2044'
-    r"\u2060-\u206f\u2215\ufeff\uff0f\uff3c\ud800-\udfff"
+    r"\u2060-\u206f\u2215\ufeff\uff0f\uff3c"
 )
 # The whole rule as one pattern (ECMA and Python syntax alike, so the OpenAPI document states it
 # exactly): 1..255 allowed characters, not starting with '.' or a space, not ending with a space,
@@ -111,7 +114,7 @@ class ValidateRequest(BaseModel):
 
     s3_key: str = Field(min_length=1, max_length=1024)
     template_id: str = Field(min_length=1, max_length=256)
-    template_version: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
+    template_version: json_int(1, 1_000_000) | None = None  # type: ignore[valid-type]
 
 
 class RecordError(BaseModel):

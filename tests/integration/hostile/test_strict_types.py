@@ -33,7 +33,7 @@ def _count(aws: Any, table: str) -> int:
     [
         ("num_records", True),
         ("num_records", "5"),
-        ("num_records", 5.0),
+        ("num_records", 5.5),
         ("priority", "3"),
         ("priority", False),
         ("template_version", True),
@@ -48,9 +48,14 @@ def test_a_job_with_a_non_integer_count_is_400_and_creates_nothing(aws, field: s
     assert _count(aws, JOBS_TABLE) == 0
 
 
-def test_the_same_job_with_integers_is_created(aws) -> None:
-    body = job_body(make_template(aws, "user-1"), upload_seed(aws, "user-1"), num_records=5, priority=3)
-    assert jobs_api.post("/jobs", user="user-1", body=body).status == 201
+@pytest.mark.parametrize("num_records", [5, 5.0])  # 5.0 is an integer to JSON Schema too
+def test_the_same_job_with_integers_is_created(aws, num_records: float) -> None:
+    body = job_body(
+        make_template(aws, "user-1"), upload_seed(aws, "user-1"), num_records=num_records, priority=3
+    )
+    created = jobs_api.post("/jobs", user="user-1", body=body)
+    assert created.status == 201
+    assert jobs_api.get(f"/jobs/{created.body['job_id']}", user="user-1").body["num_records"] == 5
 
 
 @pytest.mark.parametrize("value", ["true", 1, "yes"])
