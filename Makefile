@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: venv local test test-fast lint format openapi schemas synth bench clean
+.PHONY: venv local test test-fast fuzz lint format openapi schemas synth bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,6 +19,10 @@ local: venv
 
 test: venv
 	$(PY) -m pytest -n 2 --dist loadgroup
+
+# The fuzz tier with thousands of cases (make test runs it bounded: FUZZ_EXAMPLES=12, fixed seed).
+fuzz: venv
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-250} $(PY) -m pytest -p no:xdist tests/e2e/test_fuzz.py
 
 test-fast: venv
 	$(PY) -m pytest tests/unit tests/integration -n 2

@@ -9,11 +9,13 @@ dollar amount. Counts (records, tokens, priority, versions) are JSON integers.
 from __future__ import annotations
 
 import json
+import re
 from decimal import ROUND_UP, Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from functions.common.json_types import json_int
 from functions.common.money import DecimalString
@@ -22,6 +24,19 @@ from functions.common.storage import OutputFormat
 MAX_EXPORT_CONFIG_BYTES = 8 * 1024
 MAX_EXPORT_CONFIG_DEPTH = 8
 MAX_NUMBER_DIGITS = 38  # DynamoDB numbers: 38 significant digits
+# budget_limit as a string: plain dollars in (0, 1000] with at most 6 decimals ("12.50", "0.000001").
+# The same pattern is in the schema, so the document and the check can never disagree.
+BUDGET_STRING_PATTERN = r"^(?=[\d.]*[1-9])0*(?:(?:[1-9]\d{0,2})?(?:\.\d{0,6})?|1000(?:\.0{0,6})?)(?![\s\S])"
+_BUDGET_STRING = re.compile(BUDGET_STRING_PATTERN)
+
+
+def _budget_schema(schema: dict[str, Any]) -> None:
+    schema.pop("anyOf", None)
+    schema.pop("type", None)
+    schema["anyOf"] = [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
+        {"type": "string", "pattern": BUDGET_STRING_PATTERN},
+    ]
 
 
 class JobStatus(StrEnum):
@@ -74,7 +89,12 @@ class CreateJobRequest(BaseModel):
     seed_data_path: str = Field(
         min_length=1, max_length=1024, description="An uploaded object's key, under `seed-data/{you}/`."
     )
-    budget_limit: Money = Field(description="Dollars, 0 < x <= 1000.")
+    budget_limit: Money = Field(
+        description=(
+            'Dollars, 0 < x <= 1000: a number (more than 6 decimals round up) or a string such as "12.50".'
+        ),
+        json_schema_extra=_budget_schema,
+    )
     output_format: OutputFormat
     # JSON integers only: true is not 1, "5" is not 5 (functions.common.json_types).
     num_records: json_int(1, 1_000_000)  # type: ignore[valid-type]
@@ -91,6 +111,8 @@ class CreateJobRequest(BaseModel):
         # A JSON number may have any number of decimals (the schema sets no multipleOf, which
         # floats cannot state exactly): keep it to the micro-dollar, rounded up so the budget is
         # never below what was asked. A numeric string keeps its stricter, documented pattern.
+        if isinstance(value, str) and not _BUDGET_STRING.fullmatch(value):
+            raise PydanticCustomError("decimal_parsing", 'A budget string is dollars such as "12.50"')
         if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1000:
             amount = Decimal(str(value))
             exponent = amount.as_tuple().exponent
