@@ -22,7 +22,7 @@ test: venv
 
 # The fuzz tier with thousands of cases (make test runs it bounded: FUZZ_EXAMPLES=12, fixed seed).
 fuzz: venv
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-250} $(PY) -m pytest -p no:xdist tests/e2e/test_fuzz.py
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-250} $(PY) -m pytest -n 0 tests/e2e/test_fuzz.py
 
 test-fast: venv
 	$(PY) -m pytest tests/unit tests/integration -n 2
