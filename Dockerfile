@@ -1,6 +1,6 @@
 # The generation worker: one process per ECS Fargate (Spot) task, `python -m functions.worker`.
 # Build from the repository root: docker build -t plot-palette-worker .
-FROM python:3.12-slim
+FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

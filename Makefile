@@ -37,7 +37,7 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 
 openapi: venv
-	$(PY) -m functions.openapi docs/openapi.json
+	$(PY) -m functions.openapi
 
 schemas: venv
 	$(PY) -m functions.schemas docs/events

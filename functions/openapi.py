@@ -1,6 +1,7 @@
 """Generate the OpenAPI document of the whole API from the domain routers.
 
-``python -m functions.openapi docs/openapi.json`` (``make openapi``) writes it; a test fails when the
+``python -m functions.openapi`` (``make openapi``) writes it to ``functions/health/openapi.json``, the
+package data the health function serves (docs/openapi.json is a link to it); a test fails when the
 committed document differs from what the code generates.
 """
 
@@ -13,24 +14,14 @@ from pathlib import Path
 
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 
-from functions.common.api import OPENAPI_TITLE, OPENAPI_VERSION, PUBLIC_PATHS, build_resolver
+from functions.common.api import API_DOMAINS, OPENAPI_TITLE, OPENAPI_VERSION, PUBLIC_PATHS, build_resolver
 from functions.openapi_contract import complete_contract
 
-# Every module that defines API routes as ``router``.
-ROUTER_MODULES = (
-    "functions.health.handler",
-    "functions.jobs.handler",
-    "functions.templates.handler",
-    "functions.seed_data.handler",
-    "functions.dashboard.handler",
-)
+DOCUMENT = Path(__file__).resolve().parent / "health" / "openapi.json"
 
 
 def openapi_document() -> dict:
-    routers = []
-    for name in ROUTER_MODULES:
-        routers.append(importlib.import_module(name).router)
-    app = build_resolver(*routers)
+    app = build_resolver(*(importlib.import_module(f"functions.{d}.handler").router for d in API_DOMAINS))
     document = json.loads(
         app.get_openapi_json_schema(
             title=OPENAPI_TITLE,
@@ -54,7 +45,7 @@ def render() -> str:
 
 
 def main() -> None:
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/openapi.json")
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else DOCUMENT
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(render())
     print(f"wrote {target}")

@@ -13,40 +13,10 @@ from aws_cdk.aws_apigatewayv2_authorizers import HttpUserPoolAuthorizer
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
+from functions.common.api import API_DOMAINS, PUBLIC_PATHS, served_routes
 from stacks.config import Config
-from stacks.lambdas import LOG_RETENTION, PythonFunction
+from stacks.lambdas import LOG_RETENTION, PythonFunction, handler_module
 from stacks.storage import Storage
-
-GET, POST, PUT, DELETE = (
-    apigw.HttpMethod.GET,
-    apigw.HttpMethod.POST,
-    apigw.HttpMethod.PUT,
-    apigw.HttpMethod.DELETE,
-)
-
-# domain -> [(method, path)], the API contract of DESIGN.md section 7 (health is public).
-ROUTES: dict[str, list[tuple[apigw.HttpMethod, str]]] = {
-    "health": [(GET, "/health"), (GET, "/docs"), (GET, "/openapi.json")],
-    "jobs": [
-        (POST, "/jobs"),
-        (GET, "/jobs"),
-        (GET, "/jobs/{job_id}"),
-        (DELETE, "/jobs/{job_id}"),
-        (GET, "/jobs/{job_id}/download"),
-    ],
-    "templates": [
-        (POST, "/templates"),
-        (GET, "/templates"),
-        (GET, "/templates/{template_id}"),
-        (PUT, "/templates/{template_id}"),
-        (DELETE, "/templates/{template_id}"),
-    ],
-    "seed_data": [(POST, "/seed-data/upload"), (POST, "/seed-data/validate")],
-    "dashboard": [(GET, "/dashboard/{job_id}")],
-}
-PUBLIC_DOMAINS = frozenset({"health"})
-# One seed size limit: the upload form enforces it, validation and job create check the object's size.
-UPLOAD_MAX_BYTES = str(100 * 1024 * 1024)
 
 ACCESS_LOG_FORMAT = (
     '{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
@@ -126,33 +96,9 @@ class Api(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         names = config.names
-        tables = {
-            "JOBS_TABLE": storage.jobs.table_name,
-            "QUEUE_TABLE": storage.queue.table_name,
-            "TEMPLATES_TABLE": storage.templates.table_name,
-            "COST_TRACKING_TABLE": storage.cost_tracking.table_name,
-            "IDEMPOTENCY_TABLE": storage.idempotency.table_name,
-            "BUCKET_NAME": storage.bucket.bucket_name,
+        resources = storage.resources | {
             "EVENT_BUS_NAME": env.bus_name,
-        }
-
-        def settings(*keys: str, **extra: str) -> dict[str, str]:
-            return {key: tables[key] for key in keys} | extra
-
-        environments = {
-            "health": {},
-            "jobs": settings(
-                "JOBS_TABLE",
-                "QUEUE_TABLE",
-                "TEMPLATES_TABLE",
-                "IDEMPOTENCY_TABLE",
-                "BUCKET_NAME",
-                "EVENT_BUS_NAME",
-                UPLOAD_MAX_BYTES=UPLOAD_MAX_BYTES,
-            ),
-            "templates": settings("TEMPLATES_TABLE", "EVENT_BUS_NAME"),
-            "seed_data": settings("BUCKET_NAME", "TEMPLATES_TABLE", UPLOAD_MAX_BYTES=UPLOAD_MAX_BYTES),
-            "dashboard": settings("JOBS_TABLE"),
+            "UPLOAD_MAX_BYTES": str(100 * 1024 * 1024),
         }
         self.functions: dict[str, PythonFunction] = {
             domain: PythonFunction(
@@ -162,10 +108,10 @@ class Api(Construct):
                 domain=domain,
                 code=env.code,
                 layers=env.layers,
-                environment=environment,
+                resources=resources,
                 description=f"plot-palette {domain} API",
             )
-            for domain, environment in environments.items()
+            for domain in API_DOMAINS
         }
 
         self.authorizer = HttpUserPoolAuthorizer(
@@ -208,14 +154,15 @@ class Api(Construct):
             destination_arn=self.access_logs.log_group_arn, format=ACCESS_LOG_FORMAT
         )
 
-        for domain, routes in ROUTES.items():
+        # Exactly the routes each handler's resolver serves.
+        for domain in API_DOMAINS:
             integration = HttpLambdaIntegration(f"{domain}-integration", self.functions[domain].function)
-            for method, path in routes:
+            for method, path in served_routes(handler_module(domain).app):
                 self.http_api.add_routes(
                     path=path,
-                    methods=[method],
+                    methods=[apigw.HttpMethod(method)],
                     integration=integration,
-                    authorizer=None if domain in PUBLIC_DOMAINS else self.authorizer,
+                    authorizer=None if path in PUBLIC_PATHS else self.authorizer,
                 )
 
         self._grant(storage, env.bus_name)

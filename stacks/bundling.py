@@ -31,8 +31,10 @@ LAYER_SOURCE = Path(__file__).resolve().parent / "layer"
 
 PLATFORM = "manylinux2014_x86_64"
 ARCHITECTURE = lambda_.Architecture.X86_64
-RUNTIME = lambda_.Runtime.PYTHON_3_14
-PYTHON_VERSION = "3.14"
+# The one Python of the project: tooling, tests, MiniStack's Lambda executor, the Lambda runtime and the
+# worker image (Dockerfile) all run 3.11, the interpreter the development machines and CI have.
+RUNTIME = lambda_.Runtime.PYTHON_3_11
+PYTHON_VERSION = "3.11"
 
 # Glob patterns applied in order over the repository root (the later one wins, like .gitignore).
 FUNCTION_CODE_EXCLUDES = [
@@ -104,7 +106,7 @@ def dependencies_layer_code(requirements: list[str] | None = None) -> lambda_.Co
         asset_hash_type=AssetHashType.CUSTOM,
         bundling=BundlingOptions(
             # Never pulled: local bundling always succeeds or raises.
-            image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.14"),
+            image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.11"),
             local=PipLayerBundling(requirements),
         ),
     )

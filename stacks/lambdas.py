@@ -2,10 +2,15 @@
 
 Each function gets its own role (no AWS managed policy) whose only log permission is writing to its
 own log group, created here with a retention (no LogRetention custom resource, so the local stage
-stays plain CloudFormation).
+stays plain CloudFormation). Its environment is what the handler's ``SETTINGS`` class reads, taken
+from the resources the stack offers: nothing more, and a required one nobody offers fails the synth.
 """
 
 from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from types import ModuleType
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -17,6 +22,23 @@ from stacks.bundling import ARCHITECTURE, RUNTIME
 from stacks.config import Config
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+
+
+def handler_module(domain: str) -> ModuleType:
+    return importlib.import_module(f"functions.{domain}.handler")
+
+
+def settings_environment(domain: str, resources: Mapping[str, str]) -> dict[str, str]:
+    """The variables ``functions.<domain>.handler.SETTINGS`` reads that ``resources`` provides."""
+    model = handler_module(domain).SETTINGS
+    environment: dict[str, str] = {}
+    for field in model.model_fields.values() if model is not None else ():
+        name = str(field.validation_alias)
+        if name in resources:
+            environment[name] = resources[name]
+        elif field.is_required():
+            raise ValueError(f"functions.{domain} requires {name}, which the stack does not provide")
+    return environment
 
 
 class PythonFunction(Construct):
@@ -31,7 +53,7 @@ class PythonFunction(Construct):
         domain: str,
         code: lambda_.Code,
         layers: list[lambda_.ILayerVersion],
-        environment: dict[str, str],
+        resources: Mapping[str, str],
         timeout_seconds: int = 29,
         memory_size: int = 512,
         description: str = "",
@@ -72,7 +94,7 @@ class PythonFunction(Construct):
             layers=layers,
             role=self.role,
             log_group=self.log_group,
-            environment={**base_environment, **environment},
+            environment={**base_environment, **settings_environment(domain, resources)},
             timeout=Duration.seconds(timeout_seconds),
             memory_size=memory_size,
             tracing=lambda_.Tracing.DISABLED if config.is_local else lambda_.Tracing.ACTIVE,

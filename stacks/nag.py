@@ -13,6 +13,7 @@ from constructs import IConstruct
 
 if TYPE_CHECKING:
     from stacks.plot_palette_stack import PlotPaletteStack
+    from stacks.worker import Worker
 
 INDEXES = {"regex": "/^Resource::<Storage[A-Za-z]+[0-9A-F]{8}\\.Arn>\\/index\\/\\*$/g"}
 OBJECTS = {"regex": "/^Resource::<StorageData[0-9A-F]{8}\\.Arn>\\/(jobs|seed-data)\\/\\*$/g"}
@@ -40,14 +41,16 @@ def _suppress(construct: IConstruct, rule: str, reason: str, applies_to: list[ob
 
 
 def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
-    config, storage, orchestration, api, auth = (
-        stack.config,
-        stack.storage,
-        stack.orchestration,
-        stack.api,
-        stack.auth,
-    )
+    _functions(stack)
+    _state_machines_and_queues(stack)
+    _auth_and_routes(stack)
+    _storage(stack)
+    if stack.worker is not None:
+        _worker(stack.worker)
 
+
+def _functions(stack: PlotPaletteStack) -> None:
+    config, orchestration, api = stack.config, stack.orchestration, stack.api
     # Lambda roles: index/* of read tables, object prefixes, X-Ray and stream listing.
     for name, fn in [
         *api.functions.items(),
@@ -65,6 +68,9 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
         _suppress(fn.role, "AwsSolutions-IAM5", INDEX_REASON, [INDEXES])
         _suppress(fn.role, "AwsSolutions-IAM5", OBJECT_REASON, [OBJECTS])
 
+
+def _state_machines_and_queues(stack: PlotPaletteStack) -> None:
+    config, orchestration = stack.config, stack.orchestration
     # State machine roles: CloudWatch Logs delivery and X-Ray.
     for machine in (orchestration.lifecycle, orchestration.cancellation, orchestration.cleanup):
         _suppress(
@@ -87,6 +93,9 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
             "on-failure destination); a DLQ of a DLQ would only move the same records again.",
         )
 
+
+def _auth_and_routes(stack: PlotPaletteStack) -> None:
+    auth, api = stack.auth, stack.api
     if auth.created:
         pool = auth.user_pool.node.default_child
         assert pool is not None
@@ -104,7 +113,7 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
         )
 
     public_routes = {
-        "GET--health": "GET /health is the liveness probe, public by design (DESIGN.md s.7); it returns a "
+        "GET--health": "GET /health is the liveness probe, public by design (the API contract); it returns a "
         "constant and reads nothing.",
         "GET--docs": "GET /docs is the API's Swagger UI page: static documentation, no data.",
         "GET--openapi.json": "GET /openapi.json is the API's published OpenAPI document: static, no data.",
@@ -112,6 +121,9 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
     for child, reason in public_routes.items():
         _suppress(api.http_api.node.find_child(child), "AwsSolutions-APIG4", reason)
 
+
+def _storage(stack: PlotPaletteStack) -> None:
+    config, storage = stack.config, stack.storage
     if config.is_local:
         _suppress(
             storage.bucket,
@@ -125,47 +137,47 @@ def suppress_accepted_findings(stack: PlotPaletteStack) -> None:
             "This is the server access log bucket; logging it into itself would loop.",
         )
 
-    worker = stack.worker
-    if worker is not None:
-        _suppress(
-            worker.task_definition,
-            "AwsSolutions-ECS2",
-            "The environment holds resource names and the queue URL only (no secrets); the worker's "
-            "settings model reads them like the Lambdas do.",
-        )
-        execution_role = worker.task_definition.execution_role
-        assert execution_role is not None
-        _suppress(
-            execution_role,
-            "AwsSolutions-IAM5",
-            "ecr:GetAuthorizationToken supports no resource-level permissions (image pulls themselves "
-            "are limited to the asset repository).",
-            ["Resource::*"],
-        )
-        _suppress(worker.task_role, "AwsSolutions-IAM5", OBJECT_REASON, [OBJECTS])
-        _suppress(
-            worker.task_role,
-            "AwsSolutions-IAM5",
-            "Task scale-in protection for the worker's own task: task IDs are assigned at run time, so "
-            "the tasks of the worker cluster (task/<cluster>/*) are the narrowest static resource.",
-            [
-                {
-                    "regex": "/^Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:"
-                    "task\\/<WorkerCluster[0-9A-F]{8}>\\/\\*$/g"
-                }
-            ],
-        )
-        _suppress(
-            worker.task_role,
-            "AwsSolutions-IAM5",
-            "A template picks its Bedrock model per step at run time, so the worker may invoke any "
-            "foundation model or this account's inference profiles; the actions are exactly "
-            "bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream (Converse uses them).",
-            [
-                {"regex": "/^Resource::arn:<AWS::Partition>:bedrock:\\*::foundation-model\\/\\*$/g"},
-                {
-                    "regex": "/^Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
-                    "inference-profile\\/\\*$/g"
-                },
-            ],
-        )
+
+def _worker(worker: Worker) -> None:
+    _suppress(
+        worker.task_definition,
+        "AwsSolutions-ECS2",
+        "The environment holds resource names and the queue URL only (no secrets); the worker's "
+        "settings model reads them like the Lambdas do.",
+    )
+    execution_role = worker.task_definition.execution_role
+    assert execution_role is not None
+    _suppress(
+        execution_role,
+        "AwsSolutions-IAM5",
+        "ecr:GetAuthorizationToken supports no resource-level permissions (image pulls themselves "
+        "are limited to the asset repository).",
+        ["Resource::*"],
+    )
+    _suppress(worker.task_role, "AwsSolutions-IAM5", OBJECT_REASON, [OBJECTS])
+    _suppress(
+        worker.task_role,
+        "AwsSolutions-IAM5",
+        "Task scale-in protection for the worker's own task: task IDs are assigned at run time, so "
+        "the tasks of the worker cluster (task/<cluster>/*) are the narrowest static resource.",
+        [
+            {
+                "regex": "/^Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:"
+                "task\\/<WorkerCluster[0-9A-F]{8}>\\/\\*$/g"
+            }
+        ],
+    )
+    _suppress(
+        worker.task_role,
+        "AwsSolutions-IAM5",
+        "A template picks its Bedrock model per step at run time, so the worker may invoke any "
+        "foundation model or this account's inference profiles; the actions are exactly "
+        "bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream (Converse uses them).",
+        [
+            {"regex": "/^Resource::arn:<AWS::Partition>:bedrock:\\*::foundation-model\\/\\*$/g"},
+            {
+                "regex": "/^Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
+                "inference-profile\\/\\*$/g"
+            },
+        ],
+    )

@@ -1,7 +1,7 @@
 """Every resource name of the app, from one place, prefixed per stage.
 
 The names follow docs/data-model.md: ``{prefix}-Jobs`` and so on, where the prefix is
-``plot-palette`` for the ``prod`` stage (the defaults of functions/common/settings.py) and
+``plot-palette`` for the ``prod`` stage and
 ``plot-palette-local`` for the ``local`` stage, so both can live side by side in one account or
 emulator. The context value ``prefix`` overrides it (a second deployment in the same account).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from functions.common.settings import DEFAULT_PREFIX
+DEFAULT_PREFIX = "plot-palette"
 
 
 class Stage(StrEnum):

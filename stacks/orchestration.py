@@ -154,14 +154,13 @@ class Orchestration(Construct):
             self,
             "Promoter",
             config=config,
-            domain="queue",
+            domain="promoter",
             code=code,
             layers=layers,
             description="plot-palette queue promoter (Jobs stream)",
             timeout_seconds=60,
-            environment={
-                "JOBS_TABLE": storage.jobs.table_name,
-                "QUEUE_TABLE": storage.queue.table_name,
+            resources=storage.resources
+            | {
                 "MAX_RUNNING_JOBS": str(config.max_running_jobs),
                 "LIFECYCLE_STATE_MACHINE_ARN": self.lifecycle.state_machine_arn,
             },
@@ -170,15 +169,12 @@ class Orchestration(Construct):
             self,
             "Rollup",
             config=config,
-            domain="costs",
+            domain="rollup",
             code=code,
             layers=layers,
             description="plot-palette cost rollup (CostTracking stream)",
             timeout_seconds=60,
-            environment={
-                "JOBS_TABLE": storage.jobs.table_name,
-                "COST_TRACKING_TABLE": storage.cost_tracking.table_name,
-            },
+            resources=storage.resources,
         )
         self.stream_failures: dict[str, sqs.Queue] = {}
         for consumer, fn, table, retries in (

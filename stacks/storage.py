@@ -142,6 +142,18 @@ class Storage(Construct):
             ],
         )
 
+    @property
+    def resources(self) -> dict[str, str]:
+        """The storage names as the functions' settings read them (functions/common/settings.py)."""
+        return {
+            "JOBS_TABLE": self.jobs.table_name,
+            "QUEUE_TABLE": self.queue.table_name,
+            "TEMPLATES_TABLE": self.templates.table_name,
+            "COST_TRACKING_TABLE": self.cost_tracking.table_name,
+            "IDEMPOTENCY_TABLE": self.idempotency.table_name,
+            "BUCKET_NAME": self.bucket.bucket_name,
+        }
+
     def grant_objects(self, grantee: iam.IGrantable, prefix: str, *actions: str) -> iam.Grant:
         """Exact S3 object actions on the keys under ``prefix`` (CDK's bucket grants use ``s3:Get*``-style
         wildcard actions, which this app does not allow)."""

@@ -1,6 +1,7 @@
 """Shared fixtures: an in-process moto account with every resource of docs/data-model.md.
 
-Tests never touch real AWS: credentials are fake and moto intercepts every call.
+Tests never touch real AWS: credentials are fake and moto intercepts every call. The resource names
+every test uses (the settings have no defaults for them) are set here, once, as the prod stage's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ os.environ.update(
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "PlotPaletteTest",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "JOBS_TABLE": "plot-palette-Jobs",
+        "QUEUE_TABLE": "plot-palette-Queue",
+        "TEMPLATES_TABLE": "plot-palette-Templates",
+        "COST_TRACKING_TABLE": "plot-palette-CostTracking",
+        "IDEMPOTENCY_TABLE": "plot-palette-Idempotency",
+        "BUCKET_NAME": "plot-palette-data",
+        "EVENT_BUS_NAME": "plot-palette",
     }
 )
 

@@ -31,6 +31,10 @@ OPENAPI_TITLE = "plot-palette API"
 OPENAPI_VERSION = "1.0.0"
 # Routes served without the JWT authorizer (the CDK app attaches it to every other route).
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/openapi.json"})
+# The domains serving the HTTP API. Each ``functions.<domain>.handler`` exposes its resolver as
+# ``app`` and the settings class it loads as ``SETTINGS``; the CDK app deploys exactly the routes
+# the resolver serves, so a new route is declared in its router and nowhere else.
+API_DOMAINS = ("health", "jobs", "templates", "seed_data", "dashboard")
 
 
 class ErrorBody(BaseModel):
@@ -94,6 +98,41 @@ class JsonApiResolver(APIGatewayHttpResolver):
         return super().resolve(event, context)
 
 
+def served_routes(app: APIGatewayHttpResolver) -> list[tuple[str, str]]:
+    """``(method, path)`` of every route ``app`` serves, the path in API Gateway's ``{param}`` form."""
+    return sorted(
+        {(route.method, route.openapi_path) for route in [*app._static_routes, *app._dynamic_routes]}
+    )
+
+
+def _unauthenticated(app: APIGatewayHttpResolver) -> Response | None:
+    # Powertools validates the request before the route runs; an anonymous caller must still
+    # learn that it is unauthenticated, not what is wrong with its input.
+    if app.current_event.path in PUBLIC_PATHS:
+        return None
+    try:
+        caller_from_event(app.current_event.raw_event)
+    except UnauthorizedError as unauthorized:
+        return error_response(unauthorized.status_code, unauthorized.message)
+    return None
+
+
+def _invalid_request(app: APIGatewayHttpResolver, error: RequestValidationError) -> Response:
+    if (answer := _unauthenticated(app)) is not None:
+        return answer
+    # Powertools parses form bodies itself; every body here is JSON, so say that plainly
+    # (`curl -d` sends application/x-www-form-urlencoded unless told otherwise).
+    content_type = app.current_event.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        return _unsupported_media_type()
+    # Location and message only: never echo the input or pydantic internals back.
+    details = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in error.errors()
+    ]
+    return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "Request validation failed", details)
+
+
 def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
     """A validating HTTP API resolver with the shared error mapping and the given domain routers."""
     app = JsonApiResolver(enable_validation=True)
@@ -104,36 +143,13 @@ def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
     def _domain_error(error: DomainError) -> Response:
         return error_response(error.status_code, error.message, error.details)
 
-    def _unauthenticated() -> Response | None:
-        # Powertools validates the request before the route runs; an anonymous caller must still
-        # learn that it is unauthenticated, not what is wrong with its input.
-        if app.current_event.path in PUBLIC_PATHS:
-            return None
-        try:
-            caller_from_event(app.current_event.raw_event)
-        except UnauthorizedError as unauthorized:
-            return error_response(unauthorized.status_code, unauthorized.message)
-        return None
-
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response:
-        if (answer := _unauthenticated()) is not None:
-            return answer
-        # Powertools parses form bodies itself; every body here is JSON, so say that plainly
-        # (`curl -d` sends application/x-www-form-urlencoded unless told otherwise).
-        content_type = app.current_event.headers.get("content-type", "")
-        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            return _unsupported_media_type()
-        # Location and message only: never echo the input or pydantic internals back.
-        details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in error.errors()
-        ]
-        return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "Request validation failed", details)
+        return _invalid_request(app, error)
 
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
-        return _unauthenticated() or _unsupported_media_type()
+        return _unauthenticated(app) or _unsupported_media_type()
 
     @app.not_found
     def _not_found(_: Exception) -> Response:

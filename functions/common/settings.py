@@ -2,7 +2,9 @@
 
 Business code never reads ``os.environ``: handlers build the settings model they need with
 ``load_settings`` and pass values down as constructor arguments. Each model is built from small
-mixins so a function only requires the resources it really uses.
+mixins so a function only requires the resources it really uses. Resource names (tables, bucket,
+bus, ARNs) have no defaults: a function deployed without one fails at cold start naming the variable,
+instead of talking to some other deployment's resource.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from typing import TypeVar
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_PREFIX = "plot-palette"
-
 
 class _Base(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
@@ -23,37 +23,33 @@ class _Base(BaseSettings):
 
 
 class JobsTableSettings(_Base):
-    jobs_table: str = Field(default=f"{DEFAULT_PREFIX}-Jobs", validation_alias="JOBS_TABLE")
+    jobs_table: str = Field(validation_alias="JOBS_TABLE")
 
 
 class QueueTableSettings(_Base):
-    queue_table: str = Field(default=f"{DEFAULT_PREFIX}-Queue", validation_alias="QUEUE_TABLE")
+    queue_table: str = Field(validation_alias="QUEUE_TABLE")
 
 
 class TemplatesTableSettings(_Base):
-    templates_table: str = Field(default=f"{DEFAULT_PREFIX}-Templates", validation_alias="TEMPLATES_TABLE")
+    templates_table: str = Field(validation_alias="TEMPLATES_TABLE")
 
 
 class CostTrackingTableSettings(_Base):
-    cost_tracking_table: str = Field(
-        default=f"{DEFAULT_PREFIX}-CostTracking", validation_alias="COST_TRACKING_TABLE"
-    )
+    cost_tracking_table: str = Field(validation_alias="COST_TRACKING_TABLE")
 
 
 class IdempotencyTableSettings(_Base):
-    idempotency_table: str = Field(
-        default=f"{DEFAULT_PREFIX}-Idempotency", validation_alias="IDEMPOTENCY_TABLE"
-    )
+    idempotency_table: str = Field(validation_alias="IDEMPOTENCY_TABLE")
     # How long a create with an Idempotency-Key replays its first answer.
     idempotency_ttl_seconds: int = Field(default=3600, ge=60, validation_alias="IDEMPOTENCY_TTL_SECONDS")
 
 
 class BucketSettings(_Base):
-    bucket_name: str = Field(default=f"{DEFAULT_PREFIX}-data", validation_alias="BUCKET_NAME")
+    bucket_name: str = Field(validation_alias="BUCKET_NAME")
 
 
 class EventBusSettings(_Base):
-    event_bus_name: str = Field(default=DEFAULT_PREFIX, validation_alias="EVENT_BUS_NAME")
+    event_bus_name: str = Field(validation_alias="EVENT_BUS_NAME")
 
 
 class UploadSettings(_Base):

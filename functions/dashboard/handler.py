@@ -17,11 +17,12 @@ from functions.dashboard.service import DashboardService
 from functions.jobs.repository import JobsRepository
 from functions.jobs.service import JobAccess
 
+SETTINGS = JobsTableSettings
 router = APIGatewayHttpRouter()
 
 
 def _service() -> DashboardService:
-    settings = load_settings(JobsTableSettings)
+    settings = load_settings(SETTINGS)
     repository = JobsRepository(client("dynamodb"), settings.jobs_table)
     return DashboardService(jobs=JobAccess(repository))
 

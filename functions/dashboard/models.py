@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from functions.common.money import DecimalString
-from functions.jobs.models import JobStatus
+from functions.common.status import JobStatus
 
 
 class Progress(BaseModel):

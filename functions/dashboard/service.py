@@ -11,8 +11,9 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from functions.common.clock import now, parse_iso, to_iso
+from functions.common.status import JobStatus
 from functions.dashboard.models import Budget, CostBreakdown, DashboardResponse, Progress, Timing
-from functions.jobs.models import JobRecord, JobStatus
+from functions.jobs.models import JobRecord
 from functions.jobs.service import JobAccess
 
 _HUNDRED = Decimal(100)
@@ -62,7 +63,7 @@ class DashboardService:
         )
 
     def _estimate(self, job: JobRecord) -> str | None:
-        if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        if not job.status.is_active:
             return job.completed_at
         if job.status is JobStatus.QUEUED or job.started_at is None or job.records_generated <= 0:
             return None

@@ -54,16 +54,17 @@ class JobsApiSettings(
     pass
 
 
+SETTINGS = JobsApiSettings
 router = APIGatewayHttpRouter()
 
 
 def _service() -> JobsService:
-    settings = load_settings(JobsApiSettings)
+    settings = load_settings(SETTINGS)
     dynamodb = client("dynamodb")
     return JobsService(
         jobs=JobsRepository(dynamodb, settings.jobs_table, settings.queue_table, settings.templates_table),
         files=JobFiles(client("s3"), settings.bucket_name, presign_client=s3_presign_client()),
-        templates=TemplateRepository(settings.templates_table, dynamodb),
+        templates=TemplateRepository(dynamodb, settings.templates_table),
         publisher=EventPublisher(client("events"), settings.event_bus_name),
         idempotency_store=DynamoDBPersistenceLayer(
             table_name=settings.idempotency_table, boto3_client=dynamodb

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from decimal import ROUND_UP, Decimal
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -19,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from functions.common.json_types import json_int
 from functions.common.money import DecimalString
+from functions.common.status import JobStatus
 from functions.common.storage import OutputFormat
 
 MAX_EXPORT_CONFIG_BYTES = 8 * 1024
@@ -37,19 +37,6 @@ def _budget_schema(schema: dict[str, Any]) -> None:
         {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
         {"type": "string", "pattern": BUDGET_STRING_PATTERN},
     ]
-
-
-class JobStatus(StrEnum):
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
-    CANCELLED = "CANCELLED"
-
-    @property
-    def is_active(self) -> bool:
-        return self in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 # ---------------------------------------------------------------- requests
@@ -156,8 +143,8 @@ class JobResult(BaseModel):
     output_key: str | None = None
 
 
-class JobRecord(BaseModel):
-    """One Jobs item. Unknown attributes are ignored; ``task_token`` is never read into it."""
+class _JobFields(BaseModel):
+    """Every field of a job: its config, progress, cost and outcome (never the lifecycle's task token)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -186,6 +173,10 @@ class JobRecord(BaseModel):
     result: JobResult | None = None
     error: str | None = None
     cause: str | None = None
+
+
+class JobRecord(_JobFields):
+    """One Jobs item. Unknown attributes are ignored; ``task_token`` is never read into it."""
 
     def is_owned_by(self, user_id: str) -> bool:
         return self.user_id == user_id
@@ -242,34 +233,14 @@ def _plain_json(value: Any) -> Any:
     return value
 
 
-class JobDetail(BaseModel):
+class JobDetail(_JobFields):
     """The whole job: its config, progress, cost and outcome (never the lifecycle's task token)."""
 
-    job_id: str
-    user_id: str
-    status: JobStatus
-    template_id: str
-    template_version: int
-    seed_data_path: str
-    budget_limit: DecimalString
-    output_format: OutputFormat
-    num_records: int
-    priority: int
-    task_size: str | None = None
-    partition_strategy: str | None = None
-    export_config: dict[str, Any] | None = None
-    created_at: str
-    updated_at: str
-    started_at: str | None = None
-    completed_at: str | None = None
-    cancel_requested_at: str | None = None
+    # Always in the answer: required in the schema, unlike the stored row's defaults.
     records_generated: int
     tokens_used: int
     cost: Cost
     budget_exceeded: bool
-    result: JobResult | None = None
-    error: str | None = None
-    cause: str | None = None
 
     @classmethod
     def of(cls, job: JobRecord) -> JobDetail:

@@ -5,32 +5,22 @@ Item layouts, index names and conditions follow docs/data-model.md verbatim.
 
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from functions.jobs.models import JobRecord, JobStatus
+from functions.common.dynamo import TransactionConflictError, cancellation_codes, from_item, to_item
+from functions.common.retry import RetryPolicy
+from functions.common.status import JobStatus
+from functions.jobs.models import JobRecord
 
 USER_ID_INDEX = "user-id-index"
 USER_STATUS_INDEX = "user-status-index"
 # The Templates table's head item (docs/data-model.md, "Templates table"): holds ``job_refs``.
 TEMPLATE_HEAD_VERSION = 0
-_CONFLICT_ATTEMPTS = 5
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def to_item(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
-
-
-def from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+# Jobs of one template share its head item, so their transactions may conflict.
+CONFLICT_RETRY = RetryPolicy(attempts=5, base_delay=0.02)
 
 
 def user_status_key(user_id: str, status: JobStatus | str) -> str:
@@ -73,8 +63,11 @@ class JobsRepository:
         jobs_table: str,
         queue_table: str | None = None,
         templates_table: str | None = None,
+        *,
+        retry: RetryPolicy = CONFLICT_RETRY,
     ) -> None:
         """``queue_table`` and ``templates_table`` are needed by ``create`` only (readers omit them)."""
+        self._retry = retry
         self._ddb = dynamodb_client
         self._jobs = jobs_table
         self._queue = queue_table
@@ -123,23 +116,22 @@ class JobsRepository:
                 }
             },
         ]
-        for attempt in range(_CONFLICT_ATTEMPTS):
-            try:
-                self._ddb.transact_write_items(TransactItems=transact_items)
-                return
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
-                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-                if len(reasons) == 4 and "ConditionalCheckFailed" in (reasons[2], reasons[3]):
-                    raise TemplateVersionGoneError from error
-                if reasons and reasons[0] == "ConditionalCheckFailed":
-                    raise JobIdTakenError from error
-                # Another transaction touched the same items (jobs of one template share its head
-                # item): nothing was written, so the same transaction can run again.
-                if "TransactionConflict" not in reasons or attempt == _CONFLICT_ATTEMPTS - 1:
-                    raise
-                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
+        self._retry.call(lambda: self._create(transact_items), retry_on=TransactionConflictError)
+
+    def _create(self, transact_items: list[dict[str, Any]]) -> None:
+        try:
+            self._ddb.transact_write_items(TransactItems=transact_items)
+        except ClientError as error:
+            reasons = cancellation_codes(error)
+            if reasons is None:
+                raise
+            if len(reasons) == 4 and "ConditionalCheckFailed" in (reasons[2], reasons[3]):
+                raise TemplateVersionGoneError from error
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise JobIdTakenError from error
+            if "TransactionConflict" in reasons:
+                raise TransactionConflictError(error) from error
+            raise
 
     def request_cancel(self, job_id: str, requested_at: str) -> CancelOutcome:
         """Record the cancellation request once: condition status QUEUED or RUNNING and not yet asked."""

@@ -2,7 +2,7 @@
 
 Collaborators come in through the constructor; nothing here reads the environment or builds a client.
 
-Decisions where the issue is silent (also in the report and the route descriptions):
+Decisions where the issue is silent (also in the route descriptions):
 
 * ``Idempotency-Key``: the idempotency record is keyed by the caller **and** the key, so two users'
   identical keys never collide. A retry with the same key and the same body answers the first

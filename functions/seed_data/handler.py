@@ -32,14 +32,15 @@ class SeedDataApiSettings(BucketSettings, TemplatesTableSettings, UploadSettings
     pass
 
 
+SETTINGS = SeedDataApiSettings
 router = APIGatewayHttpRouter()
 
 
 def _service() -> SeedDataService:
-    settings = load_settings(SeedDataApiSettings)
+    settings = load_settings(SETTINGS)
     return SeedDataService(
         store=SeedStore(client("s3"), s3_presign_client(), settings.bucket_name),
-        templates=TemplateRepository(settings.templates_table, client("dynamodb")),
+        templates=TemplateRepository(client("dynamodb"), settings.templates_table),
         upload_max_bytes=settings.upload_max_bytes,
         upload_expires_seconds=settings.upload_url_expires_seconds,
     )

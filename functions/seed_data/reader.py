@@ -257,7 +257,9 @@ class _JsonScanner:
     def __init__(self, max_record_bytes: int) -> None:
         self._max = max_record_bytes
 
-    def records(self, chunks: Iterable[bytes]) -> Iterator[SeedRecord]:
+    # Exempt from the complexity gate: the hot loop of every seed read keeps its state in locals for
+    # speed, and issue 13 item 4 (branch w11-worker) replaces it with a C-speed reader.
+    def records(self, chunks: Iterable[bytes]) -> Iterator[SeedRecord]:  # noqa: C901, PLR0915
         state = self._START
         line = 1
         depth = 0  # inside an element when > 0

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from jinja2 import Template, TemplateError, TemplateSyntaxError, nodes
 from jinja2.sandbox import SecurityError
@@ -191,64 +191,71 @@ class _FieldWalker:
     def visit(self, node: nodes.Node, bound: set[str]) -> None:
         if isinstance(node, (nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
             raise self._error(node, "include, extends and import are not supported in prompts")
-        if isinstance(node, nodes.For):
-            self.visit(node.iter, bound)
-            inner = bound | _target_names(node.target) | {"loop"}
-            if node.test is not None:
-                self.visit(node.test, inner)
-            self.visit_body(node.body, set(inner))
-            self.visit_body(node.else_, set(bound))
-            return
-        if isinstance(node, nodes.Assign):
-            self.visit(node.node, bound)
-            bound.update(_target_names(node.target))
-            return
-        if isinstance(node, nodes.AssignBlock):
-            if node.filter is not None:
-                self.visit(node.filter, bound)
-            self.visit_body(node.body, set(bound))
-            bound.update(_target_names(node.target))
-            return
-        if isinstance(node, (nodes.Macro, nodes.CallBlock)):
-            args = {arg.name for arg in node.args} | {"varargs", "kwargs", "caller"}
-            for default in node.defaults:
-                self.visit(default, bound)
-            if isinstance(node, nodes.CallBlock):
-                self.visit(node.call, bound)
-            else:
-                bound.add(node.name)
-            self.visit_body(node.body, bound | args)
-            return
-        if isinstance(node, nodes.With):
-            for value in node.values:
-                self.visit(value, bound)
-            inner = set(bound)
-            for target in node.targets:
-                inner.update(_target_names(target))
-            self.visit_body(node.body, inner)
-            return
-        if isinstance(node, nodes.Expr) and not isinstance(node, (nodes.Name, nodes.Getattr, nodes.Getitem)):
-            if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
-                # A method call reads the object it is called on, not a field named after the method.
-                self.visit(node.node.node, bound)
-                arguments: list[nodes.Node | None] = [
-                    *node.args,
-                    *node.kwargs,
-                    node.dyn_args,
-                    node.dyn_kwargs,
-                ]
-                for argument in arguments:
-                    if argument is not None:
-                        self.visit(argument, bound)
+        for types, visit_statement in self._SCOPED:
+            if isinstance(node, types):
+                visit_statement(self, node, bound)
                 return
-            for child in node.iter_child_nodes():
-                self.visit(child, bound)
-            return
         if isinstance(node, (nodes.Name, nodes.Getattr, nodes.Getitem)):
             self.visit_path(node, bound)
-            return
-        for child in node.iter_child_nodes():
-            self.visit(child, bound)
+        elif isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
+            self._visit_method_call(node, bound)
+        else:
+            for child in node.iter_child_nodes():
+                self.visit(child, bound)
+
+    def _visit_for(self, node: nodes.For, bound: set[str]) -> None:
+        self.visit(node.iter, bound)
+        inner = bound | _target_names(node.target) | {"loop"}
+        if node.test is not None:
+            self.visit(node.test, inner)
+        self.visit_body(node.body, set(inner))
+        self.visit_body(node.else_, set(bound))
+
+    def _visit_assign(self, node: nodes.Assign, bound: set[str]) -> None:
+        self.visit(node.node, bound)
+        bound.update(_target_names(node.target))
+
+    def _visit_assign_block(self, node: nodes.AssignBlock, bound: set[str]) -> None:
+        if node.filter is not None:
+            self.visit(node.filter, bound)
+        self.visit_body(node.body, set(bound))
+        bound.update(_target_names(node.target))
+
+    def _visit_macro(self, node: nodes.Macro | nodes.CallBlock, bound: set[str]) -> None:
+        args = {arg.name for arg in node.args} | {"varargs", "kwargs", "caller"}
+        for default in node.defaults:
+            self.visit(default, bound)
+        if isinstance(node, nodes.CallBlock):
+            self.visit(node.call, bound)
+        else:
+            bound.add(node.name)
+        self.visit_body(node.body, bound | args)
+
+    def _visit_with(self, node: nodes.With, bound: set[str]) -> None:
+        for value in node.values:
+            self.visit(value, bound)
+        inner = set(bound)
+        for target in node.targets:
+            inner.update(_target_names(target))
+        self.visit_body(node.body, inner)
+
+    def _visit_method_call(self, node: nodes.Call, bound: set[str]) -> None:
+        # A method call reads the object it is called on, not a field named after the method.
+        assert isinstance(node.node, nodes.Getattr)
+        self.visit(node.node.node, bound)
+        arguments: list[nodes.Node | None] = [*node.args, *node.kwargs, node.dyn_args, node.dyn_kwargs]
+        for argument in arguments:
+            if argument is not None:
+                self.visit(argument, bound)
+
+    # Statements that bind names: each visited by its own rule.
+    _SCOPED: tuple[tuple[type | tuple[type, ...], Callable[..., None]], ...] = (
+        (nodes.For, _visit_for),
+        (nodes.Assign, _visit_assign),
+        (nodes.AssignBlock, _visit_assign_block),
+        ((nodes.Macro, nodes.CallBlock), _visit_macro),
+        (nodes.With, _visit_with),
+    )
 
     # --------------------------------------------------------------- paths
 

@@ -38,14 +38,15 @@ class TemplatesApiSettings(TemplatesTableSettings, EventBusSettings):
     pass
 
 
+SETTINGS = TemplatesApiSettings
 router = APIGatewayHttpRouter()
 
 
 def _service() -> TemplateService:
-    settings = load_settings(TemplatesApiSettings)
+    settings = load_settings(SETTINGS)
     dynamodb = client("dynamodb")
     return TemplateService(
-        repository=TemplateRepository(settings.templates_table, dynamodb),
+        repository=TemplateRepository(dynamodb, settings.templates_table),
         publisher=EventPublisher(client("events"), settings.event_bus_name),
     )
 

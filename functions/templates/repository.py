@@ -7,7 +7,7 @@ A new version is one transaction: put the version (must not exist) and move the 
 latest version the writer read to the new one (condition on ``latest_version``), so two concurrent
 updates can never both claim the same number and the head never points at a missing version.
 
-``TemplateRepository(table_name, dynamodb_client).get_version(template_id, version=None)`` is the
+``TemplateRepository(dynamodb_client, table_name).get_version(template_id, version=None)`` is the
 read other domains use; keep its signature stable.
 """
 
@@ -19,9 +19,9 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from functions.common.dynamo import cancellation_codes, error_code, from_attribute, to_item
 from functions.templates.models import TemplateHead, TemplateVersion, definition_to_dict
 
 HEAD_VERSION = 0
@@ -30,16 +30,9 @@ USER_TEMPLATES_INDEX = "user-templates-index"
 PUBLIC_TEMPLATES_INDEX = "public-templates-index"
 _MAX_KEY_BYTES = 1024  # DynamoDB allows 2048 for a partition key; ids here are UUIDs
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def _to_item(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
-
 
 def _from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+    return {k: _plain(from_attribute(v)) for k, v in item.items()}
 
 
 def _plain(value: Any) -> Any:
@@ -55,10 +48,6 @@ def _plain(value: Any) -> Any:
 
 def _valid_key(template_id: str) -> bool:
     return bool(template_id) and len(template_id.encode()) <= _MAX_KEY_BYTES
-
-
-def _cancellation_codes(error: ClientError) -> list[str]:
-    return [r.get("Code", "") for r in error.response.get("CancellationReasons", [])]
 
 
 class HeadDeleteOutcome(Enum):
@@ -77,7 +66,7 @@ class HeadPage:
 
 
 class TemplateRepository:
-    def __init__(self, table_name: str, dynamodb_client: Any) -> None:
+    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
         self._table = table_name
         self._ddb = dynamodb_client
 
@@ -100,7 +89,7 @@ class TemplateRepository:
             return None
         answer = self._ddb.get_item(
             TableName=self._table,
-            Key=_to_item({"template_id": template_id, "version": version}),
+            Key=to_item({"template_id": template_id, "version": version}),
             ConsistentRead=True,
         )
         item = answer.get("Item")
@@ -113,7 +102,7 @@ class TemplateRepository:
             return None
         answer = self._ddb.get_item(
             TableName=self._table,
-            Key=_to_item({"template_id": template_id, "version": HEAD_VERSION}),
+            Key=to_item({"template_id": template_id, "version": HEAD_VERSION}),
             ConsistentRead=True,
         )
         item = answer.get("Item")
@@ -143,9 +132,9 @@ class TemplateRepository:
             args["IndexName"] = USER_TEMPLATES_INDEX
             args["KeyConditionExpression"] = "owner_id = :o"
             values = {":o": owner_id}
-        args["ExpressionAttributeValues"] = _to_item(values)
+        args["ExpressionAttributeValues"] = to_item(values)
         if exclusive_start_key is not None:
-            args["ExclusiveStartKey"] = _to_item(exclusive_start_key)
+            args["ExclusiveStartKey"] = to_item(exclusive_start_key)
         answer = self._ddb.query(**args)
         heads = [_head_from_item(item) for item in answer.get("Items", [])]
         last = answer.get("LastEvaluatedKey")
@@ -163,14 +152,14 @@ class TemplateRepository:
                 {
                     "Put": {
                         "TableName": self._table,
-                        "Item": _to_item(head),
+                        "Item": to_item(head),
                         "ConditionExpression": "attribute_not_exists(template_id)",
                     }
                 },
                 {
                     "Put": {
                         "TableName": self._table,
-                        "Item": _to_item(_version_values(template)),
+                        "Item": to_item(_version_values(template)),
                         "ConditionExpression": "attribute_not_exists(version)",
                     }
                 },
@@ -194,22 +183,22 @@ class TemplateRepository:
         if removes:
             update += " REMOVE " + ", ".join(f"#{k}" for k in removes)
         names = {f"#{k}": k for k in (*set_names, *removes)}
-        values = _to_item({f":{k}": head[k] for k in set_names})
-        values.update(_to_item({":expected": expected_latest, ":owner": template.user_id}))
+        values = to_item({f":{k}": head[k] for k in set_names})
+        values.update(to_item({":expected": expected_latest, ":owner": template.user_id}))
         try:
             self._ddb.transact_write_items(
                 TransactItems=[
                     {
                         "Put": {
                             "TableName": self._table,
-                            "Item": _to_item(_version_values(template)),
+                            "Item": to_item(_version_values(template)),
                             "ConditionExpression": "attribute_not_exists(version)",
                         }
                     },
                     {
                         "Update": {
                             "TableName": self._table,
-                            "Key": _to_item({"template_id": template.template_id, "version": HEAD_VERSION}),
+                            "Key": to_item({"template_id": template.template_id, "version": HEAD_VERSION}),
                             "UpdateExpression": update,
                             "ConditionExpression": "#latest_version = :expected AND #user_id = :owner",
                             "ExpressionAttributeNames": names,
@@ -219,13 +208,10 @@ class TemplateRepository:
                 ]
             )
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code")
-            if code == "TransactionCanceledException" and all(
-                c in ("ConditionalCheckFailed", "TransactionConflict", "None", "")
-                for c in _cancellation_codes(error)
-            ):
+            codes = cancellation_codes(error)
+            if codes is not None and set(codes) <= {"ConditionalCheckFailed", "TransactionConflict", "None"}:
                 return False
-            if code == "TransactionConflictException":
+            if error_code(error) == "TransactionConflictException":
                 return False
             raise
         return True
@@ -240,22 +226,22 @@ class TemplateRepository:
         try:
             self._ddb.delete_item(
                 TableName=self._table,
-                Key=_to_item({"template_id": template_id, "version": HEAD_VERSION}),
+                Key=to_item({"template_id": template_id, "version": HEAD_VERSION}),
                 ConditionExpression=(
                     "attribute_exists(template_id) AND user_id = :owner "
                     "AND (attribute_not_exists(job_refs) OR job_refs <= :zero)"
                 ),
-                ExpressionAttributeValues=_to_item({":owner": owner_id, ":zero": 0}),
+                ExpressionAttributeValues=to_item({":owner": owner_id, ":zero": 0}),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if error_code(error) != "ConditionalCheckFailedException":
                 raise
             old: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
             if old is None:  # some emulators omit the old item: read it (only on this path)
                 old = self._ddb.get_item(
                     TableName=self._table,
-                    Key=_to_item({"template_id": template_id, "version": HEAD_VERSION}),
+                    Key=to_item({"template_id": template_id, "version": HEAD_VERSION}),
                     ConsistentRead=True,
                 ).get("Item")
             if not old:
@@ -290,7 +276,7 @@ class TemplateRepository:
         args: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "template_id = :t",
-            "ExpressionAttributeValues": _to_item({":t": template_id}),
+            "ExpressionAttributeValues": to_item({":t": template_id}),
             "ProjectionExpression": "template_id, version",
             "ConsistentRead": True,
         }
@@ -304,7 +290,7 @@ class TemplateRepository:
             args["ExclusiveStartKey"] = last
 
     def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
-        requests: list[dict[str, Any]] = [{"DeleteRequest": {"Key": _to_item(k)}} for k in keys]
+        requests: list[dict[str, Any]] = [{"DeleteRequest": {"Key": to_item(k)}} for k in keys]
         for _ in range(10):
             answer = self._ddb.batch_write_item(RequestItems={self._table: requests})
             requests = answer.get("UnprocessedItems", {}).get(self._table, [])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +11,7 @@ from functions.common.cursor import decode_cursor, encode_cursor
 from functions.common.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
 from functions.common.events import EventPublisher, TemplateCreated, TemplateDeleted, TemplateVersionCreated
 from functions.common.observability import logger
+from functions.common.retry import RetryPolicy
 from functions.templates.analysis import analyze_definition
 from functions.templates.models import (
     CreateTemplateRequest,
@@ -31,7 +30,8 @@ from functions.templates.repository import (
     TemplateRepository,
 )
 
-MAX_UPDATE_ATTEMPTS = 20
+# Concurrent updates of one template: another version landed first, number after it.
+UPDATE_RETRY = RetryPolicy(attempts=20, base_delay=0.01, max_delay=0.5)
 _PHASE_OWN = "own"
 _PHASE_PUBLIC = "public"
 _CURSOR_KEYS = ("phase", "template_id", "updated_at")
@@ -45,13 +45,13 @@ class TemplateService:
         *,
         clock: Callable[[], str] = now_iso,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
-        sleep: Callable[[float], None] = time.sleep,
+        retry: RetryPolicy = UPDATE_RETRY,
     ) -> None:
         self._repo = repository
         self._publisher = publisher
         self._clock = clock
         self._new_id = new_id
-        self._sleep = sleep
+        self._retry = retry
 
     # ---------------------------------------------------------------- writes
 
@@ -79,7 +79,7 @@ class TemplateService:
 
     def update(self, caller: str, template_id: str, request: UpdateTemplateRequest) -> TemplateWriteResponse:
         requirements = analyze_definition(request.template_definition)
-        for attempt in range(MAX_UPDATE_ATTEMPTS):
+        for attempt in range(self._retry.attempts):
             head = self._owned_head(caller, template_id)
             template = TemplateVersion(
                 template_id=template_id,
@@ -105,8 +105,7 @@ class TemplateService:
                 return TemplateWriteResponse(
                     template_id=template_id, version=template.version, schema_requirements=requirements
                 )
-            # Another version landed first: back off a little, then number after it.
-            self._sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
+            self._retry.pause(attempt)
         raise ConflictError("The template is being updated concurrently; retry the request")
 
     def delete(self, caller: str, template_id: str) -> TemplateDeleteResponse:

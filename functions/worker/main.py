@@ -40,15 +40,15 @@ def build_protection(settings: WorkerSettings) -> TaskProtection:
 
 def build_worker(settings: WorkerSettings) -> WorkerLoop:
     dynamodb, s3 = client("dynamodb"), client("s3")
-    outputs = OutputStore(settings.bucket_name, s3)
-    jobs = JobStore(settings.jobs_table, dynamodb)
+    outputs = OutputStore(s3, settings.bucket_name)
+    jobs = JobStore(dynamodb, settings.jobs_table)
     progress = Progress()
     service = GenerationService(
         jobs=jobs,
-        costs=CostStore(settings.cost_tracking_table, dynamodb),
+        costs=CostStore(dynamodb, settings.cost_tracking_table),
         outputs=outputs,
-        seeds=S3SeedSource(settings.bucket_name, s3),
-        templates=TemplateRepository(settings.templates_table, dynamodb),
+        seeds=S3SeedSource(s3, settings.bucket_name),
+        templates=TemplateRepository(dynamodb, settings.templates_table),
         provider=build_provider(settings),
         renderer=PromptRenderer(RenderLimits(settings.prompt_max_chars, settings.prompt_render_seconds)),
         exporter=Exporter(outputs),

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.common.status import JobStatus
 from functions.common.storage import OutputFormat
 
 MAX_BATCH_SIZE = 10_000
@@ -47,14 +48,14 @@ class JobControl(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     job_id: str
-    status: str
+    status: JobStatus
     budget_limit: Decimal | None = None
     cancel_requested_at: str | None = None
     budget_exceeded: bool = False
 
     @property
     def running(self) -> bool:
-        return self.status == "RUNNING"
+        return self.status is JobStatus.RUNNING
 
 
 class StepResult(BaseModel):

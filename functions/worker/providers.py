@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from functions.common.dynamo import error_code
+from functions.common.retry import RetryPolicy
 from functions.worker.pricing import ModelPrice
 
 DEFAULT_MAX_TOKENS = 1024
@@ -103,6 +104,14 @@ RETRYABLE = frozenset(
 RECORD_ERRORS = frozenset({"ValidationException", "ModelErrorException"})
 
 
+# Bedrock throttles per account and model: back off up to 20 s, six attempts in all.
+THROTTLING_RETRY = RetryPolicy(attempts=6, base_delay=0.5, max_delay=20.0)
+
+
+class _Throttled(Exception):
+    """A retryable Bedrock answer (its code is the message)."""
+
+
 class BedrockProvider:
     """Converse through boto3 ``bedrock-runtime``, with exponential backoff and full jitter on
     throttling; token usage comes from the response's ``usage``."""
@@ -112,19 +121,11 @@ class BedrockProvider:
         client: Any,
         *,
         max_tokens: int = DEFAULT_MAX_TOKENS,
-        max_attempts: int = 6,
-        base_delay: float = 0.5,
-        max_delay: float = 20.0,
-        sleep: Callable[[float], None] = time.sleep,
-        jitter: Callable[[float, float], float] = random.uniform,
+        retry: RetryPolicy = THROTTLING_RETRY,
     ) -> None:
         self._client = client
         self._max_tokens = max_tokens
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
-        self._sleep = sleep
-        self._jitter = jitter
+        self._retry = retry
 
     def complete(self, model: ModelPrice, prompt: str, seed_record: Mapping[str, Any]) -> Completion:
         request = {
@@ -132,24 +133,24 @@ class BedrockProvider:
             "messages": [{"role": "user", "content": [{"text": prompt}]}],
             "inferenceConfig": {"maxTokens": self._max_tokens},
         }
-        for attempt in range(self._max_attempts):
-            try:
-                answer = self._client.converse(**request)
-            except ClientError as error:
-                code = error.response.get("Error", {}).get("Code", "")
-                message = error.response.get("Error", {}).get("Message", "")
-                if code in RECORD_ERRORS:
-                    raise ModelCallError(f"{model.model_id} refused the prompt: {code}: {message}") from error
-                if code not in RETRYABLE:
-                    raise ProviderUnavailable(f"{model.model_id}: {code}: {message}") from error
-                if attempt + 1 == self._max_attempts:
-                    raise ProviderUnavailable(
-                        f"{model.model_id}: {code} after {self._max_attempts} attempts"
-                    ) from error
-                self._sleep(self._jitter(0, min(self._max_delay, self._base_delay * 2**attempt)))
-                continue
-            return _completion(answer)
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return self._retry.call(lambda: self._converse(model, request), retry_on=_Throttled)
+        except _Throttled as throttled:
+            raise ProviderUnavailable(
+                f"{model.model_id}: {throttled} after {self._retry.attempts} attempts"
+            ) from throttled.__cause__
+
+    def _converse(self, model: ModelPrice, request: dict[str, Any]) -> Completion:
+        try:
+            return _completion(self._client.converse(**request))
+        except ClientError as error:
+            code = error_code(error)
+            message = error.response.get("Error", {}).get("Message", "")
+            if code in RECORD_ERRORS:
+                raise ModelCallError(f"{model.model_id} refused the prompt: {code}: {message}") from error
+            if code in RETRYABLE:
+                raise _Throttled(code) from error
+            raise ProviderUnavailable(f"{model.model_id}: {code}: {message}") from error
 
 
 def _completion(answer: Mapping[str, Any]) -> Completion:

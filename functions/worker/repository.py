@@ -8,35 +8,22 @@ with ``attribute_not_exists(record_id)``; outputs live under ``jobs/{job_id}/``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from functions.common.dynamo import error_code, from_item, to_item
+from functions.common.status import JobStatus
 from functions.common.storage import OutputFormat, export_key, job_prefix
 from functions.seed_data.reader import SeedDataError, detect_format, iter_seed_records
 from functions.worker.models import Checkpoint, GeneratedRecord, JobControl, RecordFailure, Usage
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 # Deltas are stored rounded to 1e-10 dollars, so the sum of deltas is exact and reproducible.
 MONEY_QUANTUM = Decimal("0.0000000001")
 EXPORT_RECORD_ID = "export"
-
-
-def _item(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
-
-
-def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def quantize(amount: Decimal) -> Decimal:
@@ -55,7 +42,7 @@ class JobStore:
 
     _CONTROL = "job_id, #status, budget_limit, cancel_requested_at, budget_exceeded"
 
-    def __init__(self, table_name: str, dynamodb_client: Any) -> None:
+    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
         self._table = table_name
         self._ddb = dynamodb_client
 
@@ -67,31 +54,33 @@ class JobStore:
         try:
             answer = self._ddb.update_item(
                 TableName=self._table,
-                Key=_item({"job_id": job_id}),
+                Key=to_item({"job_id": job_id}),
                 UpdateExpression="SET task_token = :token, updated_at = :now",
                 ConditionExpression="#status = :running",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_item({":token": task_token, ":now": now, ":running": "RUNNING"}),
+                ExpressionAttributeValues=to_item(
+                    {":token": task_token, ":now": now, ":running": JobStatus.RUNNING.value}
+                ),
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
+            if error_code(error) != "ConditionalCheckFailedException":
                 raise
             old: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
-            return _control(_plain(old)) if old else None
-        return _control(_plain(answer["Attributes"]))
+            return _control(from_item(old)) if old else None
+        return _control(from_item(answer["Attributes"]))
 
     def read_control(self, job_id: str) -> JobControl | None:
         answer = self._ddb.get_item(
             TableName=self._table,
-            Key=_item({"job_id": job_id}),
+            Key=to_item({"job_id": job_id}),
             ConsistentRead=True,
             ProjectionExpression=self._CONTROL,
             ExpressionAttributeNames={"#status": "status"},
         )
         item = answer.get("Item")
-        return _control(_plain(item)) if item else None
+        return _control(from_item(item)) if item else None
 
 
 def _control(values: dict[str, Any]) -> JobControl:
@@ -104,7 +93,7 @@ def _control(values: dict[str, Any]) -> JobControl:
 class CostStore:
     """CostTracking deltas: one per completed batch, written once."""
 
-    def __init__(self, table_name: str, dynamodb_client: Any) -> None:
+    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
         self._table = table_name
         self._ddb = dynamodb_client
 
@@ -127,11 +116,11 @@ class CostStore:
         try:
             self._ddb.put_item(
                 TableName=self._table,
-                Item=_item(values),
+                Item=to_item(values),
                 ConditionExpression="attribute_not_exists(record_id)",
             )
         except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
+            if error_code(error) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
@@ -139,13 +128,13 @@ class CostStore:
     def get_delta(self, job_id: str, record_id: str) -> Usage | None:
         answer = self._ddb.get_item(
             TableName=self._table,
-            Key=_item({"job_id": job_id, "record_id": record_id}),
+            Key=to_item({"job_id": job_id, "record_id": record_id}),
             ConsistentRead=True,
         )
         item = answer.get("Item")
         if not item:
             return None
-        values = _plain(item)
+        values = from_item(item)
         cost = values.get("cost", {})
         return Usage(
             tokens_in=int(values.get("tokens_in", 0)),
@@ -176,7 +165,7 @@ def checkpoint_key(job_id: str) -> str:
 class OutputStore:
     """Parts, error lines, the checkpoint and the export in the data bucket."""
 
-    def __init__(self, bucket: str, s3_client: Any) -> None:
+    def __init__(self, s3_client: Any, bucket: str) -> None:
         self._bucket = bucket
         self._s3 = s3_client
 
@@ -210,7 +199,7 @@ class OutputStore:
         try:
             body = self._s3.get_object(Bucket=self._bucket, Key=checkpoint_key(job_id))["Body"]
         except ClientError as error:
-            if _code(error) in ("NoSuchKey", "404"):
+            if error_code(error) in ("NoSuchKey", "404"):
                 return None
             raise
         try:
@@ -244,7 +233,7 @@ class SeedFileError(Exception):
 class S3SeedSource:
     """Seed records of an uploaded file, streamed with the shared reader (never held in memory)."""
 
-    def __init__(self, bucket: str, s3_client: Any) -> None:
+    def __init__(self, s3_client: Any, bucket: str) -> None:
         self._bucket = bucket
         self._s3 = s3_client
 
@@ -252,7 +241,7 @@ class S3SeedSource:
         try:
             answer = self._s3.get_object(Bucket=self._bucket, Key=key)
         except ClientError as error:
-            if _code(error) in ("NoSuchKey", "404", "AccessDenied"):
+            if error_code(error) in ("NoSuchKey", "404", "AccessDenied"):
                 raise SeedFileError(f"the seed file {key} does not exist") from error
             raise
         try:

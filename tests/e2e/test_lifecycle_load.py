@@ -9,6 +9,9 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -28,19 +31,15 @@ CANCELS = 10
 BOUND_SECONDS = 300.0
 
 
-def test_thirty_jobs_three_slots_random_cancels(runtime: Runtime) -> None:
-    rng = random.Random(20261128)
-    user = runtime.client("load-user")
-    sampler_client = runtime.client("load-user")
-    template_id = create_template(user)
-    seed_key = upload_seed(user)
-
+@contextmanager
+def running_samples(client: Any) -> Iterator[list[int]]:
+    """How many jobs the API lists as RUNNING, sampled every 0.1 s while the block runs."""
     samples: list[int] = []
     stop = threading.Event()
 
     def sample_running() -> None:
         while not stop.is_set():
-            answer = sampler_client.get("/jobs", params={"status": "RUNNING", "limit": 100})
+            answer = client.get("/jobs", params={"status": "RUNNING", "limit": 100})
             if answer.status_code == 200:
                 samples.append(len(answer.json()["jobs"]))
             time.sleep(0.1)
@@ -48,58 +47,44 @@ def test_thirty_jobs_three_slots_random_cancels(runtime: Runtime) -> None:
     sampler = threading.Thread(target=sample_running, daemon=True)
     sampler.start()
     try:
-        job_ids = [
-            create_job(
-                user, template_id, seed_key, num_records=rng.randint(10, 60), priority=rng.randint(1, 10)
-            )
-            for _ in range(JOBS)
-        ]
-        to_cancel = rng.sample(job_ids, CANCELS)
-        cancel_answers: dict[str, str] = {}
-        started = time.monotonic()
-        for job_id in to_cancel:
-            time.sleep(rng.uniform(0, 1.5))  # random moments: queued, running or already finished
-            answer = user.delete(f"/jobs/{job_id}")
-            # 202 "Cancellation requested" (QUEUED/RUNNING), or "Deletion requested" when the job had
-            # already finished; 409 when it finished while the cancel was being recorded.
-            assert answer.status_code in (202, 409), answer.text
-            cancel_answers[job_id] = answer.json().get("message", "") if answer.status_code == 202 else "409"
-
-        final: dict[str, str] = {}
-        while time.monotonic() - started < BOUND_SECONDS and len(final) < JOBS:
-            for job_id in job_ids:
-                if job_id in final:
-                    continue
-                answer = user.get(f"/jobs/{job_id}")
-                if answer.status_code == 404 and cancel_answers.get(job_id) == "Deletion requested":
-                    final[job_id] = "DELETED"
-                    continue
-                assert answer.status_code == 200, f"job {job_id} lost: {answer.status_code}"
-                if answer.json()["status"] in TERMINAL:
-                    final[job_id] = answer.json()["status"]
-            time.sleep(0.5)
+        yield samples
     finally:
         stop.set()
         sampler.join(timeout=10)
 
-    assert len(final) == JOBS, f"not terminal within {BOUND_SECONDS:.0f} s: {set(job_ids) - set(final)}"
-    assert samples, "the sampler saw nothing"
-    assert max(samples) <= MAX_RUNNING_JOBS, f"RUNNING peaked at {max(samples)}"
-    assert max(samples) >= 1
 
-    # A cancel is honoured (CANCELLED) or loses the race to completion (COMPLETED); a job that had
-    # already finished was deleted as asked; every other job completed.
+def cancel_at_random_moments(user: Any, job_ids: list[str], rng: random.Random) -> dict[str, str]:
+    """DELETE each job at a random moment: queued, running or already finished."""
+    cancel_answers: dict[str, str] = {}
     for job_id in job_ids:
-        answer = cancel_answers.get(job_id)
-        if answer is None:
-            assert final[job_id] == "COMPLETED", (job_id, final[job_id])
-        elif answer == "Deletion requested":
-            assert final[job_id] == "DELETED", (job_id, final[job_id])
-        else:
-            assert final[job_id] in ("CANCELLED", "COMPLETED"), (job_id, answer, final[job_id])
-    assert "CANCELLED" in final.values(), f"no cancel landed before completion: {cancel_answers}"
+        time.sleep(rng.uniform(0, 1.5))
+        answer = user.delete(f"/jobs/{job_id}")
+        # 202 "Cancellation requested" (QUEUED/RUNNING), or "Deletion requested" when the job had
+        # already finished; 409 when it finished while the cancel was being recorded.
+        assert answer.status_code in (202, 409), answer.text
+        cancel_answers[job_id] = answer.json().get("message", "") if answer.status_code == 202 else "409"
+    return cancel_answers
 
-    # None lost: every job is listed, with the status it ended in, and stays there.
+
+def final_statuses(
+    user: Any, job_ids: list[str], cancel_answers: dict[str, str], started: float
+) -> dict[str, str]:
+    """Poll every job until all are terminal (or deleted as asked) or the bound passes."""
+    final: dict[str, str] = {}
+    while time.monotonic() - started < BOUND_SECONDS and len(final) < len(job_ids):
+        for job_id in set(job_ids) - set(final):
+            answer = user.get(f"/jobs/{job_id}")
+            if answer.status_code == 404 and cancel_answers.get(job_id) == "Deletion requested":
+                final[job_id] = "DELETED"
+                continue
+            assert answer.status_code == 200, f"job {job_id} lost: {answer.status_code}"
+            if answer.json()["status"] in TERMINAL:
+                final[job_id] = answer.json()["status"]
+        time.sleep(0.5)
+    return final
+
+
+def listed_statuses(user: Any) -> dict[str, str]:
     listed: dict[str, str] = {}
     cursor = None
     while True:
@@ -108,5 +93,45 @@ def test_thirty_jobs_three_slots_random_cancels(runtime: Runtime) -> None:
         listed.update({j["job_id"]: j["status"] for j in page["jobs"]})
         cursor = page.get("last_key")
         if not cursor:
-            break
+            return listed
+
+
+def expected_outcome(cancel_answer: str | None) -> tuple[str, ...]:
+    """A cancel is honoured (CANCELLED) or loses the race to completion (COMPLETED); a job that had
+    already finished was deleted as asked; every other job completed."""
+    if cancel_answer is None:
+        return ("COMPLETED",)
+    if cancel_answer == "Deletion requested":
+        return ("DELETED",)
+    return ("CANCELLED", "COMPLETED")
+
+
+def test_thirty_jobs_three_slots_random_cancels(runtime: Runtime) -> None:
+    rng = random.Random(20261128)
+    user = runtime.client("load-user")
+    template_id = create_template(user)
+    seed_key = upload_seed(user)
+
+    with running_samples(runtime.client("load-user")) as samples:
+        job_ids = [
+            create_job(
+                user, template_id, seed_key, num_records=rng.randint(10, 60), priority=rng.randint(1, 10)
+            )
+            for _ in range(JOBS)
+        ]
+        to_cancel = rng.sample(job_ids, CANCELS)
+        started = time.monotonic()
+        cancel_answers = cancel_at_random_moments(user, to_cancel, rng)
+        final = final_statuses(user, job_ids, cancel_answers, started)
+
+    assert len(final) == JOBS, f"not terminal within {BOUND_SECONDS:.0f} s: {set(job_ids) - set(final)}"
+    assert samples, "the sampler saw nothing"
+    assert max(samples) <= MAX_RUNNING_JOBS, f"RUNNING peaked at {max(samples)}"
+    assert max(samples) >= 1
+    for job_id in job_ids:
+        answer = cancel_answers.get(job_id)
+        assert final[job_id] in expected_outcome(answer), (job_id, answer, final[job_id])
+    assert "CANCELLED" in final.values(), f"no cancel landed before completion: {cancel_answers}"
+    # None lost: every job is listed, with the status it ended in, and stays there.
+    listed = listed_statuses(user)
     assert {j: listed.get(j, "DELETED") for j in job_ids} == final

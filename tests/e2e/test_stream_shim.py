@@ -110,12 +110,20 @@ def _wait(probe: Any, timeout: float = 30.0) -> None:
     pytest.fail(f"not reached within {timeout:.0f} s")
 
 
+def _drain(ddb: Any, table: str) -> None:
+    """Wait until every record written so far is through: a shard delivers in order, so once a
+    sentinel written now is done, no earlier record has a delivery left (no sleep-and-hope)."""
+    sentinel = f"{table}-sentinel-{time.monotonic_ns()}"
+    ddb.put_item(TableName=table, Item={"id": {"S": sentinel}, "mode": {"S": "ok"}})
+    _wait(lambda: _log(ddb, sentinel).get("done") == 1)
+
+
 def test_reported_item_failure_is_retried_from_the_first_failure(emulator: Emulator) -> None:
     ddb, _ = _setup(emulator, "shim-report", BatchSize=10, FunctionResponseTypes=["ReportBatchItemFailures"])
     for key, mode in (("r-a", "ok"), ("r-b", "report-once"), ("r-c", "ok")):
         ddb.put_item(TableName="shim-report", Item={"id": {"S": key}, "mode": {"S": mode}})
     _wait(lambda: _log(ddb, "r-b").get("done") == 1 and _log(ddb, "r-c").get("done", 0) >= 1)
-    time.sleep(2)  # nothing more should arrive
+    _drain(ddb, "shim-report")
     assert _log(ddb, "r-a") == {"attempts": 1, "done": 1}  # checkpointed before the failure
     assert _log(ddb, "r-b") == {"attempts": 2, "done": 1}  # retried, then succeeded
     assert _log(ddb, "r-c")["done"] >= 1  # after the failure: re-delivered with the retry, as on AWS
@@ -126,7 +134,7 @@ def test_poison_batch_is_discarded_after_maximum_retry_attempts(emulator: Emulat
     ddb.put_item(TableName="shim-poison", Item={"id": {"S": "p-poison"}, "mode": {"S": "raise"}})
     ddb.put_item(TableName="shim-poison", Item={"id": {"S": "p-after"}, "mode": {"S": "ok"}})
     _wait(lambda: _log(ddb, "p-after").get("done") == 1)  # the shard is not blocked
-    time.sleep(2)
+    _drain(ddb, "shim-poison")
     assert _log(ddb, "p-poison") == {"attempts": 3}  # the first try and 2 retries, then discarded
     assert _log(ddb, "p-after") == {"attempts": 1, "done": 1}
 
@@ -146,7 +154,7 @@ def test_bisect_isolates_the_poison_record(emulator: Emulator) -> None:
         ddb.put_item(TableName="shim-bisect", Item={"id": {"S": key}, "mode": {"S": mode}})
     emulator.client("lambda").update_event_source_mapping(UUID=mapping, Enabled=True)
     _wait(lambda: all(_log(ddb, k).get("done", 0) >= 1 for k in ("b-1", "b-2", "b-4")))
-    time.sleep(2)
+    _drain(ddb, "shim-bisect")
     # [1, 2, P, 4] fails -> [1, 2] succeeds -> [P, 4] fails -> [P] fails with no retries left and is
     # discarded (splitting does not count as a retry) -> [4] succeeds. The records a failed batch
     # had already handled are handled again: at-least-once, as on AWS.
@@ -171,7 +179,7 @@ def test_records_written_after_a_restart_are_delivered(tmp_path: Path) -> None:
         ddb = second.client("dynamodb")
         ddb.put_item(TableName="shim-restart", Item={"id": {"S": "after"}})
         _wait(lambda: _log(ddb, "after").get("done") == 1)
-        time.sleep(2)
+        _drain(ddb, "shim-restart")
         assert _log(ddb, "after") == {"attempts": 1, "done": 1}
         assert _log(ddb, "before-0") == {"attempts": 1, "done": 1}  # nothing replayed
     finally:

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from functions.worker.service import BUDGET_EXCEEDED
 from tests.e2e.conftest import (
     TERMINAL,
     Runtime,
@@ -105,6 +106,26 @@ def test_small_job_completes_with_the_offline_model(runtime: Runtime) -> None:
     assert kinds[0] == "Job Queued"
     assert "Job Started" in kinds
     assert kinds[-1] == "Job Completed"
+
+
+def test_a_job_over_its_budget_ends_budget_exceeded_through_the_real_worker(runtime: Runtime) -> None:
+    carol = runtime.client("budget-carol")
+    template_id = create_template(carol)
+    seed_key = upload_seed(carol)
+    budget = Decimal("0.000001")  # the first batch costs more
+    job_id = create_job(carol, template_id, seed_key, num_records=200, budget_limit=str(budget))
+
+    wait_for(lambda: job_status(carol, job_id) in TERMINAL, timeout=120, what="a terminal status")
+    job = carol.get(f"/jobs/{job_id}").json()
+    assert (job["status"], job["error"]) == ("BUDGET_EXCEEDED", BUDGET_EXCEEDED)
+    # The worker stopped early, and the rolled-up cost shows why.
+    board = wait_for(
+        lambda: Decimal(str((d := carol.get(f"/dashboard/{job_id}").json())["cost"]["total"])) > 0 and d,
+        timeout=30,
+        what="the cost on the dashboard",
+    )
+    assert Decimal(str(board["cost"]["total"])) >= budget
+    assert 0 < board["progress"]["records_generated"] < 200
 
 
 def test_url_and_unknown_execution_answer_clearly(runtime: Runtime) -> None:

@@ -3,37 +3,19 @@ and each API Lambda's handler, runtime and settings."""
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
+import sys
 from typing import Any
 
 import pytest
 
 from functions.common import settings
-from stacks.api import ROUTES
+from functions.common.api import API_DOMAINS, PUBLIC_PATHS, served_routes
+from stacks.bundling import ROOT
+from stacks.lambdas import handler_module
 from tests.infra.conftest import Synthesized, ref
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
-
-# The API contract of DESIGN.md section 7, written out: the template must serve exactly these.
-EXPECTED_ROUTES = {
-    "GET /health": "health",
-    "GET /docs": "health",
-    "GET /openapi.json": "health",
-    "POST /jobs": "jobs",
-    "GET /jobs": "jobs",
-    "GET /jobs/{job_id}": "jobs",
-    "DELETE /jobs/{job_id}": "jobs",
-    "GET /jobs/{job_id}/download": "jobs",
-    "POST /templates": "templates",
-    "GET /templates": "templates",
-    "GET /templates/{template_id}": "templates",
-    "PUT /templates/{template_id}": "templates",
-    "DELETE /templates/{template_id}": "templates",
-    "POST /seed-data/upload": "seed_data",
-    "POST /seed-data/validate": "seed_data",
-    "GET /dashboard/{job_id}": "dashboard",
-}
 
 # Every environment variable a settings mixin of functions/common/settings.py reads.
 KNOWN_SETTINGS = {
@@ -63,19 +45,24 @@ def _integration_function(each: Synthesized, integration_id: str) -> str:
     return uri["Fn::GetAtt"][0]
 
 
-def test_routes_are_the_api_contract_and_reach_their_domain_function(each: Synthesized) -> None:
-    routes = each.of_type("AWS::ApiGatewayV2::Route")
-    served = {}
-    for route in routes.values():
+def _deployed_routes(each: Synthesized) -> dict[str, str]:
+    """Route key -> the logical id of the function it reaches."""
+    deployed = {}
+    for route in each.of_type("AWS::ApiGatewayV2::Route").values():
         target = route["Properties"]["Target"]["Fn::Join"][1][1]["Ref"]
-        served[route["Properties"]["RouteKey"]] = _integration_function(each, target)
-    assert set(served) == set(EXPECTED_ROUTES)
-    for route_key, domain in EXPECTED_ROUTES.items():
+        deployed[route["Properties"]["RouteKey"]] = _integration_function(each, target)
+    return deployed
+
+
+def test_the_deployed_routes_are_exactly_the_routers_routes(each: Synthesized) -> None:
+    """API Gateway and the Powertools resolver of each handler agree route for route."""
+    expected = {}
+    for domain in API_DOMAINS:
         function_id, _ = _function_by_handler(each, domain)
-        assert served[route_key] == function_id, route_key
-
-
-PUBLIC_ROUTES = {"GET /health", "GET /docs", "GET /openapi.json"}
+        for method, path in served_routes(handler_module(domain).app):
+            expected[f"{method} {path}"] = function_id
+    assert _deployed_routes(each) == expected
+    assert {"POST /jobs", "GET /jobs/{job_id}", "GET /health"} <= set(expected)  # found at all
 
 
 def test_jwt_authorizer_on_every_route_but_health(each: Synthesized) -> None:
@@ -84,7 +71,7 @@ def test_jwt_authorizer_on_every_route_but_health(each: Synthesized) -> None:
     assert authorizer["Properties"]["IdentitySource"] == ["$request.header.Authorization"]
     for route in each.of_type("AWS::ApiGatewayV2::Route").values():
         props = route["Properties"]
-        if props["RouteKey"] in PUBLIC_ROUTES:
+        if props["RouteKey"].split(" ")[1] in PUBLIC_PATHS:
             assert props.get("AuthorizationType", "NONE") == "NONE"
             assert "AuthorizerId" not in props
         else:
@@ -125,18 +112,21 @@ def test_default_stage_is_throttled_and_logged(each: Synthesized) -> None:
 def test_handlers_are_importable_modules_of_the_package(each: Synthesized) -> None:
     handlers = {r["Properties"]["Handler"] for r in each.of_type("AWS::Lambda::Function").values()}
     assert handlers == {
-        f"functions.{domain}.handler.lambda_handler" for domain in [*ROUTES, "queue", "costs"]
+        f"functions.{domain}.handler.lambda_handler" for domain in [*API_DOMAINS, "promoter", "rollup"]
     }
     for handler in handlers:
         module = handler.rsplit(".", 1)[0]
         assert importlib.util.find_spec(module) is not None, f"{module} is not in the functions package"
 
 
-def test_functions_run_python_3_12_or_newer_with_their_own_log_group(each: Synthesized) -> None:
+def test_functions_and_worker_run_the_python_the_tests_run_on_with_their_own_log_group(
+    each: Synthesized,
+) -> None:
+    tested = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert f"FROM python:{tested}-slim" in (ROOT / "Dockerfile").read_text()
     for lid, function in each.of_type("AWS::Lambda::Function").items():
         props = function["Properties"]
-        major, minor = props["Runtime"].removeprefix("python").split(".")
-        assert (int(major), int(minor)) >= (3, 12), lid
+        assert props["Runtime"] == f"python{tested}", lid
         log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
         assert each.resources[log_group]["Properties"]["RetentionInDays"] == 30
 
@@ -171,40 +161,13 @@ def test_function_settings_are_known_and_point_at_the_right_resources(each: Synt
             assert parsed.max_running_jobs == 5
 
 
-@pytest.mark.parametrize(
-    ("domain", "required"),
-    [
-        (
-            "jobs",
-            {
-                "JOBS_TABLE",
-                "QUEUE_TABLE",
-                "TEMPLATES_TABLE",
-                "IDEMPOTENCY_TABLE",
-                "BUCKET_NAME",
-                "EVENT_BUS_NAME",
-                "UPLOAD_MAX_BYTES",
-            },
-        ),
-        ("templates", {"TEMPLATES_TABLE", "EVENT_BUS_NAME"}),
-        ("seed_data", {"BUCKET_NAME", "TEMPLATES_TABLE", "UPLOAD_MAX_BYTES"}),
-        ("dashboard", {"JOBS_TABLE"}),
-        ("queue", {"JOBS_TABLE", "QUEUE_TABLE", "MAX_RUNNING_JOBS", "LIFECYCLE_STATE_MACHINE_ARN"}),
-        ("costs", {"JOBS_TABLE", "COST_TRACKING_TABLE"}),
-    ],
-)
-def test_each_function_gets_the_settings_it_uses(each: Synthesized, domain: str, required: set[str]) -> None:
-    _, function = _function_by_handler(each, domain)
-    assert required <= set(function["Properties"]["Environment"]["Variables"])
-
-
 def test_api_gateway_may_invoke_each_api_function(each: Synthesized) -> None:
     permitted = {
         p["Properties"]["FunctionName"]["Fn::GetAtt"][0]
         for p in each.of_type("AWS::Lambda::Permission").values()
         if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
     }
-    for domain in ROUTES:
+    for domain in API_DOMAINS:
         function_id, _ = _function_by_handler(each, domain)
         assert function_id in permitted, domain
 
@@ -217,51 +180,21 @@ def test_outputs(each: Synthesized) -> None:
     assert outputs["EventBusName"]["Value"] == ref(each.logical_id("AWS::Events::EventBus"))
 
 
-@pytest.mark.parametrize("domain", list(ROUTES))
-def test_api_routes_are_exactly_what_each_handler_serves(each: Synthesized, domain: str) -> None:
-    """API Gateway and the Powertools resolver of each handler agree route for route."""
-    resolver = importlib.import_module(f"functions.{domain}.handler").app
-    served = {
-        f"{route.method} {route.path.replace('<', '{').replace('>', '}')}"
-        for route in [*resolver._static_routes, *resolver._dynamic_routes]
-    }
-    function_id, _ = _function_by_handler(each, domain)
-    routed = set()
-    for route in each.of_type("AWS::ApiGatewayV2::Route").values():
-        target = route["Properties"]["Target"]["Fn::Join"][1][1]["Ref"]
-        if _integration_function(each, target) == function_id:
-            routed.add(route["Properties"]["RouteKey"])
-    assert routed == served
-
-
-# The settings model each function's handler loads (functions/<domain>/...).
-SETTINGS_MODELS = {
-    "health": None,
-    "jobs": "functions.jobs.handler:JobsApiSettings",
-    "templates": "functions.templates.handler:TemplatesApiSettings",
-    "seed_data": "functions.seed_data.handler:SeedDataApiSettings",
-    "dashboard": "functions.common.settings:JobsTableSettings",
-    "queue": "functions.queue.models:PromoterSettings",
-    "costs": "functions.costs.models:CostRollupSettings",
-}
-RESOURCE_SETTINGS = {*KNOWN_SETTINGS} - {"UPLOAD_MAX_BYTES", "UPLOAD_URL_EXPIRES_SECONDS", "MAX_RUNNING_JOBS"}
-RESOURCE_SETTINGS -= {"IDEMPOTENCY_TTL_SECONDS", "AWS_REGION"}
-
-
-@pytest.mark.parametrize("domain", list(SETTINGS_MODELS))
-def test_every_resource_a_handler_reads_is_passed_and_validates(each: Synthesized, domain: str) -> None:
-    """A resource setting left out would silently fall back to the prod default name."""
+@pytest.mark.parametrize("domain", [*API_DOMAINS, "promoter", "rollup"])
+def test_each_function_gets_exactly_the_settings_its_handler_reads(each: Synthesized, domain: str) -> None:
+    """Every field without a default is set, nothing else than the settings fields, and it validates."""
     _, function = _function_by_handler(each, domain)
     variables = function["Properties"]["Environment"]["Variables"]
-    target = SETTINGS_MODELS[domain]
-    if target is None:
-        assert not set(variables) & RESOURCE_SETTINGS
-        return
-    module, name = target.split(":")
-    model = getattr(importlib.import_module(module), name)
-    read = {f.validation_alias for f in model.model_fields.values()}
-    assert read & RESOURCE_SETTINGS <= set(variables), (read & RESOURCE_SETTINGS) - set(variables)
     passed = {k for k in variables if not k.startswith("POWERTOOLS_")}
-    assert passed <= read, f"settings the handler never reads: {passed - read}"
-    values = {k: v if isinstance(v, str) else "resolved-at-deploy" for k, v in variables.items() if k in read}
-    model(**values)  # raises pydantic.ValidationError on a missing required or invalid value
+    model = handler_module(domain).SETTINGS
+    if model is None:
+        assert passed == set()
+        return
+    fields = model.model_fields.values()
+    required = {f.validation_alias for f in fields if f.is_required()}
+    assert required <= passed, f"required settings not set: {required - passed}"
+    assert passed <= {f.validation_alias for f in fields}, "settings the handler never reads"
+    values = {
+        k: v if isinstance(v, str) else "resolved-at-deploy" for k, v in variables.items() if k in passed
+    }
+    model(**values)  # raises pydantic.ValidationError on an invalid value

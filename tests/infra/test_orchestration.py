@@ -278,15 +278,14 @@ def test_archive_keeps_domain_events_for_replay(prod: Synthesized, local: Synthe
 
 
 @pytest.mark.parametrize(
-    ("domain", "table_attr", "failures"),
-    [("queue", "jobs_table", "promoter"), ("costs", "cost_tracking_table", "rollup")],
+    ("domain", "table_attr"), [("promoter", "jobs_table"), ("rollup", "cost_tracking_table")]
 )
 def test_stream_consumers_report_partial_failures_and_give_up_into_a_queue(
-    each: Synthesized, domain: str, table_attr: str, failures: str
+    each: Synthesized, domain: str, table_attr: str
 ) -> None:
     function_id, _ = each.one("AWS::Lambda::Function", Handler=f"functions.{domain}.handler.lambda_handler")
     table_id = each.logical_id("AWS::DynamoDB::Table", TableName=getattr(each.names, table_attr))
-    failures_id = each.logical_id("AWS::SQS::Queue", QueueName=each.names.stream_failures_queue(failures))
+    failures_id = each.logical_id("AWS::SQS::Queue", QueueName=each.names.stream_failures_queue(domain))
     _, mapping = each.one("AWS::Lambda::EventSourceMapping", FunctionName=ref(function_id))
     props = mapping["Properties"]
     assert props["EventSourceArn"] == get_att(table_id, "StreamArn")
@@ -299,7 +298,7 @@ def test_stream_consumers_report_partial_failures_and_give_up_into_a_queue(
 
 
 def test_promoter_knows_the_limit_and_the_lifecycle(each: Synthesized) -> None:
-    _, function = each.one("AWS::Lambda::Function", Handler="functions.queue.handler.lambda_handler")
+    _, function = each.one("AWS::Lambda::Function", Handler="functions.promoter.handler.lambda_handler")
     variables = function["Properties"]["Environment"]["Variables"]
     lifecycle_id, _ = _machine(each, "lifecycle_state_machine")
     assert variables["MAX_RUNNING_JOBS"] == "5"

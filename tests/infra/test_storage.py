@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from functions.common import settings
 from stacks.names import Names, Stage
 from tests.infra.conftest import Synthesized
 from tests.support.resources import table_definitions
@@ -29,16 +28,6 @@ def _gsis(indexes: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
     return {
         index["IndexName"]: (index["KeySchema"], index["Projection"]["ProjectionType"]) for index in indexes
     }
-
-
-def test_prod_names_are_the_settings_defaults(prod: Synthesized) -> None:
-    names = prod.names
-    assert names.jobs_table == settings.JobsTableSettings().jobs_table
-    assert names.queue_table == settings.QueueTableSettings().queue_table
-    assert names.templates_table == settings.TemplatesTableSettings().templates_table
-    assert names.cost_tracking_table == settings.CostTrackingTableSettings().cost_tracking_table
-    assert names.idempotency_table == settings.IdempotencyTableSettings().idempotency_table
-    assert names.event_bus == settings.EventBusSettings().event_bus_name
 
 
 def test_local_names_are_prefixed_apart_from_prod(local: Synthesized, prod: Synthesized) -> None:

@@ -1,5 +1,5 @@
 from functions.health.handler import lambda_handler
-from functions.openapi import render
+from functions.openapi import DOCUMENT
 from tests.support.http import ApiClient
 
 
@@ -38,4 +38,17 @@ def test_swagger_ui_serves_the_whole_api_offline_without_a_token() -> None:
     assert set(document.body["paths"]) >= {"/health", "/jobs", "/templates", "/seed-data/upload"}
     assert document.body["paths"]["/health"]["get"]["security"] == []
     assert document.body["security"] == [{"cognito": []}]
-    assert json.dumps(document.body, sort_keys=True, indent=2) + "\n" == render()
+    # The committed document itself (tests/integration/test_openapi.py keeps it equal to the code).
+    assert json.dumps(document.body, sort_keys=True, indent=2) + "\n" == DOCUMENT.read_text()
+
+
+def test_the_health_function_imports_no_other_domain() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, functions.health.handler as h; h._openapi_json(); "
+        "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('functions.')}))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['common', 'health']"

@@ -17,8 +17,8 @@ import pytest
 
 from functions.common.clock import now_iso
 from functions.common.events import EVENTS_BY_DETAIL_TYPE, EventDetail
+from tests.support.lifecycle_worker import LifecycleWorker
 from tests.support.ministack import StateMachineStack, start_stack
-from tests.support.test_worker import TestWorker
 
 pytestmark = pytest.mark.statemachines
 
@@ -178,8 +178,8 @@ class Env:
     def client(self, service: str) -> Any:
         return self.stack.client(service)
 
-    def worker(self) -> TestWorker:
-        return TestWorker(
+    def worker(self) -> LifecycleWorker:
+        return LifecycleWorker(
             sqs=self.client("sqs"),
             sfn=self.client("stepfunctions"),
             dynamodb=self.client("dynamodb"),

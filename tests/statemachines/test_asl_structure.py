@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from functions.common.events import EVENTS_BY_DETAIL_TYPE, SOURCE_JOBS
+from functions.worker.service import BUDGET_EXCEEDED, JOB_CANCELLED
 from tests.support.ministack import STATEMACHINES_DIR, asl_files, placeholders_in, stack_substitutions
 
 pytestmark = pytest.mark.statemachines
@@ -46,6 +47,41 @@ def ends(state: dict[str, Any]) -> bool:
     return state["Type"] in ("Succeed", "Fail") or state.get("End") is True
 
 
+def state_problems(name: str, state: dict[str, Any], states: dict[str, Any]) -> list[str]:
+    """Dangling transitions and malformed endings of one state, and the problems of its sub-machines."""
+    problems = [f"{name!r} goes to missing state {t!r}" for t in successors(state) if t not in states]
+    if state["Type"] not in ("Choice", "Succeed", "Fail") and ("Next" in state) == bool(state.get("End")):
+        problems.append(f"{name!r} needs exactly one of Next and End")
+    if state["Type"] == "Choice" and "Default" not in state:
+        problems.append(f"Choice {name!r} has no Default")
+    for sub in [state.get("ItemProcessor") or state.get("Iterator"), *state.get("Branches", [])]:
+        if sub:
+            problems += check_machine(sub)
+    return problems
+
+
+def reachable_from(start: str, states: dict[str, Any]) -> set[str]:
+    reachable, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in reachable or name not in states:
+            continue
+        reachable.add(name)
+        todo += successors(states[name])
+    return reachable
+
+
+def ending(states: dict[str, Any]) -> set[str]:
+    """The states from which some path reaches an end."""
+    can_end = {name for name, state in states.items() if ends(state)}
+    changed = True
+    while changed:
+        grown = {n for n, state in states.items() if any(t in can_end for t in successors(state))}
+        changed = not grown <= can_end
+        can_end |= grown
+    return can_end
+
+
 def check_machine(definition: dict[str, Any]) -> list[str]:
     """Problems of one (sub-)machine: dangling transitions, unreachable states, dead ends."""
     problems: list[str] = []
@@ -53,34 +89,10 @@ def check_machine(definition: dict[str, Any]) -> list[str]:
     if definition["StartAt"] not in states:
         problems.append(f"StartAt {definition['StartAt']!r} is not a state")
     for name, state in states.items():
-        for target in successors(state):
-            if target not in states:
-                problems.append(f"{name!r} goes to missing state {target!r}")
-        if state["Type"] not in ("Choice", "Succeed", "Fail") and ("Next" in state) == bool(state.get("End")):
-            problems.append(f"{name!r} needs exactly one of Next and End")
-        if state["Type"] == "Choice" and "Default" not in state:
-            problems.append(f"Choice {name!r} has no Default")
-        for sub in [state.get("ItemProcessor") or state.get("Iterator"), *state.get("Branches", [])]:
-            if sub:
-                problems += check_machine(sub)
-    reachable, todo = set(), [definition["StartAt"]]
-    while todo:
-        name = todo.pop()
-        if name in reachable or name not in states:
-            continue
-        reachable.add(name)
-        todo += successors(states[name])
+        problems += state_problems(name, state, states)
+    reachable = reachable_from(definition["StartAt"], states)
     problems += [f"{name!r} is unreachable" for name in sorted(set(states) - reachable)]
-    # Every state must be able to reach an end.
-    can_end = {name for name, state in states.items() if ends(state)}
-    changed = True
-    while changed:
-        changed = False
-        for name, state in states.items():
-            if name not in can_end and any(t in can_end for t in successors(state)):
-                can_end.add(name)
-                changed = True
-    problems += [f"{name!r} never reaches an end" for name in sorted(set(states) - can_end)]
+    problems += [f"{name!r} never reaches an end" for name in sorted(set(states) - ending(states))]
     return problems
 
 
@@ -231,3 +243,14 @@ def test_the_last_resort_marks_failed_then_releases_then_records_then_emits() ->
     assert release["Next"] == "Record the job slot released after the lifecycle failed"
     assert states[release["Next"]]["Next"] == "Check whether the job was marked failed"
     assert states["Emit job failed after the lifecycle failed"]["Next"] == "Job lifecycle failed"
+
+
+def test_the_lifecycle_catches_the_real_workers_error_names() -> None:
+    """The worker and the ASL agree on the stop errors through functions/worker/service.py."""
+    definition = json.loads((STATEMACHINES_DIR / "job_lifecycle.asl.json").read_text())
+    (wait,) = [
+        s for s in states_of(definition).values() if s.get("Resource", "").endswith(".waitForTaskToken")
+    ]
+    caught = {catcher["ErrorEquals"][0]: catcher["Next"] for catcher in wait["Catch"]}
+    assert caught[BUDGET_EXCEEDED] == "Mark job budget exceeded"
+    assert caught[JOB_CANCELLED] == "Mark job cancelled"

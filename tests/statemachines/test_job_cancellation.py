@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from functions.common.events import JobCancelled, JobCompleted, JobStarted
+from functions.worker.service import JOB_CANCELLED
 from tests.statemachines.conftest import Env
 
 pytestmark = pytest.mark.statemachines
@@ -38,7 +39,7 @@ def test_cancel_while_queued_dequeues_and_cancels_the_job(env: Env) -> None:
         "Emit job cancelled",
     ]
     record = env.job(job["job_id"])
-    assert (record["status"], record["error"]) == ("CANCELLED", "JobCancelled")
+    assert (record["status"], record["error"]) == ("CANCELLED", JOB_CANCELLED)
     assert record["user_status"] == f"{job['user_id']}#CANCELLED"
     assert record["completed_at"] >= record["cancel_requested_at"]
     assert not env.queue_item_exists(job)
@@ -89,7 +90,7 @@ def test_cancel_before_the_worker_records_its_token_is_seen_by_the_worker(env: E
     lifecycle = env.stack.wait(lifecycle_arn)
 
     assert cancellation.path == [*READ, "Leave the cancellation to the worker"]
-    assert (outcome.reported, outcome.batches_done) == ("JobCancelled", 0)
+    assert (outcome.reported, outcome.batches_done) == (JOB_CANCELLED, 0)
     assert lifecycle.path == LIFECYCLE_CANCELLED
     assert env.job(job["job_id"])["status"] == "CANCELLED"
     assert job["job_id"] not in env.slot_holders()
@@ -114,9 +115,9 @@ def test_cancel_while_running_fails_the_waiting_task(env: Env, test_case: str | 
     assert cancellation.path == [*READ, "Fail the worker's task", "Worker task failed with JobCancelled"]
     assert lifecycle.path == LIFECYCLE_CANCELLED
     # The worker stops within one batch; its own JobCancelled report comes too late and is refused.
-    assert (outcome.reported, outcome.batches_done, outcome.accepted) == ("JobCancelled", 1, False)
+    assert (outcome.reported, outcome.batches_done, outcome.accepted) == (JOB_CANCELLED, 1, False)
     record = env.job(job["job_id"])
-    assert (record["status"], record["error"]) == ("CANCELLED", "JobCancelled")
+    assert (record["status"], record["error"]) == ("CANCELLED", JOB_CANCELLED)
     assert record["cause"].startswith("Cancellation requested at ")
     assert job["job_id"] not in env.slot_holders()
     assert [type(e) for e in env.events(job["job_id"], expected=2)] == [JobStarted, JobCancelled]

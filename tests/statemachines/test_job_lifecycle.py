@@ -7,6 +7,7 @@ import time
 import pytest
 
 from functions.common.events import JobBudgetExceeded, JobCompleted, JobFailed, JobStarted
+from functions.worker.service import BUDGET_EXCEEDED
 from tests.statemachines.conftest import HEARTBEAT_SECONDS, Env
 
 pytestmark = pytest.mark.statemachines
@@ -51,9 +52,9 @@ def test_budget_flag_stops_the_worker_and_ends_the_job_budget_exceeded(env: Env)
     execution = env.stack.wait(execution_arn)
 
     assert execution.path == [*STARTED, "Mark job budget exceeded", *RELEASED, "Emit job budget exceeded"]
-    assert (outcome.reported, outcome.batches_done) == ("BudgetExceeded", 1)
+    assert (outcome.reported, outcome.batches_done) == (BUDGET_EXCEEDED, 1)
     record = env.job(job["job_id"])
-    assert (record["status"], record["error"]) == ("BUDGET_EXCEEDED", "BudgetExceeded")
+    assert (record["status"], record["error"]) == ("BUDGET_EXCEEDED", BUDGET_EXCEEDED)
     assert record["user_status"] == f"{job['user_id']}#BUDGET_EXCEEDED"
     assert "result" not in record
     assert job["job_id"] not in env.slot_holders()
@@ -70,7 +71,7 @@ def test_budget_flag_seen_when_the_token_is_recorded_stops_before_any_batch(env:
     outcome = env.worker().run_once()
     execution = env.stack.wait(execution_arn)
 
-    assert (outcome.reported, outcome.batches_done) == ("BudgetExceeded", 0)
+    assert (outcome.reported, outcome.batches_done) == (BUDGET_EXCEEDED, 0)
     assert execution.path == [*STARTED, "Mark job budget exceeded", *RELEASED, "Emit job budget exceeded"]
 
 

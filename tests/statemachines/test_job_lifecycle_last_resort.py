@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from functions.common.events import JobCancelled, JobFailed, JobStarted
+from functions.worker.service import JOB_CANCELLED
 from tests.statemachines.conftest import Env
 
 pytestmark = pytest.mark.statemachines
@@ -116,7 +117,7 @@ def test_a_cancel_requested_queued_job_is_left_to_the_cancellation_and_its_slot_
         "Job lifecycle failed",
     ]
     record = env.job(job["job_id"])
-    assert (record["status"], record["error"]) == ("CANCELLED", "JobCancelled")
+    assert (record["status"], record["error"]) == ("CANCELLED", JOB_CANCELLED)
     assert "slot_released_at" in record
     assert job["job_id"] not in env.slot_holders()
     assert lifecycle.description["cause"].startswith("Mark job running did not succeed after its retries")
@@ -136,7 +137,7 @@ def test_a_slot_the_last_resort_cannot_release_stays_with_a_failed_job(env: Env)
     outcome = env.worker().run_once(between_batches=cancel_after_first_batch)
     execution = env.stack.wait(execution_arn)
 
-    assert outcome.reported == "JobCancelled"
+    assert outcome.reported == JOB_CANCELLED
     assert execution.status == "FAILED"
     assert execution.path == [
         *STARTED,

@@ -133,11 +133,13 @@ def test_heartbeats_keep_a_callback_task_alive_past_its_heartbeat_interval(
     env: Env, callback_queue: str
 ) -> None:
     machine = callback_machine(env, callback_queue)
-    arn, token = start_and_take_token(env, machine, callback_queue, {"heartbeat": 1, "timeout": 30})
+    arn, token = start_and_take_token(env, machine, callback_queue, {"heartbeat": 3, "timeout": 30})
     sfn = env.client("stepfunctions")
 
-    for _ in range(6):  # 2.4 s of work, heartbeating every 0.4 s
-        time.sleep(0.4)
+    # 4.5 s of work, past the 3 s interval, heartbeating every 0.5 s: a beat may come 2.5 s late on a
+    # busy machine before the task would time out.
+    for _ in range(9):
+        time.sleep(0.5)
         sfn.send_task_heartbeat(taskToken=token)
     sfn.send_task_success(taskToken=token, output=json.dumps({"done": True}))
     execution = env.stack.wait(arn)

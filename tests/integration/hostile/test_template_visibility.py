@@ -67,7 +67,7 @@ def test_no_new_job_or_validation_can_use_an_earlier_public_version(aws) -> None
 def test_a_job_created_while_public_keeps_its_template(aws) -> None:
     template_id, job_id = _public_template_made_private(aws)
     # The worker reads the version by key (no visibility check), so the queued job can still run.
-    version = TemplateRepository(TEMPLATES_TABLE, aws.client("dynamodb")).get_version(template_id, 1)
+    version = TemplateRepository(aws.client("dynamodb"), TEMPLATES_TABLE).get_version(template_id, 1)
     assert version is not None
     assert version.template_definition.steps[0].prompt == STEPS["steps"][0]["prompt"]
     assert get_job_item(aws, job_id)["status"] == "QUEUED"

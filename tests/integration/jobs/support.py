@@ -31,7 +31,7 @@ jobs_api = ApiClient(jobs_handler)
 
 def make_template(aws: Any, user: str, *, public: bool = False) -> str:
     template_id = str(uuid.uuid4())
-    TemplateRepository(TEMPLATES_TABLE, aws.client("dynamodb")).create(
+    TemplateRepository(aws.client("dynamodb"), TEMPLATES_TABLE).create(
         TemplateVersion(
             template_id=template_id,
             version=1,

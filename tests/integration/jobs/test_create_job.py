@@ -130,7 +130,7 @@ def test_priority_defaults_to_5_and_budget_1000_is_allowed(aws: Any) -> None:
 
 def test_named_version_is_used_and_a_missing_version_is_404(aws: Any) -> None:
     template_id = make_template(aws, "user-1")
-    repo = TemplateRepository(TEMPLATES_TABLE, aws.client("dynamodb"))
+    repo = TemplateRepository(aws.client("dynamodb"), TEMPLATES_TABLE)
     v1 = repo.get_version(template_id, 1)
     assert v1 is not None
     assert repo.append_version(
@@ -390,7 +390,7 @@ def _service(aws: Any, publisher: Any) -> JobsService:
     return JobsService(
         jobs=JobsRepository(dynamodb, JOBS_TABLE, QUEUE_TABLE, TEMPLATES_TABLE),
         files=JobFiles(aws.client("s3"), BUCKET),
-        templates=TemplateRepository(TEMPLATES_TABLE, dynamodb),
+        templates=TemplateRepository(dynamodb, TEMPLATES_TABLE),
         publisher=publisher,
         idempotency_store=DynamoDBPersistenceLayer(table_name=IDEMPOTENCY_TABLE, boto3_client=dynamodb),
         lambda_context=LambdaContext(),

@@ -206,7 +206,7 @@ def test_job_finishing_between_read_and_cancel_is_409_and_not_a_deletion(aws: An
     service = JobsService(
         jobs=ReadBeforeCompletion(dynamodb, JOBS_TABLE, QUEUE_TABLE, TEMPLATES_TABLE),
         files=JobFiles(aws.client("s3"), BUCKET),
-        templates=TemplateRepository(TEMPLATES_TABLE, dynamodb),
+        templates=TemplateRepository(dynamodb, TEMPLATES_TABLE),
         publisher=EventPublisher(aws.client("events"), "plot-palette"),
     )
     set_status(aws, job_id, "COMPLETED")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from functions.costs.handler import lambda_handler
+from functions.rollup.handler import lambda_handler
 from tests.integration.streams.conftest import deliver
 from tests.integration.streams.support import (
     COST_TABLE,

@@ -18,8 +18,8 @@ import pytest
 
 from functions.common.aws import client
 from functions.common.settings import load_settings
-from functions.queue.handler import lambda_handler
-from functions.queue.models import PromoterSettings
+from functions.promoter.handler import lambda_handler
+from functions.promoter.models import PromoterSettings
 from tests.integration.streams.conftest import deliver
 from tests.integration.streams.support import (
     LifecycleStandIn,

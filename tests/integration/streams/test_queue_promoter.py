@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from functions.queue.handler import lambda_handler
+from functions.promoter.handler import lambda_handler
 from tests.integration.streams.conftest import LIFECYCLE_ARN, create_lifecycle, deliver
 from tests.integration.streams.support import (
     JOBS_TABLE,

@@ -63,7 +63,7 @@ def test_concurrent_updates_each_write_their_own_version(aws: Any, atomic_reques
 
     def update(n: int) -> Any:
         service = TemplateService(
-            repository=TemplateRepository(TEMPLATES_TABLE, client("dynamodb")),
+            repository=TemplateRepository(client("dynamodb"), TEMPLATES_TABLE),
             publisher=EventPublisher(client("events"), s.EventBusSettings().event_bus_name),
         )
         request = UpdateTemplateRequest.model_validate({"template_definition": definition(n)})

@@ -91,7 +91,7 @@ class World:
 
     def put_template(self, steps: list[dict[str, Any]]) -> str:
         template_id = str(uuid.uuid4())
-        TemplateRepository(TEMPLATES_TABLE, self.ddb).create(
+        TemplateRepository(self.ddb, TEMPLATES_TABLE).create(
             TemplateVersion(
                 template_id=template_id,
                 version=1,
@@ -235,13 +235,13 @@ def make_service(world: World) -> ServiceFactory:
         on_batch: Callable[[], None] = lambda: None,
     ) -> GenerationService:
         ddb, s3 = world.session.client("dynamodb"), world.session.client("s3")
-        outputs = outputs or OutputStore(BUCKET, s3)
+        outputs = outputs or OutputStore(s3, BUCKET)
         return GenerationService(
-            jobs=JobStore(JOBS_TABLE, ddb),
-            costs=costs or CostStore(COST_TABLE, ddb),
+            jobs=JobStore(ddb, JOBS_TABLE),
+            costs=costs or CostStore(ddb, COST_TABLE),
             outputs=outputs,
-            seeds=S3SeedSource(BUCKET, s3),
-            templates=TemplateRepository(TEMPLATES_TABLE, ddb),
+            seeds=S3SeedSource(s3, BUCKET),
+            templates=TemplateRepository(ddb, TEMPLATES_TABLE),
             provider=provider or OfflineProvider(),
             renderer=PromptRenderer(limits or RenderLimits(max_output_chars=20_000, max_seconds=0.5)),
             exporter=Exporter(outputs),
@@ -262,7 +262,7 @@ def record_id_list(job_id: str, count: int) -> list[str]:
 
 def start(world: World, item: WorkItem) -> Any:
     """Record the task token as the runner does and answer the job's control view."""
-    control = JobStore(JOBS_TABLE, world.ddb).record_task_token(item.job_id, item.task_token, now_iso())
+    control = JobStore(world.ddb, JOBS_TABLE).record_task_token(item.job_id, item.task_token, now_iso())
     assert control is not None
     assert control.running
     return control
@@ -328,7 +328,7 @@ def make_loop(
     loop = WorkerLoop(
         sqs=sqs,
         queue_url=url,
-        jobs=JobStore(JOBS_TABLE, world.ddb),
+        jobs=JobStore(world.ddb, JOBS_TABLE),
         reporter=reporter,
         service=service,
         progress=progress or Progress(),

@@ -13,9 +13,9 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from functions.costs.models import CostDelta
-from functions.costs.repository import CostRepository
-from functions.costs.service import CostRollupService
+from functions.rollup.models import CostDelta
+from functions.rollup.repository import CostRepository
+from functions.rollup.service import CostRollupService
 from functions.worker.models import Checkpoint, Outcome, OutputFormat, Usage
 from functions.worker.pricing import CLAUDE_3_5_SONNET, LLAMA_3_1_8B, ModelPrice
 from functions.worker.providers import Completion, OfflineProvider
@@ -219,7 +219,7 @@ class _RollingUpCostStore(CostStore):
     """Delivers every delta to the real cost rollup right after it is written, as the stream does."""
 
     def __init__(self, world: World) -> None:
-        super().__init__(COST_TABLE, world.ddb)
+        super().__init__(world.ddb, COST_TABLE)
         self._world = world
         self._rollup = CostRollupService(CostRepository(world.ddb, COST_TABLE, JOBS_TABLE))
 
@@ -275,7 +275,7 @@ class _CrashingOutputs(OutputStore):
     """Raises once, like a killed worker, at a chosen point of a chosen batch's commit."""
 
     def __init__(self, s3: Any, *, batch: int, when: str) -> None:
-        super().__init__(BUCKET, s3)
+        super().__init__(s3, BUCKET)
         self._batch = batch
         self._when = when
         self.crashed = False

@@ -220,17 +220,17 @@ def test_record_task_token_answers_the_job_it_updated(world: World):
     item = world.make_job(num_records=1, batch_size=1)
     world.request_cancel(item.job_id)
 
-    control = JobStore(JOBS_TABLE, world.ddb).record_task_token(item.job_id, "tok", now_iso())
+    control = JobStore(world.ddb, JOBS_TABLE).record_task_token(item.job_id, "tok", now_iso())
 
     assert control is not None
     assert control.running
     assert control.cancel_requested_at is not None
     stopped = world.make_job(num_records=1, batch_size=1, status="CANCELLED")
     assert (
-        JobStore(JOBS_TABLE, world.ddb).record_task_token(stopped.job_id, "tok", now_iso()).status
+        JobStore(world.ddb, JOBS_TABLE).record_task_token(stopped.job_id, "tok", now_iso()).status
         == "CANCELLED"
     )
-    assert JobStore(JOBS_TABLE, world.ddb).record_task_token("missing", "tok", now_iso()) is None
+    assert JobStore(world.ddb, JOBS_TABLE).record_task_token("missing", "tok", now_iso()) is None
 
 
 def test_shutdown_while_waiting_for_work_ends_the_loop(world: World, make_service: Any, queue: Any):

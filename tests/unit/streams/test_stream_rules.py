@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 
-from functions.costs.models import CostBreakdown, CostDelta, RollupOutcome
-from functions.costs.repository import TransientRollupError, rollup_outcome
-from functions.queue.models import ClaimOutcome, JobChange, QueueEntry, StartOutcome
-from functions.queue.repository import TransientClaimError, UnexpectedCancellation, claim_outcome
-from functions.queue.service import PromoterService
+from functions.common.dynamo import to_item
+from functions.common.retry import RetryPolicy
+from functions.promoter.models import ClaimOutcome, JobStreamRecord, QueueEntry, StartOutcome
+from functions.promoter.repository import TransientClaimError, UnexpectedCancellation, claim_outcome
+from functions.promoter.service import PromoterService
+from functions.rollup.models import CostBreakdown, CostDelta, RollupOutcome
+from functions.rollup.repository import TransientRollupError, rollup_outcome
+from tests.conftest import load_event
 
 pytestmark = pytest.mark.unit
 
@@ -51,7 +54,14 @@ def failed_with(item: dict[str, Any]) -> dict[str, Any]:
 def test_what_triggers_a_promotion_pass(
     event_name: str, new: dict[str, Any] | None, old: dict[str, Any] | None, expected: bool
 ) -> None:
-    assert JobChange.from_images(event_name, new, old).triggers_promotion is expected
+    record = load_event("dynamodb_stream")["Records"][0]
+    record["eventName"] = event_name
+    record["dynamodb"].pop("NewImage")
+    for image, values in (("NewImage", new), ("OldImage", old)):
+        if values is not None:
+            record["dynamodb"][image] = to_item(values)
+
+    assert JobStreamRecord.model_validate(record).triggers_promotion is expected
 
 
 @pytest.mark.parametrize(
@@ -143,7 +153,7 @@ class _Executions:
 
 def test_a_conflicting_claim_is_retried_with_backoff_then_promoted() -> None:
     queue, executions, sleeps = _ConflictingQueue(conflicts=2), _Executions(), []
-    service = PromoterService(queue, executions, 3, sleep=sleeps.append)  # type: ignore[arg-type]
+    service = PromoterService(queue, executions, 3, retry=RetryPolicy(sleep=sleeps.append))  # type: ignore[arg-type]
 
     report = service.promote()
 
@@ -155,7 +165,7 @@ def test_a_conflicting_claim_is_retried_with_backoff_then_promoted() -> None:
 
 def test_a_claim_that_keeps_conflicting_fails_the_pass() -> None:
     queue, executions = _ConflictingQueue(conflicts=99), _Executions()
-    service = PromoterService(queue, executions, 3, claim_attempts=3, sleep=lambda _: None)  # type: ignore[arg-type]
+    service = PromoterService(queue, executions, 3, retry=RetryPolicy(attempts=3, sleep=lambda _: None))  # type: ignore[arg-type]
 
     with pytest.raises(TransientClaimError):
         service.promote()

@@ -8,6 +8,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from functions.common.retry import RetryPolicy
 from functions.worker.pricing import CLAUDE_3_5_SONNET, LLAMA_3_1_8B, MISTRAL_7B, MODELS
 from functions.worker.providers import (
     BedrockProvider,
@@ -67,9 +68,8 @@ def test_throttling_is_retried_with_exponential_backoff(bedrock):
         stubber.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
     stubber.add_response("converse", converse_answer("ok", 3, 1), expected_request("p"))
     waits: list[float] = []
-    provider = BedrockProvider(
-        client, max_tokens=256, base_delay=0.5, sleep=waits.append, jitter=lambda low, high: high
-    )
+    retry = RetryPolicy(attempts=6, base_delay=0.5, sleep=waits.append, jitter=lambda low, high: high)
+    provider = BedrockProvider(client, max_tokens=256, retry=retry)
 
     completion = provider.complete(SONNET, "p", {})
 
@@ -82,7 +82,7 @@ def test_throttling_past_every_attempt_makes_the_provider_unavailable(bedrock):
     for _ in range(4):
         stubber.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
     waits: list[float] = []
-    provider = BedrockProvider(client, max_tokens=256, max_attempts=4, sleep=waits.append)
+    provider = BedrockProvider(client, max_tokens=256, retry=RetryPolicy(attempts=4, sleep=waits.append))
 
     with pytest.raises(ProviderUnavailable, match="ThrottlingException after 4 attempts"):
         provider.complete(SONNET, "p", {})
@@ -94,7 +94,9 @@ def test_a_refused_prompt_fails_the_record_not_the_job(bedrock):
     stubber.add_client_error("converse", "ValidationException", "Input is too long", 400)
 
     with pytest.raises(ModelCallError, match="Input is too long"):
-        BedrockProvider(client, max_tokens=256, sleep=lambda s: None).complete(SONNET, "p", {})
+        BedrockProvider(client, max_tokens=256, retry=RetryPolicy(sleep=lambda s: None)).complete(
+            SONNET, "p", {}
+        )
 
 
 def test_access_denied_is_not_retried(bedrock):
@@ -103,7 +105,9 @@ def test_access_denied_is_not_retried(bedrock):
     waits: list[float] = []
 
     with pytest.raises(ProviderUnavailable, match="AccessDeniedException"):
-        BedrockProvider(client, max_tokens=256, sleep=waits.append).complete(SONNET, "p", {})
+        BedrockProvider(client, max_tokens=256, retry=RetryPolicy(sleep=waits.append)).complete(
+            SONNET, "p", {}
+        )
     assert waits == []
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import Enum
 
+from aws_lambda_powertools.utilities.parser.models import (
+    DynamoDBStreamChangedRecordModel,
+    DynamoDBStreamRecordModel,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.common.settings import CostTrackingTableSettings, JobsTableSettings
@@ -45,6 +49,16 @@ class CostDelta(BaseModel):
     @property
     def tokens_used(self) -> int:
         return self.tokens_in + self.tokens_out
+
+
+class CostDeltaImages(DynamoDBStreamChangedRecordModel):
+    NewImage: CostDelta | None = None
+
+
+class CostDeltaStreamRecord(DynamoDBStreamRecordModel):
+    """One CostTracking stream record (NEW_IMAGE), its image parsed as a ``CostDelta``."""
+
+    dynamodb: CostDeltaImages
 
 
 class RollupOutcome(Enum):

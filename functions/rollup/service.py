@@ -8,14 +8,13 @@ applied delta and after a replayed one too, so a crash between the two writes he
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 
 from functions.common.clock import now_iso
 from functions.common.observability import logger
-from functions.costs.models import CostDelta, RollupOutcome
-from functions.costs.repository import CostRepository, TransientRollupError
+from functions.common.retry import RetryPolicy
+from functions.rollup.models import CostDelta, RollupOutcome
+from functions.rollup.repository import CostRepository, TransientRollupError
 
 
 class CostRollupService:
@@ -24,15 +23,11 @@ class CostRollupService:
         repository: CostRepository,
         *,
         clock: Callable[[], str] = now_iso,
-        attempts: int = 5,
-        backoff_seconds: float = 0.05,
-        sleep: Callable[[float], None] = time.sleep,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - immutable
     ) -> None:
         self._repo = repository
         self._clock = clock
-        self._attempts = attempts
-        self._backoff = backoff_seconds
-        self._sleep = sleep
+        self._retry = retry
 
     def roll_up(self, delta: CostDelta) -> RollupOutcome:
         outcome = self._apply(delta)
@@ -47,11 +42,6 @@ class CostRollupService:
         return outcome
 
     def _apply(self, delta: CostDelta) -> RollupOutcome:
-        for attempt in range(self._attempts):
-            try:
-                return self._repo.apply_delta(delta, self._clock())
-            except TransientRollupError:
-                if attempt == self._attempts - 1:
-                    raise
-                self._sleep(random.uniform(0, self._backoff * 2**attempt))  # noqa: S311
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._retry.call(
+            lambda: self._repo.apply_delta(delta, self._clock()), retry_on=TransientRollupError
+        )

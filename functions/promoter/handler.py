@@ -14,16 +14,17 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.aws import client
 from functions.common.observability import logger
 from functions.common.settings import load_settings
 from functions.common.streams import dynamodb_stream_processor
-from functions.queue.models import JobChange, PromoterSettings
-from functions.queue.repository import LifecycleExecutions, QueueRepository
-from functions.queue.service import PromoterService
+from functions.promoter.models import JobStreamRecord, PromoterSettings
+from functions.promoter.repository import LifecycleExecutions, QueueRepository
+from functions.promoter.service import PromoterService
+
+SETTINGS = PromoterSettings
 
 
 def build_service(settings: PromoterSettings) -> PromoterService:
@@ -41,13 +42,8 @@ class _BatchPromotion:
         self._service = service
         self._done = False
 
-    def handle(self, record: DynamoDBStreamRecordModel) -> None:
-        change = JobChange.from_images(
-            record.eventName,
-            record.dynamodb.NewImage,  # type: ignore[arg-type]  # deserialized to a dict
-            record.dynamodb.OldImage,  # type: ignore[arg-type]
-        )
-        if not change.triggers_promotion or self._done:
+    def handle(self, record: JobStreamRecord) -> None:
+        if not record.triggers_promotion or self._done:
             return
         self._service.promote()
         self._done = True
@@ -55,8 +51,8 @@ class _BatchPromotion:
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    processor = dynamodb_stream_processor()
-    batch = _BatchPromotion(build_service(load_settings(PromoterSettings)))
+    processor = dynamodb_stream_processor(JobStreamRecord)
+    batch = _BatchPromotion(build_service(load_settings(SETTINGS)))
     return process_partial_response(
         event=event, record_handler=batch.handle, processor=processor, context=context
     )

@@ -10,11 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from functions.queue.models import (
-    QUEUED,
+from functions.common.dynamo import (
+    TRANSIENT_REASONS,
+    cancellation_reasons,
+    error_code,
+    from_attribute,
+    from_item,
+    reason_code,
+    to_attribute,
+)
+from functions.common.status import JobStatus
+from functions.promoter.models import (
     SLOTS_PARTITION,
     SLOTS_SORT_KEY,
     ClaimOutcome,
@@ -22,14 +30,6 @@ from functions.queue.models import (
     QueueEntry,
     StartOutcome,
     execution_input,
-)
-
-_SERIALIZER = TypeSerializer()
-_DESERIALIZER = TypeDeserializer()
-
-# Cancellation reason codes that say "try again", not "the data says no".
-TRANSIENT_REASONS = frozenset(
-    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
 )
 
 
@@ -41,20 +41,8 @@ class UnexpectedCancellation(Exception):
     """A claim transaction was cancelled for a reason the protocol does not foresee."""
 
 
-def _to_python(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
-
-
-def _av(value: Any) -> Any:
-    return _SERIALIZER.serialize(value)
-
-
 def _slots_key() -> dict[str, Any]:
-    return {"status": _av(SLOTS_PARTITION), "queue_key": _av(SLOTS_SORT_KEY)}
-
-
-def _reason_code(reason: dict[str, Any]) -> str:
-    return str(reason.get("Code") or "None")
+    return {"status": to_attribute(SLOTS_PARTITION), "queue_key": to_attribute(SLOTS_SORT_KEY)}
 
 
 def claim_outcome(job_id: str, reasons: list[Any]) -> ClaimOutcome:
@@ -62,22 +50,22 @@ def claim_outcome(job_id: str, reasons: list[Any]) -> ClaimOutcome:
     if len(reasons) != 3:
         raise UnexpectedCancellation(f"claim of {job_id} cancelled without reasons: {reasons}")
     slot, queue, job = reasons
-    codes = {_reason_code(r) for r in reasons}
+    codes = {reason_code(r) for r in reasons}
     if codes & TRANSIENT_REASONS:
         raise TransientClaimError(f"claim of {job_id}: {sorted(codes)}")
     unknown = codes - {"None", "ConditionalCheckFailed"}
     if unknown:
         raise UnexpectedCancellation(f"claim of {job_id}: {sorted(unknown)}")
 
-    if _reason_code(slot) == "ConditionalCheckFailed":
-        holders = _to_python(slot.get("Item") or {}).get("holders") or set()
+    if reason_code(slot) == "ConditionalCheckFailed":
+        holders = from_item(slot.get("Item") or {}).get("holders") or set()
         # Already a holder: someone else claimed this very job. Otherwise every slot is taken.
         return ClaimOutcome.TAKEN if job_id in holders else ClaimOutcome.SLOTS_FULL
-    if _reason_code(queue) == "ConditionalCheckFailed":
+    if reason_code(queue) == "ConditionalCheckFailed":
         return ClaimOutcome.TAKEN
     # Only the job's check failed.
-    item = _to_python(job.get("Item") or {})
-    if item.get("status") == QUEUED and "cancel_requested_at" in item:
+    item = from_item(job.get("Item") or {})
+    if item.get("status") == JobStatus.QUEUED and "cancel_requested_at" in item:
         return ClaimOutcome.CANCEL_PENDING
     return ClaimOutcome.STALE
 
@@ -96,7 +84,7 @@ class QueueRepository:
             "TableName": self._queue_table,
             "KeyConditionExpression": "#status = :queued",
             "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":queued": _av(QUEUED)},
+            "ExpressionAttributeValues": {":queued": to_attribute(JobStatus.QUEUED.value)},
             "ScanIndexForward": True,
             "ConsistentRead": True,
             "Limit": page_size,
@@ -104,7 +92,7 @@ class QueueRepository:
         while True:
             page = self._db.query(**kwargs)
             for item in page.get("Items", []):
-                yield QueueEntry.model_validate(_to_python(item))
+                yield QueueEntry.model_validate(from_item(item))
             last = page.get("LastEvaluatedKey")
             if not last:
                 return
@@ -115,11 +103,11 @@ class QueueRepository:
         item = answer.get("Item")
         if not item or "holders" not in item:
             return set()
-        return set(_DESERIALIZER.deserialize(item["holders"]))
+        return set(from_attribute(item["holders"]))
 
     def held_jobs(self, job_ids: Iterable[str]) -> dict[str, HeldJob]:
         """The Jobs items of ``job_ids`` that exist (at most 100 ids: the slot limit is far below)."""
-        keys = [{"job_id": _av(job_id)} for job_id in sorted(set(job_ids))]
+        keys = [{"job_id": to_attribute(job_id)} for job_id in sorted(set(job_ids))]
         found: dict[str, HeldJob] = {}
         request: dict[str, Any] = {
             self._jobs_table: {
@@ -132,7 +120,7 @@ class QueueRepository:
         while keys and request:
             answer = self._db.batch_get_item(RequestItems=request)
             for item in answer.get("Responses", {}).get(self._jobs_table, []):
-                job = HeldJob.model_validate(_to_python(item))
+                job = HeldJob.model_validate(from_item(item))
                 found[job.job_id] = job
             request = answer.get("UnprocessedKeys") or {}
         return found
@@ -141,7 +129,7 @@ class QueueRepository:
 
     def claim(self, entry: QueueEntry, max_running: int) -> ClaimOutcome:
         """One transaction: take a running slot, dequeue the job, check it is still promotable."""
-        job = _av(entry.job_id)
+        job = to_attribute(entry.job_id)
         try:
             self._db.transact_write_items(
                 TransactItems=[
@@ -157,7 +145,7 @@ class QueueRepository:
                             "ExpressionAttributeValues": {
                                 ":job": {"SS": [entry.job_id]},
                                 ":job_id": job,
-                                ":max": _av(max_running),
+                                ":max": to_attribute(max_running),
                             },
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
@@ -165,7 +153,10 @@ class QueueRepository:
                     {
                         "Delete": {
                             "TableName": self._queue_table,
-                            "Key": {"status": _av(QUEUED), "queue_key": _av(entry.queue_key)},
+                            "Key": {
+                                "status": to_attribute(JobStatus.QUEUED.value),
+                                "queue_key": to_attribute(entry.queue_key),
+                            },
                             "ConditionExpression": "attribute_exists(queue_key)",
                         }
                     },
@@ -177,23 +168,24 @@ class QueueRepository:
                                 "#status = :queued AND attribute_not_exists(cancel_requested_at)"
                             ),
                             "ExpressionAttributeNames": {"#status": "status"},
-                            "ExpressionAttributeValues": {":queued": _av(QUEUED)},
+                            "ExpressionAttributeValues": {":queued": to_attribute(JobStatus.QUEUED.value)},
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     },
                 ]
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            reasons = cancellation_reasons(error)
+            if reasons is None:
                 raise
-            return claim_outcome(entry.job_id, error.response.get("CancellationReasons") or [])
+            return claim_outcome(entry.job_id, reasons)
         return ClaimOutcome.CLAIMED
 
     def remove_entry(self, entry: QueueEntry) -> None:
         """Delete a leftover Queue item (idempotent)."""
         self._db.delete_item(
             TableName=self._queue_table,
-            Key={"status": _av(QUEUED), "queue_key": _av(entry.queue_key)},
+            Key={"status": to_attribute(JobStatus.QUEUED.value), "queue_key": to_attribute(entry.queue_key)},
         )
 
     def release_slot(self, job_id: str) -> bool:
@@ -204,10 +196,10 @@ class QueueRepository:
                 Key=_slots_key(),
                 UpdateExpression="DELETE holders :job",
                 ConditionExpression="contains(holders, :job_id)",
-                ExpressionAttributeValues={":job": {"SS": [job_id]}, ":job_id": _av(job_id)},
+                ExpressionAttributeValues={":job": {"SS": [job_id]}, ":job_id": to_attribute(job_id)},
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if error_code(error) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
@@ -226,7 +218,7 @@ class LifecycleExecutions:
                 stateMachineArn=self._arn, name=job_id, input=execution_input(job_id, user_id)
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+            if error_code(error) == "ExecutionAlreadyExists":
                 return StartOutcome.ALREADY_EXISTS
             raise
         return StartOutcome.STARTED
@@ -241,7 +233,7 @@ class LifecycleExecutions:
         try:
             answer = self._sfn.describe_execution(executionArn=self.execution_arn(job_id))
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+            if error_code(error) == "ExecutionDoesNotExist":
                 return False
             raise
         return answer.get("status") == "RUNNING"

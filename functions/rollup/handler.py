@@ -11,16 +11,17 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.aws import client
 from functions.common.observability import logger
 from functions.common.settings import load_settings
 from functions.common.streams import dynamodb_stream_processor
-from functions.costs.models import CostDelta, CostRollupSettings
-from functions.costs.repository import CostRepository
-from functions.costs.service import CostRollupService
+from functions.rollup.models import CostDeltaStreamRecord, CostRollupSettings
+from functions.rollup.repository import CostRepository
+from functions.rollup.service import CostRollupService
+
+SETTINGS = CostRollupSettings
 
 
 def build_service(settings: CostRollupSettings) -> CostRollupService:
@@ -33,17 +34,17 @@ class _RecordHandler:
     def __init__(self, service: CostRollupService) -> None:
         self._service = service
 
-    def handle(self, record: DynamoDBStreamRecordModel) -> None:
-        if record.eventName != "INSERT":
+    def handle(self, record: CostDeltaStreamRecord) -> None:
+        delta = record.dynamodb.NewImage
+        if record.eventName != "INSERT" or delta is None:
             return
-        delta = CostDelta.model_validate(record.dynamodb.NewImage)
         self._service.roll_up(delta)
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    processor = dynamodb_stream_processor()
-    records = _RecordHandler(build_service(load_settings(CostRollupSettings)))
+    processor = dynamodb_stream_processor(CostDeltaStreamRecord)
+    records = _RecordHandler(build_service(load_settings(SETTINGS)))
     return process_partial_response(
         event=event, record_handler=records.handle, processor=processor, context=context
     )

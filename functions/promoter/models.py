@@ -8,8 +8,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal
+from typing import Literal
 
+from aws_lambda_powertools.utilities.parser.models import (
+    DynamoDBStreamChangedRecordModel,
+    DynamoDBStreamRecordModel,
+)
 from pydantic import BaseModel, ConfigDict
 
 from functions.common.settings import (
@@ -18,13 +22,10 @@ from functions.common.settings import (
     LifecycleSettings,
     QueueTableSettings,
 )
+from functions.common.status import JobStatus
 
-QUEUED = "QUEUED"
-RUNNING = "RUNNING"
 SLOTS_PARTITION = "SLOTS"
 SLOTS_SORT_KEY = "RUNNING"
-
-JobStatus = Literal["QUEUED", "RUNNING", "COMPLETED", "FAILED", "BUDGET_EXCEEDED", "CANCELLED"]
 
 
 class PromoterSettings(JobsTableSettings, QueueTableSettings, ConcurrencySettings, LifecycleSettings):
@@ -46,36 +47,26 @@ class JobImage(BaseModel):
     slot_released_at: str | None = None
 
 
-class JobChange(BaseModel):
-    """One Jobs stream record, reduced to what decides whether the promoter runs."""
+class JobImages(DynamoDBStreamChangedRecordModel):
+    NewImage: JobImage | None = None
+    OldImage: JobImage | None = None
 
-    model_config = ConfigDict(frozen=True)
 
-    event_name: Literal["INSERT", "MODIFY", "REMOVE"]
-    new: JobImage | None = None
-    old: JobImage | None = None
+class JobStreamRecord(DynamoDBStreamRecordModel):
+    """One Jobs stream record, its images parsed as ``JobImage`` by the batch processor."""
 
-    @classmethod
-    def from_images(
-        cls, event_name: str, new_image: dict[str, Any] | None, old_image: dict[str, Any] | None
-    ) -> JobChange:
-        return cls.model_validate(
-            {
-                "event_name": event_name,
-                "new": new_image or None,
-                "old": old_image or None,
-            }
-        )
+    dynamodb: JobImages
 
     @property
     def triggers_promotion(self) -> bool:
         """A job was queued, or a running slot was released (docs/data-model.md, step 2)."""
-        if self.new is None:  # REMOVE
+        new, old = self.dynamodb.NewImage, self.dynamodb.OldImage
+        if new is None:  # REMOVE
             return False
-        if self.event_name == "INSERT" and self.new.status == QUEUED:
+        if self.eventName == "INSERT" and new.status is JobStatus.QUEUED:
             return True
-        released_before = self.old.slot_released_at if self.old is not None else None
-        return self.new.slot_released_at is not None and self.new.slot_released_at != released_before
+        released_before = old.slot_released_at if old is not None else None
+        return new.slot_released_at is not None and new.slot_released_at != released_before
 
 
 # --- stored rows ----------------------------------------------------------------------------------
@@ -86,7 +77,7 @@ class QueueEntry(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    status: Literal["QUEUED"]
+    status: Literal[JobStatus.QUEUED]
     queue_key: str
     job_id: str
     user_id: str

@@ -4,7 +4,10 @@ It long-polls the work queue, records its task token on the job (conditional on 
 ``cancel_requested_at`` and ``budget_exceeded`` in the same answer), checks cancellation and budget
 before every batch, writes each batch's output object under ``jobs/{job_id}/outputs/`` and its cost
 delta in CostTracking, heartbeats after every batch, and reports success, ``BudgetExceeded``,
-``JobCancelled`` or a failure. It generates placeholder records instead of calling a model.
+``JobCancelled`` or a failure. It generates placeholder records instead of calling a model. Every
+work item it receives must validate as the real worker's ``WorkItem``, and it reports the real
+worker's error names (functions/worker/service.py), so the ASL is tested against the worker's
+contract, not a copy of it.
 
 Tests steer it without threads: ``between_batches`` runs after each batch (a test requests a
 cancellation or plays the cost rollup there), ``fail_after_batches`` makes it report a failure,
@@ -22,6 +25,8 @@ from decimal import Decimal
 from typing import Any
 
 from functions.common.clock import now_iso, parse_iso
+from functions.worker.models import WorkItem
+from functions.worker.service import BUDGET_EXCEEDED, JOB_CANCELLED
 
 BEDROCK_COST_PER_RECORD = Decimal("0.0015")
 FARGATE_COST_PER_BATCH = Decimal("0.0002")
@@ -63,7 +68,7 @@ def cost_delta(batch_index: int, records: int) -> dict[str, Any]:
     }
 
 
-class TestWorker:
+class LifecycleWorker:
     """One contract-following worker process; ``run_once`` handles at most one work item."""
 
     __test__ = False  # not a pytest test class
@@ -100,7 +105,9 @@ class TestWorker:
         messages = answer.get("Messages", [])
         if not messages:
             return None
-        return json.loads(messages[0]["Body"]), messages[0]["ReceiptHandle"]
+        body = messages[0]["Body"]
+        WorkItem.model_validate_json(body)  # what the ASL sends is what the real worker accepts
+        return json.loads(body), messages[0]["ReceiptHandle"]
 
     def run_once(
         self,
@@ -235,9 +242,9 @@ class TestWorker:
     @staticmethod
     def _stop_reason(job: dict[str, Any]) -> str | None:
         if "cancel_requested_at" in job:
-            return "JobCancelled"
+            return JOB_CANCELLED
         if job.get("budget_exceeded", {}).get("BOOL"):
-            return "BudgetExceeded"
+            return BUDGET_EXCEEDED
         return None
 
     def _fail(self, token: str, error: str, cause: str) -> bool:

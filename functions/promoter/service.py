@@ -19,13 +19,11 @@ at most once; StartExecution is idempotent by name.
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
-
 from functions.common.observability import logger
-from functions.queue.models import QUEUED, RUNNING, ClaimOutcome, PromotionReport, QueueEntry
-from functions.queue.repository import LifecycleExecutions, QueueRepository, TransientClaimError
+from functions.common.retry import RetryPolicy
+from functions.common.status import JobStatus
+from functions.promoter.models import ClaimOutcome, PromotionReport, QueueEntry
+from functions.promoter.repository import LifecycleExecutions, QueueRepository, TransientClaimError
 
 
 class PromoterService:
@@ -35,16 +33,13 @@ class PromoterService:
         executions: LifecycleExecutions,
         max_running_jobs: int,
         *,
-        claim_attempts: int = 5,
-        backoff_seconds: float = 0.05,
-        sleep: Callable[[float], None] = time.sleep,
+        # Full jitter: concurrent promoters contend on the one SLOTS item.
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - immutable
     ) -> None:
         self._repo = repository
         self._executions = executions
         self._max = max_running_jobs
-        self._claim_attempts = claim_attempts
-        self._backoff = backoff_seconds
-        self._sleep = sleep
+        self._retry = retry
 
     def promote(self) -> PromotionReport:
         report = PromotionReport()
@@ -86,15 +81,7 @@ class PromoterService:
         return report
 
     def _claim(self, entry: QueueEntry) -> ClaimOutcome:
-        for attempt in range(self._claim_attempts):
-            try:
-                return self._repo.claim(entry, self._max)
-            except TransientClaimError:
-                if attempt == self._claim_attempts - 1:
-                    raise
-                # Full jitter: concurrent promoters contend on the one SLOTS item.
-                self._sleep(random.uniform(0, self._backoff * 2**attempt))  # noqa: S311
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._retry.call(lambda: self._repo.claim(entry, self._max), retry_on=TransientClaimError)
 
     def _recover_holders(self, report: PromotionReport) -> set[str]:
         """Make every slot holder's lifecycle run; release slots whose lifecycle is gone.
@@ -108,9 +95,9 @@ class PromoterService:
         remaining = set(holders)
         for job_id in sorted(holders):
             job = jobs.get(job_id)
-            if job is not None and job.status == RUNNING:
+            if job is not None and job.status is JobStatus.RUNNING:
                 continue
-            if job is not None and job.status == QUEUED and job.user_id:
+            if job is not None and job.status is JobStatus.QUEUED and job.user_id:
                 # Claimed, not yet marked RUNNING: its execution is starting or was never started.
                 self._executions.start(job.job_id, job.user_id)
                 report.recovered.append(job_id)

@@ -5,16 +5,16 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
-from functions.costs.models import CostDelta, RollupOutcome
-
-_SERIALIZER = TypeSerializer()
-
-TRANSIENT_REASONS = frozenset(
-    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+from functions.common.dynamo import (
+    TRANSIENT_REASONS,
+    cancellation_reasons,
+    error_code,
+    reason_code,
+    to_attribute,
 )
+from functions.rollup.models import CostDelta, RollupOutcome
 
 # ``cost`` is a map the API creates with every part at 0 (docs/data-model.md); if_not_exists keeps a
 # part that is missing from an older item from failing the rollup.
@@ -29,26 +29,18 @@ class UnexpectedCancellation(Exception):
     """The rollup transaction was cancelled for a reason the protocol does not foresee."""
 
 
-def _av(value: Any) -> Any:
-    return _SERIALIZER.serialize(value)
-
-
-def _code(reason: dict[str, Any]) -> str:
-    return str(reason.get("Code") or "None")
-
-
 def rollup_outcome(delta: CostDelta, reasons: list[Any]) -> RollupOutcome:
     """Read a cancelled rollup transaction's reasons (CostTracking update, Jobs update)."""
     where = f"rollup of {delta.job_id}/{delta.record_id}"
     if len(reasons) != 2:
         raise UnexpectedCancellation(f"{where} cancelled without reasons: {reasons}")
-    codes = {_code(r) for r in reasons}
+    codes = {reason_code(r) for r in reasons}
     if codes & TRANSIENT_REASONS:
         raise TransientRollupError(f"{where}: {sorted(codes)}")
     if codes - {"None", "ConditionalCheckFailed"}:
         raise UnexpectedCancellation(f"{where}: {sorted(codes)}")
     tracking, _job = reasons
-    if _code(tracking) == "ConditionalCheckFailed":
+    if reason_code(tracking) == "ConditionalCheckFailed":
         item = tracking.get("Item") or {}
         if "rolled_up_at" in item:
             return RollupOutcome.ALREADY_APPLIED
@@ -77,19 +69,22 @@ class CostRepository:
                     {
                         "Update": {
                             "TableName": self._cost_table,
-                            "Key": {"job_id": _av(delta.job_id), "record_id": _av(delta.record_id)},
+                            "Key": {
+                                "job_id": to_attribute(delta.job_id),
+                                "record_id": to_attribute(delta.record_id),
+                            },
                             "UpdateExpression": "SET rolled_up_at = :now",
                             "ConditionExpression": (
                                 "attribute_exists(record_id) AND attribute_not_exists(rolled_up_at)"
                             ),
-                            "ExpressionAttributeValues": {":now": _av(now)},
+                            "ExpressionAttributeValues": {":now": to_attribute(now)},
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     },
                     {
                         "Update": {
                             "TableName": self._jobs_table,
-                            "Key": {"job_id": _av(delta.job_id)},
+                            "Key": {"job_id": to_attribute(delta.job_id)},
                             "UpdateExpression": (
                                 f"ADD records_generated :records, tokens_used :tokens "
                                 f"SET {cost_sets}, updated_at = :now"
@@ -97,20 +92,21 @@ class CostRepository:
                             "ConditionExpression": "attribute_exists(job_id)",
                             "ExpressionAttributeNames": {"#cost": "cost"} | {f"#{p}": p for p in _COST_PARTS},
                             "ExpressionAttributeValues": {
-                                ":records": _av(delta.records),
-                                ":tokens": _av(delta.tokens_used),
-                                ":zero": _av(Decimal(0)),
-                                ":now": _av(now),
+                                ":records": to_attribute(delta.records),
+                                ":tokens": to_attribute(delta.tokens_used),
+                                ":zero": to_attribute(Decimal(0)),
+                                ":now": to_attribute(now),
                             }
-                            | {f":{p}": _av(amount) for p, amount in amounts.items()},
+                            | {f":{p}": to_attribute(amount) for p, amount in amounts.items()},
                         }
                     },
                 ]
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            reasons = cancellation_reasons(error)
+            if reasons is None:
                 raise
-            return rollup_outcome(delta, error.response.get("CancellationReasons") or [])
+            return rollup_outcome(delta, reasons)
         return RollupOutcome.APPLIED
 
     def mark_budget_exceeded(self, job_id: str, now: str) -> bool:
@@ -118,17 +114,21 @@ class CostRepository:
         try:
             self._db.update_item(
                 TableName=self._jobs_table,
-                Key={"job_id": _av(job_id)},
+                Key={"job_id": to_attribute(job_id)},
                 UpdateExpression="SET budget_exceeded = :true, updated_at = :now",
                 ConditionExpression=(
                     "attribute_exists(job_id) AND #cost.#total >= budget_limit "
                     "AND (attribute_not_exists(budget_exceeded) OR budget_exceeded = :false)"
                 ),
                 ExpressionAttributeNames={"#cost": "cost", "#total": "total"},
-                ExpressionAttributeValues={":true": _av(True), ":false": _av(False), ":now": _av(now)},
+                ExpressionAttributeValues={
+                    ":true": to_attribute(True),
+                    ":false": to_attribute(False),
+                    ":now": to_attribute(now),
+                },
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if error_code(error) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
