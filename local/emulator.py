@@ -110,7 +110,8 @@ def start_emulator(
 ) -> Emulator:
     """Start MiniStack bound to 127.0.0.1 and wait until it answers its health check.
 
-    ``state_dir`` turns on persistence (DynamoDB, SQS, … and S3 bodies), saved on clean shutdown.
+    ``state_dir`` turns on persistence (DynamoDB, SQS, … and S3 bodies), saved on clean shutdown
+    and, through the ``snapshots`` shim, every ``PLOT_PALETTE_SNAPSHOT_SECONDS`` (default 5).
     ``extra_env`` passes emulator settings such as ``SFN_WAIT_SCALE`` or ``SFN_MOCK_CONFIG``.
     ``shims`` launches it through ``python -m local.shims``, which installs the tested patches for
     what MiniStack lacks (see ``local/shims/``).

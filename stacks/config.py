@@ -8,6 +8,9 @@ from constructs import Node
 
 from stacks.names import Names, Stage
 
+# An inline Map runs at most 40 iterations at once (Step Functions quotas).
+MAX_PARTITION_CONCURRENCY = 40
+
 
 def _int(node: Node, key: str, default: int) -> int:
     value = node.try_get_context(key)
@@ -36,7 +39,18 @@ class Config:
     heartbeat_seconds: int = 300
     job_timeout_seconds: int = 86400
     batch_size: int = 10
+    # Records per partition (one work item); rounded up to whole batches by the lifecycle, which
+    # also caps a job at 500 partitions (statemachines/README.md).
+    partition_records: int = 1000
+    # Partitions of one job in flight at once (the lifecycle Map's MaxConcurrency), at most 40.
+    partition_concurrency: int = 10
     worker_dockerfile: str = "Dockerfile"
+
+    def __post_init__(self) -> None:
+        if self.partition_records < 1:
+            raise ValueError("context partition_records must be at least 1")
+        if not 1 <= self.partition_concurrency <= MAX_PARTITION_CONCURRENCY:
+            raise ValueError(f"context partition_concurrency must be 1..{MAX_PARTITION_CONCURRENCY}")
 
     @property
     def stage(self) -> Stage:
@@ -67,5 +81,7 @@ class Config:
             heartbeat_seconds=_int(node, "heartbeat_seconds", 300),
             job_timeout_seconds=_int(node, "job_timeout_seconds", 86400),
             batch_size=_int(node, "batch_size", 10),
+            partition_records=_int(node, "partition_records", 1000),
+            partition_concurrency=_int(node, "partition_concurrency", 10),
             worker_dockerfile=str(node.try_get_context("worker_dockerfile") or "Dockerfile"),
         )

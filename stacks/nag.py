@@ -12,6 +12,8 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import IConstruct
 
 if TYPE_CHECKING:
+    from aws_cdk import aws_ecs as ecs
+
     from stacks.plot_palette_stack import PlotPaletteStack
     from stacks.worker import Worker
 
@@ -37,6 +39,25 @@ def _suppress(construct: IConstruct, rule: str, reason: str, applies_to: list[ob
         construct,
         [NagPackSuppression(id=rule, reason=reason, applies_to=applies_to)],  # type: ignore[arg-type]
         apply_to_children=True,
+    )
+
+
+def _suppress_task_definition(task_definition: ecs.FargateTaskDefinition) -> None:
+    """The findings every task size's definition shares."""
+    _suppress(
+        task_definition,
+        "AwsSolutions-ECS2",
+        "The environment holds resource names and the queue URL only (no secrets); the worker's "
+        "settings model reads them like the Lambdas do.",
+    )
+    execution_role = task_definition.execution_role
+    assert execution_role is not None
+    _suppress(
+        execution_role,
+        "AwsSolutions-IAM5",
+        "ecr:GetAuthorizationToken supports no resource-level permissions (image pulls themselves "
+        "are limited to the asset repository).",
+        ["Resource::*"],
     )
 
 
@@ -139,21 +160,8 @@ def _storage(stack: PlotPaletteStack) -> None:
 
 
 def _worker(worker: Worker) -> None:
-    _suppress(
-        worker.task_definition,
-        "AwsSolutions-ECS2",
-        "The environment holds resource names and the queue URL only (no secrets); the worker's "
-        "settings model reads them like the Lambdas do.",
-    )
-    execution_role = worker.task_definition.execution_role
-    assert execution_role is not None
-    _suppress(
-        execution_role,
-        "AwsSolutions-IAM5",
-        "ecr:GetAuthorizationToken supports no resource-level permissions (image pulls themselves "
-        "are limited to the asset repository).",
-        ["Resource::*"],
-    )
+    for task_definition in worker.task_definitions.values():
+        _suppress_task_definition(task_definition)
     _suppress(worker.task_role, "AwsSolutions-IAM5", OBJECT_REASON, [OBJECTS])
     _suppress(
         worker.task_role,

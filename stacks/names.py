@@ -120,3 +120,12 @@ class Names:
 
     def log_group(self, kind: str, name: str) -> str:
         return f"/plot-palette/{self.prefix}/{kind}/{name}"
+
+
+def output_key(variable: str) -> str:
+    """The stack output named after an environment variable: ``WORK_QUEUE_URL`` -> ``WorkQueueUrl``.
+
+    PascalCase because CloudFormation output keys are alphanumeric; the local runtime turns the key
+    back into the variable (local/runtime/resources.py).
+    """
+    return "".join(part.capitalize() for part in variable.split("_"))

@@ -20,6 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from functions.common.sizes import DEFAULT_TASK_SIZE, TaskSize
 from stacks.bundling import ROOT
 from stacks.config import Config
 from stacks.lambdas import LOG_RETENTION, PythonFunction
@@ -59,6 +60,7 @@ class Orchestration(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         names = config.names
+        self._config = config
 
         # Events ---------------------------------------------------------------------------------
         self.bus = events.EventBus(self, "Bus", event_bus_name=names.event_bus)
@@ -77,15 +79,19 @@ class Orchestration(Construct):
 
         # Work queue -----------------------------------------------------------------------------
         self.work_dlq = _queue(self, "WorkDlq", names.work_dlq, config, retention_period=Duration.days(14))
-        self.work_queue = _queue(
-            self,
-            "WorkQueue",
-            names.work_queue,
-            config,
-            visibility_timeout=Duration.minutes(15),
-            retention_period=Duration.days(4),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.work_dlq, max_receive_count=5),
-        )
+        self.work_queue = self._work_queue("WorkQueue", names.work_queue)
+        # One queue per task size, each scaling its own worker service (stacks/worker.py); the
+        # default size keeps the plain queue. Locally one pool of worker processes serves every size.
+        self.work_queues: dict[TaskSize, sqs.Queue] = {
+            size: (
+                self.work_queue
+                if size is DEFAULT_TASK_SIZE or config.is_local
+                else self._work_queue(
+                    f"WorkQueue{size.value.capitalize()}", f"{names.work_queue}-{size.value}"
+                )
+            )
+            for size in TaskSize
+        }
 
         # State machines ---------------------------------------------------------------------------
         common = {
@@ -100,10 +106,15 @@ class Orchestration(Construct):
             config,
             {
                 **common,
-                "WorkQueueUrl": self.work_queue.queue_url,
+                **{
+                    f"WorkQueueUrl{size.value.capitalize()}": queue.queue_url
+                    for size, queue in self.work_queues.items()
+                },
                 "HeartbeatSeconds": str(config.heartbeat_seconds),
                 "JobTimeoutSeconds": str(config.job_timeout_seconds),
                 "BatchSize": str(config.batch_size),
+                "PartitionRecords": str(config.partition_records),
+                "PartitionConcurrency": str(config.partition_concurrency),
             },
         )
         self.cancellation = self._state_machine(
@@ -235,13 +246,26 @@ class Orchestration(Construct):
             tracing_enabled=not config.is_local,
         )
 
+    def _work_queue(self, cid: str, name: str) -> sqs.Queue:
+        return _queue(
+            self,
+            cid,
+            name,
+            self._config,
+            visibility_timeout=Duration.minutes(15),
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.work_dlq, max_receive_count=5),
+        )
+
     def _grant_state_machines(self, storage: Storage, *, cleanup_name: str) -> None:
         """Exactly the calls each ASL file makes (see the Task states of statemachines/*.asl.json)."""
         lifecycle, cancellation, cleanup = self.lifecycle, self.cancellation, self.cleanup
         items = storage.grant_items
-        items(storage.jobs, lifecycle, "dynamodb:UpdateItem")
+        # GetItem: each partition reads the job's cancel/budget flags before it is sent.
+        items(storage.jobs, lifecycle, "dynamodb:UpdateItem", "dynamodb:GetItem")
         items(storage.queue, lifecycle, "dynamodb:UpdateItem")
-        self.work_queue.grant_send_messages(lifecycle)
+        for queue in {id(q): q for q in self.work_queues.values()}.values():
+            queue.grant_send_messages(lifecycle)
 
         items(storage.jobs, cancellation, "dynamodb:GetItem", "dynamodb:UpdateItem")
         items(storage.queue, cancellation, "dynamodb:DeleteItem")

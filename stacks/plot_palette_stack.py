@@ -16,9 +16,10 @@ from stacks.api import Api, ApiEnvironment, Auth
 from stacks.bundling import ARCHITECTURE, RUNTIME, dependencies_layer_code, function_code
 from stacks.config import Config
 from stacks.nag import suppress_accepted_findings
+from stacks.names import output_key
 from stacks.orchestration import Orchestration
 from stacks.storage import Storage
-from stacks.worker import Worker
+from stacks.worker import Worker, worker_resources
 
 
 class PlotPaletteStack(Stack):
@@ -62,7 +63,7 @@ class PlotPaletteStack(Stack):
                 "Worker",
                 config=config,
                 storage=self.storage,
-                work_queue=self.orchestration.work_queue,
+                work_queues=dict(self.orchestration.work_queues),
                 lifecycle=self.orchestration.lifecycle,
             )
         self._outputs()
@@ -76,7 +77,7 @@ class PlotPaletteStack(Stack):
             "UserPoolClientId": (self.auth.client.user_pool_client_id, "App client the web UI signs in with"),
             "BucketName": (storage.bucket.bucket_name, "Seed data uploads and job outputs"),
             "EventBusName": (orchestration.bus.event_bus_name, "Domain events (rules, archive)"),
-            # For operators and the local runtime (which runs the worker as a process).
+            # For operators.
             "WorkQueueUrl": (orchestration.work_queue.queue_url, "Work items for the generation worker"),
             "JobsTableName": (storage.jobs.table_name, "JOBS_TABLE"),
             "QueueTableName": (storage.queue.table_name, "QUEUE_TABLE"),
@@ -87,5 +88,32 @@ class PlotPaletteStack(Stack):
             "CancellationStateMachineArn": (orchestration.cancellation.state_machine_arn, "Job cancellation"),
             "CleanupStateMachineArn": (orchestration.cleanup.state_machine_arn, "Job cleanup"),
         }
+        if self.config.is_local:
+            outputs.update(self._local_runtime_outputs())
         for name, (value, description) in outputs.items():
             CfnOutput(self, name, value=value, description=description)
+
+    def _local_runtime_outputs(self) -> dict[str, tuple[str, str]]:
+        """What the local runtime needs, each output named after the environment variable it fills.
+
+        The key is the variable in PascalCase (``JOBS_TABLE`` -> ``JobsTable``; CloudFormation output
+        keys are alphanumeric); ``local/runtime/resources.py`` turns it back. The runtime gives every
+        such value to the worker processes as their environment, so a new setting for the local
+        worker (a context value, say) is one line here.
+        """
+        environment = {
+            **worker_resources(self.storage, self.orchestration.work_queue),
+            "API_ID": self.api.http_api.api_id,
+            "USER_POOL_ID": self.auth.user_pool.user_pool_id,
+            "USER_POOL_CLIENT_ID": self.auth.client.user_pool_client_id,
+            "EVENT_BUS_NAME": self.orchestration.bus.event_bus_name,
+            "QUEUE_TABLE": self.storage.queue.table_name,
+            "IDEMPOTENCY_TABLE": self.storage.idempotency.table_name,
+            "LIFECYCLE_STATE_MACHINE_ARN": self.orchestration.lifecycle.state_machine_arn,
+            "CANCELLATION_STATE_MACHINE_ARN": self.orchestration.cancellation.state_machine_arn,
+            "CLEANUP_STATE_MACHINE_ARN": self.orchestration.cleanup.state_machine_arn,
+        }
+        return {
+            output_key(variable): (value, f"{variable} for the local runtime")
+            for variable, value in environment.items()
+        }

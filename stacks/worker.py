@@ -18,6 +18,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from functions.common.sizes import DEFAULT_TASK_SIZE, TASK_SHAPES, TaskSize
 from stacks.bundling import ROOT
 from stacks.config import Config
 from stacks.lambdas import LOG_RETENTION
@@ -44,6 +45,21 @@ IMAGE_EXCLUDES = [
 ]
 
 
+def worker_resources(storage: Storage, work_queue: sqs.IQueue) -> dict[str, str]:
+    """The resources the worker talks to, by the environment variable that names each one.
+
+    The ECS task gets them as its environment; the local stage outputs them (under the same names,
+    see ``PlotPaletteStack``) for the local runtime, which runs the worker as a process.
+    """
+    return {
+        "WORK_QUEUE_URL": work_queue.queue_url,
+        "JOBS_TABLE": storage.jobs.table_name,
+        "TEMPLATES_TABLE": storage.templates.table_name,
+        "COST_TRACKING_TABLE": storage.cost_tracking.table_name,
+        "BUCKET_NAME": storage.bucket.bucket_name,
+    }
+
+
 class Worker(Construct):
     def __init__(
         self,
@@ -52,7 +68,7 @@ class Worker(Construct):
         *,
         config: Config,
         storage: Storage,
-        work_queue: sqs.IQueue,
+        work_queues: dict[TaskSize, sqs.IQueue],
         lifecycle: sfn.IStateMachine,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -100,18 +116,6 @@ class Worker(Construct):
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description="plot-palette worker: the work item contract only",
         )
-        cpu, memory_mib = 1024, 2048
-        self.task_definition = ecs.FargateTaskDefinition(
-            self,
-            "TaskDefinition",
-            cpu=cpu,
-            memory_limit_mib=memory_mib,
-            task_role=self.task_role,
-            runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.X86_64,
-                operating_system_family=ecs.OperatingSystemFamily.LINUX,
-            ),
-        )
         self.logs = logs.LogGroup(
             self,
             "Logs",
@@ -119,34 +123,56 @@ class Worker(Construct):
             retention=LOG_RETENTION,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.container = self.task_definition.add_container(
-            "worker",
-            image=ecs.ContainerImage.from_asset(
-                str(ROOT), file=config.worker_dockerfile, exclude=IMAGE_EXCLUDES
+        self._image = ecs.ContainerImage.from_asset(
+            str(ROOT), file=config.worker_dockerfile, exclude=IMAGE_EXCLUDES
+        )
+        # One Fargate Spot service per task size, each scaled on its own work queue's depth (not
+        # RunTask with overrides: that would need a scheduler of our own to start, count and stop
+        # tasks; a service per size keeps SQS + ECS the only scheduler, and idle sizes cost nothing).
+        self.services: dict[TaskSize, ecs.FargateService] = {}
+        self.task_definitions: dict[TaskSize, ecs.FargateTaskDefinition] = {}
+        for size, queue in work_queues.items():
+            self._size_service(config, storage, size, queue)
+        self.task_definition = self.task_definitions[DEFAULT_TASK_SIZE]
+        self.service = self.services[DEFAULT_TASK_SIZE]
+
+        self._grant(storage, list(work_queues.values()), lifecycle)
+
+    def _size_service(self, config: Config, storage: Storage, size: TaskSize, queue: sqs.IQueue) -> None:
+        shape = TASK_SHAPES[size]
+        suffix = size.value.capitalize()
+        task_definition = ecs.FargateTaskDefinition(
+            self,
+            f"TaskDefinition{suffix}",
+            cpu=shape.cpu_units,
+            memory_limit_mib=shape.memory_mib,
+            task_role=self.task_role,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.X86_64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
             ),
+        )
+        task_definition.add_container(
+            "worker",
+            image=self._image,
             command=["python", "-m", "functions.worker"],
-            logging=ecs.LogDrivers.aws_logs(stream_prefix="worker", log_group=self.logs),
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=f"worker-{size.value}", log_group=self.logs),
             environment={
-                "WORK_QUEUE_URL": work_queue.queue_url,
-                "JOBS_TABLE": storage.jobs.table_name,
-                "TEMPLATES_TABLE": storage.templates.table_name,
-                "COST_TRACKING_TABLE": storage.cost_tracking.table_name,
-                "BUCKET_NAME": storage.bucket.bucket_name,
+                **worker_resources(storage, queue),
                 "MODEL_PROVIDER": "bedrock",
-                # The Fargate share of each batch's cost is billed at the task's size.
-                "WORKER_TASK_CPU": str(cpu),
-                "WORKER_TASK_MEMORY_MIB": str(memory_mib),
                 "POWERTOOLS_SERVICE_NAME": "plot-palette",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
+                # The Fargate share of each batch's cost is billed at the task's size.
+                "WORKER_TASK_CPU": str(shape.cpu_units),
+                "WORKER_TASK_MEMORY_MIB": str(shape.memory_mib),
             },
             stop_timeout=Duration.seconds(120),  # a Spot interruption gives two minutes
         )
-
-        self.service = ecs.FargateService(
+        service = ecs.FargateService(
             self,
-            "Service",
+            f"Service{suffix}",
             cluster=self.cluster,
-            task_definition=self.task_definition,
+            task_definition=task_definition,
             desired_count=0,
             min_healthy_percent=0,
             max_healthy_percent=200,
@@ -158,10 +184,15 @@ class Worker(Construct):
             ],
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=False),
         )
+        self._scale_on_queue(service, queue, config.worker_max_tasks)
+        self.task_definitions[size] = task_definition
+        self.services[size] = service
 
+    @staticmethod
+    def _scale_on_queue(service: ecs.FargateService, work_queue: sqs.IQueue, max_tasks: int) -> None:
         # Scale on the work queue's depth: messages waiting plus messages being worked on (a worker
-        # holds its message while it runs a job), so a running job is never scaled away by an empty
-        # "visible" count. Zero messages -> zero tasks: nothing runs at rest.
+        # holds its message while it runs a work item), so a running item is never scaled away by an
+        # empty "visible" count. Zero messages -> zero tasks: nothing runs at rest.
         depth = cloudwatch.MathExpression(
             expression="visible + inflight",
             using_metrics={
@@ -175,38 +206,36 @@ class Worker(Construct):
             period=Duration.minutes(1),
             label="work items queued or in progress",
         )
-        scaling = self.service.auto_scale_task_count(min_capacity=0, max_capacity=config.worker_max_tasks)
+        scaling = service.auto_scale_task_count(min_capacity=0, max_capacity=max_tasks)
         scaling.scale_on_metric(
             "QueueDepth",
             metric=depth,
             adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
             scaling_steps=[
                 autoscaling.ScalingInterval(upper=1, change=0),
-                *(
-                    autoscaling.ScalingInterval(lower=n, upper=n + 1, change=n)
-                    for n in range(1, config.worker_max_tasks)
-                ),
-                autoscaling.ScalingInterval(lower=config.worker_max_tasks, change=config.worker_max_tasks),
+                *(autoscaling.ScalingInterval(lower=n, upper=n + 1, change=n) for n in range(1, max_tasks)),
+                autoscaling.ScalingInterval(lower=max_tasks, change=max_tasks),
             ],
             cooldown=Duration.minutes(1),
             evaluation_periods=1,
         )
 
-        self._grant(storage, work_queue, lifecycle)
-
-    def _grant(self, storage: Storage, work_queue: sqs.IQueue, lifecycle: sfn.IStateMachine) -> None:
+    def _grant(self, storage: Storage, work_queues: list[sqs.IQueue], lifecycle: sfn.IStateMachine) -> None:
         role = self.task_role
         # Read the template version and the job; record the task token (UpdateItem, conditional).
         storage.grant_items(storage.templates, role, "dynamodb:GetItem")
         storage.grant_items(storage.jobs, role, "dynamodb:GetItem", "dynamodb:UpdateItem")
         # One cost delta per unit of work (conditional put).
-        storage.grant_items(storage.cost_tracking, role, "dynamodb:PutItem", "dynamodb:GetItem")
+        storage.grant_items(
+            storage.cost_tracking, role, "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"
+        )
         # Seed data in, outputs and checkpoints out.
         storage.grant_objects(role, "seed-data/", "s3:GetObject")
         storage.grant_objects(role, "jobs/", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
         storage.grant_list(role)  # a missing checkpoint answers 404 (NoSuchKey), not 403
         # Work items.
-        work_queue.grant_consume_messages(role)
+        for queue in {id(q): q for q in work_queues}.values():
+            queue.grant_consume_messages(role)
         # SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat for the lifecycle's waiting task.
         lifecycle.grant_task_response(role)
         # Task scale-in protection while the worker holds a work item (functions/worker/protection.py):

@@ -1,7 +1,7 @@
 """The S3 layout shared by the API and the worker (docs/data-model.md, "S3 bucket").
 
-The worker writes a job's export where the download endpoint looks for it, so both take the key
-from here.
+The worker writes a job's export where the download endpoint looks for it, so both take the keys
+from here and from ``functions.common.exports`` (the export files).
 """
 
 from __future__ import annotations
@@ -27,8 +27,3 @@ def seed_prefix(user_id: str) -> str:
 def job_prefix(job_id: str) -> str:
     """Everything a job writes (outputs, checkpoint, errors, export); cleanup deletes it all."""
     return f"jobs/{job_id}/"
-
-
-def export_key(job_id: str, output_format: OutputFormat) -> str:
-    """The job's finished dataset in its output format."""
-    return f"{job_prefix(job_id)}exports/dataset.{output_format.extension}"

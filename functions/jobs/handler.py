@@ -94,7 +94,10 @@ def _json(status: int, body: Any) -> Response:
     ),
     responses=api_responses(
         (201, "Queued"),
-        e400="Malformed Idempotency-Key, or the seed file is larger than the upload limit",
+        e400=(
+            "Malformed Idempotency-Key, an export_config.compression the output_format cannot use, "
+            "or a seed file larger than the upload limit"
+        ),
         e401="No JWT claims",
         e403="seed_data_path is not under seed-data/{you}/",
         e404="Template version (yours or public) or seed object not found",
@@ -156,13 +159,18 @@ def delete_job(job_id: str) -> Response[JobActionResponse]:
 @router.get(
     "/jobs/<job_id>/download",
     tags=["jobs"],
-    summary="A one-hour download link to a COMPLETED job's export",
+    summary="One-hour download links to a job's export files",
+    description=(
+        "A COMPLETED job's export, or the committed part of a job that ended BUDGET_EXCEEDED, "
+        "CANCELLED or FAILED (`partial: true`); `records` is the number of records in the files. "
+        "One link per file, in record order (several files with `partition_strategy: records:N`)."
+    ),
     responses=api_responses(
-        (200, "The link"),
+        (200, "The links"),
         e401="No JWT claims",
         e403="Another user's job",
         e404="Job or export not found",
-        e409="The job is not COMPLETED",
+        e409="The job has no export: still queued or running, or stopped before any batch committed",
     ),
 )
 def download_job(job_id: str) -> DownloadResponse:

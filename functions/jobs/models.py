@@ -8,7 +8,6 @@ dollar amount. Counts (records, tokens, priority, versions) are JSON integers.
 
 from __future__ import annotations
 
-import json
 import re
 from decimal import ROUND_UP, Decimal
 from typing import Annotated, Any
@@ -16,14 +15,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from functions.common.exports import PARTITION_STRATEGIES, PARTITION_STRATEGY_PATTERN, ExportConfig
 from functions.common.json_types import json_int
 from functions.common.money import DecimalString
+from functions.common.sizes import DEFAULT_TASK_SIZE, TaskSize
 from functions.common.status import JobStatus
 from functions.common.storage import OutputFormat
 
-MAX_EXPORT_CONFIG_BYTES = 8 * 1024
-MAX_EXPORT_CONFIG_DEPTH = 8
-MAX_NUMBER_DIGITS = 38  # DynamoDB numbers: 38 significant digits
 # budget_limit as a string: plain dollars in (0, 1000] with at most 6 decimals ("12.50", "0.000001").
 # The same pattern is in the schema, so the document and the check can never disagree.
 BUDGET_STRING_PATTERN = r"^(?=[\d.]*[1-9])0*(?:(?:[1-9]\d{0,2})?(?:\.\d{0,6})?|1000(?:\.0{0,6})?)(?![\s\S])"
@@ -42,28 +40,6 @@ def _budget_schema(schema: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- requests
 
 Money = Annotated[Decimal, Field(gt=0, le=1000, max_digits=12, decimal_places=6, allow_inf_nan=False)]
-
-
-def _to_dynamodb_value(value: Any, depth: int) -> Any:
-    """JSON config as DynamoDB can store it: floats become Decimal, with depth and digit limits."""
-    if depth > MAX_EXPORT_CONFIG_DEPTH:
-        raise ValueError(f"nested deeper than {MAX_EXPORT_CONFIG_DEPTH} levels")
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float, Decimal)):
-        number = Decimal(str(value))
-        if not number.is_finite():
-            raise ValueError("numbers must be finite")
-        if len(number.as_tuple().digits) > MAX_NUMBER_DIGITS:
-            raise ValueError(f"numbers have at most {MAX_NUMBER_DIGITS} significant digits")
-        if number and not -130 <= number.adjusted() <= 125:
-            raise ValueError("numbers must be within 1e-130 and 1e125 in magnitude")
-        return number
-    if isinstance(value, list):
-        return [_to_dynamodb_value(item, depth + 1) for item in value]
-    if isinstance(value, dict):
-        return {str(k): _to_dynamodb_value(v, depth + 1) for k, v in value.items()}
-    raise ValueError(f"unsupported value of type {type(value).__name__}")
 
 
 class CreateJobRequest(BaseModel):
@@ -86,18 +62,25 @@ class CreateJobRequest(BaseModel):
     # JSON integers only: true is not 1, "5" is not 5 (functions.common.json_types).
     num_records: json_int(1, 1_000_000)  # type: ignore[valid-type]
     priority: json_int(1, 10) = Field(default=5, description="1..10, 10 is the most urgent.")  # type: ignore[valid-type]
-    task_size: str | None = Field(default=None, min_length=1, max_length=64)
-    partition_strategy: str | None = Field(default=None, min_length=1, max_length=64)
-    export_config: dict[str, Any] | None = Field(
-        default=None, description="Stored as given (a JSON object of at most 8 KB)."
+    task_size: TaskSize = Field(
+        default=DEFAULT_TASK_SIZE,
+        description="Worker size: small (0.25 vCPU, 0.5 GB), medium (0.5 vCPU, 1 GB), large (1 vCPU, "
+        "2 GB), xlarge (2 vCPU, 4 GB). The Fargate share of the cost is billed at this size.",
     )
+    partition_strategy: str = Field(
+        default="none",
+        pattern=PARTITION_STRATEGY_PATTERN,
+        description=f"How the export is split into files: {PARTITION_STRATEGIES}.",
+        json_schema_extra={"examples": ["none", "records:10000"]},
+    )
+    export_config: ExportConfig = Field(default_factory=ExportConfig)
 
     @field_validator("budget_limit", mode="before")
     @classmethod
     def _to_micro_dollars(cls, value: Any) -> Any:
         # A JSON number may have any number of decimals (the schema sets no multipleOf, which
         # floats cannot state exactly): keep it to the micro-dollar, rounded up so the budget is
-        # never below what was asked. A numeric string keeps its stricter, documented pattern.
+        # never below what was asked. A string must match the documented pattern.
         if isinstance(value, str) and not _BUDGET_STRING.fullmatch(value):
             raise PydanticCustomError("decimal_parsing", 'A budget string is dollars such as "12.50"')
         if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1000:
@@ -106,16 +89,6 @@ class CreateJobRequest(BaseModel):
             if isinstance(exponent, int) and exponent < -6:
                 return amount.quantize(Decimal("0.000001"), rounding=ROUND_UP)
         return value
-
-    @field_validator("export_config")
-    @classmethod
-    def _storable_config(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        if len(json.dumps(value, default=str)) > MAX_EXPORT_CONFIG_BYTES:
-            raise ValueError(f"export_config is larger than {MAX_EXPORT_CONFIG_BYTES} bytes")
-        stored: dict[str, Any] = _to_dynamodb_value(value, 0)
-        return stored
 
 
 class ListJobsQuery(BaseModel):
@@ -139,8 +112,12 @@ class Cost(BaseModel):
 class JobResult(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    records: int | None = None
-    output_key: str | None = None
+    records: int | None = Field(default=None, description="Records in the export files.")
+    output_key: str | None = Field(default=None, description="The first export file's key.")
+    files: int | None = Field(default=None, description="How many export files there are.")
+    partial: bool = Field(
+        default=False, description="The export holds the committed part of a job that did not complete."
+    )
 
 
 class _JobFields(BaseModel):
@@ -254,9 +231,23 @@ class JobActionResponse(BaseModel):
     job_id: str
 
 
+class DownloadFile(BaseModel):
+    s3_key: str
+    download_url: str
+
+
 class DownloadResponse(BaseModel):
     job_id: str
-    download_url: str
-    s3_key: str
+    download_url: str = Field(description="The first (or only) file's link.")
+    s3_key: str = Field(description="The first (or only) file's key.")
     output_format: OutputFormat
-    expires_in: int = Field(description="Seconds the URL stays valid.")
+    expires_in: int = Field(description="Seconds the URLs stay valid.")
+    files: list[DownloadFile] = Field(
+        description="Every export file in record order, one link each (one file unless the job's "
+        "partition_strategy is `records:N`)."
+    )
+    partial: bool = Field(
+        description="True for a job that ended BUDGET_EXCEEDED, CANCELLED or FAILED: the export holds the "
+        "batches that committed before it stopped."
+    )
+    records: int = Field(description="Records in the export files (the job's records_generated).")

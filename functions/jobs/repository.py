@@ -237,6 +237,13 @@ class JobFiles:
             raise
         return int(answer.get("ContentLength", 0))
 
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix``, in key order (export files are numbered, so record order)."""
+        keys: list[str] = []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix):
+            keys += [obj["Key"] for obj in page.get("Contents", [])]
+        return sorted(keys)
+
     def presigned_get(self, key: str, expires_in: int, filename: str) -> str:
         url: str = self._presign.generate_presigned_url(
             "get_object",

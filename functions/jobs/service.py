@@ -53,11 +53,13 @@ from functions.common.events import (
     JobDeletionRequested,
     JobQueued,
 )
+from functions.common.exports import compression_error, exports_prefix
 from functions.common.observability import logger
-from functions.common.storage import export_key, seed_prefix
+from functions.common.storage import seed_prefix
 from functions.jobs.models import (
     CreateJobRequest,
     CreateJobResponse,
+    DownloadFile,
     DownloadResponse,
     JobActionResponse,
     JobDetail,
@@ -76,6 +78,8 @@ from functions.jobs.repository import (
 )
 
 DOWNLOAD_EXPIRES_SECONDS = 3600
+# Jobs that stopped before completing: their export (if a batch committed) is partial.
+STOPPED = frozenset({JobStatus.BUDGET_EXCEEDED, JobStatus.CANCELLED, JobStatus.FAILED})
 IDEMPOTENCY_KEY_PREFIX = "plot-palette.jobs.create"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -198,6 +202,8 @@ class JobsService:
         return self._create(user_id, request)
 
     def _create(self, user_id: str, request: CreateJobRequest) -> CreateJobResponse:
+        if (problem := compression_error(request.output_format, request.export_config)) is not None:
+            raise BadRequestError(problem)
         template = self._templates.get_version(request.template_id, request.template_version)
         if template is None or not template.is_readable_by(user_id):
             # Another user's private template answers like a missing one: no existence leak.
@@ -223,9 +229,9 @@ class JobsService:
             "output_format": request.output_format.value,
             "num_records": request.num_records,
             "priority": request.priority,
-            "task_size": request.task_size,
+            "task_size": request.task_size.value,
             "partition_strategy": request.partition_strategy,
-            "export_config": request.export_config,
+            "export_config": request.export_config.model_dump(mode="json", exclude_none=True),
             "queue_key": queue_key(request.priority, created_at, job_id),
             "created_at": created_at,
             "updated_at": created_at,
@@ -340,19 +346,36 @@ class JobsService:
     # ------------------------------------------------------------ download
 
     def download(self, user_id: str, job_id: str) -> DownloadResponse:
+        """Links to the export files: a COMPLETED job's, or the committed part of a stopped job's."""
         job = self.owned_job(user_id, job_id)
-        if job.status is not JobStatus.COMPLETED:
-            raise ConflictError(f"The job is {job.status.value}; only a COMPLETED job has an export")
-        key = export_key(job.job_id, job.output_format)
-        if not self._files.exists(key):
+        partial = job.result is not None and job.result.partial
+        if job.status is not JobStatus.COMPLETED and not (job.status in STOPPED and partial):
+            if job.status in STOPPED:
+                raise ConflictError(
+                    f"The job is {job.status.value} and no batch of it committed: it has no export"
+                )
+            raise ConflictError(f"The job is {job.status.value}; it has no export yet")
+        keys = self._files.list_keys(exports_prefix(job.job_id))
+        if not keys:
             raise NotFoundError("Export not found")
-        url = self._files.presigned_get(
-            key, DOWNLOAD_EXPIRES_SECONDS, f"{job.job_id}.{job.output_format.extension}"
-        )
+        files = [
+            DownloadFile(
+                s3_key=key,
+                download_url=self._files.presigned_get(
+                    key, DOWNLOAD_EXPIRES_SECONDS, job.job_id + key.rsplit("/", 1)[-1].removeprefix("dataset")
+                ),
+            )
+            for key in keys
+        ]
         return DownloadResponse(
             job_id=job.job_id,
-            download_url=url,
-            s3_key=key,
+            download_url=files[0].download_url,
+            s3_key=files[0].s3_key,
             output_format=job.output_format,
             expires_in=DOWNLOAD_EXPIRES_SECONDS,
+            files=files,
+            partial=partial,
+            records=job.result.records
+            if job.result and job.result.records is not None
+            else job.records_generated,
         )

@@ -69,3 +69,6 @@ class RollupOutcome(Enum):
     JOB_GONE = "job_gone"
     # The CostTracking item itself is gone (cleanup or TTL) before it was applied.
     DELTA_GONE = "delta_gone"
+    # The lifecycle already wrote the job's final counts and cost (``totals_final_at``) from the
+    # worker's sum of every delta: the delta is marked rolled up and not added again.
+    TOTALS_FINAL = "totals_final"

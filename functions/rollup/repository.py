@@ -39,12 +39,14 @@ def rollup_outcome(delta: CostDelta, reasons: list[Any]) -> RollupOutcome:
         raise TransientRollupError(f"{where}: {sorted(codes)}")
     if codes - {"None", "ConditionalCheckFailed"}:
         raise UnexpectedCancellation(f"{where}: {sorted(codes)}")
-    tracking, _job = reasons
+    tracking, job = reasons
     if reason_code(tracking) == "ConditionalCheckFailed":
         item = tracking.get("Item") or {}
         if "rolled_up_at" in item:
             return RollupOutcome.ALREADY_APPLIED
         return RollupOutcome.DELTA_GONE
+    if "totals_final_at" in (job.get("Item") or {}):
+        return RollupOutcome.TOTALS_FINAL
     return RollupOutcome.JOB_GONE
 
 
@@ -89,7 +91,11 @@ class CostRepository:
                                 f"ADD records_generated :records, tokens_used :tokens "
                                 f"SET {cost_sets}, updated_at = :now"
                             ),
-                            "ConditionExpression": "attribute_exists(job_id)",
+                            # The job's final totals, once written, already hold every delta.
+                            "ConditionExpression": (
+                                "attribute_exists(job_id) AND attribute_not_exists(totals_final_at)"
+                            ),
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                             "ExpressionAttributeNames": {"#cost": "cost"} | {f"#{p}": p for p in _COST_PARTS},
                             "ExpressionAttributeValues": {
                                 ":records": to_attribute(delta.records),
@@ -108,6 +114,22 @@ class CostRepository:
                 raise
             return rollup_outcome(delta, reasons)
         return RollupOutcome.APPLIED
+
+    def mark_rolled_up(self, delta: CostDelta, now: str) -> bool:
+        """Mark a delta rolled up without adding it (the job's totals are final); False if already."""
+        try:
+            self._db.update_item(
+                TableName=self._cost_table,
+                Key={"job_id": to_attribute(delta.job_id), "record_id": to_attribute(delta.record_id)},
+                UpdateExpression="SET rolled_up_at = :now",
+                ConditionExpression="attribute_exists(record_id) AND attribute_not_exists(rolled_up_at)",
+                ExpressionAttributeValues={":now": to_attribute(now)},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def mark_budget_exceeded(self, job_id: str, now: str) -> bool:
         """Set ``budget_exceeded`` once ``cost.total >= budget_limit``; True when this call set it."""

@@ -1,8 +1,15 @@
-"""The export: every part of a job, streamed into one ``dataset.{jsonl,csv,parquet}``.
+"""The export: the committed parts of a job, in record order, streamed into its export files.
 
-Parts are read one at a time (one S3 GET each) and appended to a local temporary file — for
-Parquet, one row group per part through ``pyarrow.parquet.ParquetWriter`` — and the file is
+Parts are read one at a time (one S3 GET each, in batch order, so the records come out in the order
+of their positions whichever worker or partition wrote them) and appended to a local temporary
+file — for Parquet, one row group per part through ``pyarrow.parquet.ParquetWriter`` — which is
 uploaded with a managed (multipart when large) upload. Memory holds at most one part.
+
+Files (``partition_strategy``): ``none`` writes ``exports/dataset.<ext>``; ``records:N`` writes
+``exports/dataset-00001.<ext>``, ``-00002`` … of N records each (the last may be shorter), each file
+complete in itself (its own CSV header, its own Parquet footer). Options (``export_config``):
+``compression`` — gzip for JSONL/CSV (``.gz`` appended to the name), snappy/zstd/none inside
+Parquet; ``include_prompts: false`` drops every step's ``prompt``.
 
 Columns: JSONL keeps the record shape ``{id, job_id, seed_index, created_at, steps}``; Parquet keeps
 it too, ``steps`` as a struct of one ``{prompt, output, model}`` struct per step; CSV flattens the
@@ -19,17 +26,19 @@ the values as generated (they are data formats, not opened as spreadsheets).
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import IO, Any
 
 from boto3.s3.transfer import TransferConfig
 
-from functions.worker.models import OutputFormat
+from functions.common.exports import Compression, ExportConfig, export_file_key, records_per_file
+from functions.common.storage import OutputFormat
 from functions.worker.repository import OutputStore
 
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -40,14 +49,31 @@ CONTENT_TYPES = {
     OutputFormat.CSV: "text/csv",
     OutputFormat.PARQUET: "application/vnd.apache.parquet",
 }
+GZIP_CONTENT_TYPE = "application/gzip"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What the job asked for; defaults are one uncompressed file with prompts."""
+
+    partition_strategy: str | None = None
+    config: ExportConfig = field(default_factory=ExportConfig)
+
+    @classmethod
+    def of(cls, partition_strategy: str | None, export_config: dict[str, Any] | None) -> ExportOptions:
+        return cls(partition_strategy, ExportConfig.model_validate(export_config or {}))
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    key: str
+    keys: list[str]
     records: int
     puts: int
     gets: int
+
+    @property
+    def key(self) -> str:
+        return self.keys[0] if self.keys else ""
 
 
 def _upload_requests(size: int) -> int:
@@ -55,6 +81,10 @@ def _upload_requests(size: int) -> int:
     if size < CHUNK_BYTES:
         return 1
     return math.ceil(size / CHUNK_BYTES) + 2
+
+
+def step_fields(include_prompts: bool) -> tuple[str, ...]:
+    return STEP_FIELDS if include_prompts else STEP_FIELDS[1:]
 
 
 class Exporter:
@@ -67,31 +97,86 @@ class Exporter:
         self,
         job_id: str,
         fmt: OutputFormat,
-        batch_count: int,
+        batch_indexes: Sequence[int],
         step_ids: Sequence[str],
+        options: ExportOptions | None = None,
         on_progress: Callable[[], None] = lambda: None,
     ) -> ExportResult:
-        def parts() -> Iterator[list[dict[str, Any]]]:
-            for batch_index in range(batch_count):
-                yield list(self._outputs.iter_part(job_id, batch_index))
-                on_progress()
-
+        """Write the parts of ``batch_indexes`` (ascending) into the export files; nothing when empty."""
+        options = options or ExportOptions()
+        fields = step_fields(options.config.include_prompts)
+        compression = options.config.compression_for(fmt)
+        per_file = records_per_file(options.partition_strategy)
+        records = (
+            _trim(record, fields)
+            for batch_index in batch_indexes
+            for record in self._part(job_id, batch_index, on_progress)
+        )
+        keys: list[str] = []
+        count = puts = 0
         with tempfile.TemporaryDirectory(dir=self._temp_dir) as directory:
-            path = os.path.join(directory, f"dataset.{fmt.extension}")
-            writer = {OutputFormat.JSONL: _jsonl, OutputFormat.CSV: _csv, OutputFormat.PARQUET: _parquet}[fmt]
-            records = writer(path, parts(), list(step_ids))
-            size = os.path.getsize(path)
-            key = self._outputs.upload_export(job_id, fmt, path, CONTENT_TYPES[fmt], self._config)
-        return ExportResult(key=key, records=records, puts=_upload_requests(size), gets=batch_count)
+            for number, chunk in enumerate(_chunks(records, per_file), start=1):
+                key = export_file_key(job_id, fmt, compression, None if per_file is None else number)
+                path = os.path.join(directory, os.path.basename(key))
+                count += _WRITERS[fmt](path, chunk, list(step_ids), fields, compression)
+                puts += _upload_requests(os.path.getsize(path))
+                content_type = GZIP_CONTENT_TYPE if compression is Compression.GZIP else CONTENT_TYPES[fmt]
+                keys.append(self._outputs.upload_export(key, path, content_type, self._config))
+                os.remove(path)  # one file on local disk at a time
+        return ExportResult(keys=keys, records=count, puts=puts, gets=len(batch_indexes))
+
+    def _part(
+        self, job_id: str, batch_index: int, on_progress: Callable[[], None]
+    ) -> Iterator[dict[str, Any]]:
+        yield from self._outputs.iter_part(job_id, batch_index)
+        on_progress()
 
 
-def _jsonl(path: str, parts: Iterator[list[dict[str, Any]]], step_ids: list[str]) -> int:
+def _trim(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    if fields == STEP_FIELDS:
+        return record
+    steps = {sid: {f: step[f] for f in fields} for sid, step in record["steps"].items()}
+    return {**record, "steps": steps}
+
+
+def _chunks(records: Iterator[dict[str, Any]], size: int | None) -> Iterator[Iterator[dict[str, Any]]]:
+    """The record stream as consecutive runs of ``size`` (one run when None); none when empty."""
+    first = next(records, None)
+    while first is not None:
+        head = first
+
+        def run(head: dict[str, Any] = head) -> Iterator[dict[str, Any]]:
+            yield head
+            taken = 1
+            while size is None or taken < size:
+                record = next(records, None)
+                if record is None:
+                    return
+                yield record
+                taken += 1
+
+        yield run()
+        first = next(records, None)
+
+
+def _open_text(path: str, compression: Compression, newline: str | None = None) -> IO[str]:
+    if compression is Compression.GZIP:
+        return gzip.open(path, "wt", encoding="utf-8", newline=newline)
+    return open(path, "w", encoding="utf-8", newline=newline)
+
+
+def _jsonl(
+    path: str,
+    records: Iterator[dict[str, Any]],
+    step_ids: list[str],
+    fields: tuple[str, ...],
+    compression: Compression,
+) -> int:
     count = 0
-    with open(path, "w", encoding="utf-8") as out:
-        for part in parts:
-            for record in part:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                count += 1
+    with _open_text(path, compression) as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
     return count
 
 
@@ -105,29 +190,43 @@ def neutralise_formula(value: Any) -> Any:
     return value
 
 
-def csv_columns(step_ids: Sequence[str]) -> list[str]:
-    return [*BASE_COLUMNS, *(f"steps.{step}.{field}" for step in step_ids for field in STEP_FIELDS)]
+def csv_columns(step_ids: Sequence[str], fields: Sequence[str] = STEP_FIELDS) -> list[str]:
+    return [*BASE_COLUMNS, *(f"steps.{step}.{field}" for step in step_ids for field in fields)]
 
 
-def _csv(path: str, parts: Iterator[list[dict[str, Any]]], step_ids: list[str]) -> int:
+def _csv(
+    path: str,
+    records: Iterator[dict[str, Any]],
+    step_ids: list[str],
+    fields: tuple[str, ...],
+    compression: Compression,
+) -> int:
     count = 0
-    with open(path, "w", encoding="utf-8", newline="") as out:
+    with _open_text(path, compression, newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(csv_columns(step_ids))
-        for part in parts:
-            for record in part:
-                row = [record[column] for column in BASE_COLUMNS]
-                row += [record["steps"][step][field] for step in step_ids for field in STEP_FIELDS]
-                writer.writerow([neutralise_formula(cell) for cell in row])
-                count += 1
+        writer.writerow(csv_columns(step_ids, fields))
+        for record in records:
+            row = [record[column] for column in BASE_COLUMNS]
+            row += [record["steps"][step][field] for step in step_ids for field in fields]
+            writer.writerow([neutralise_formula(cell) for cell in row])
+            count += 1
     return count
 
 
-def _parquet(path: str, parts: Iterator[list[dict[str, Any]]], step_ids: list[str]) -> int:
+PARQUET_ROWS_PER_GROUP = 10_000
+
+
+def _parquet(
+    path: str,
+    records: Iterator[dict[str, Any]],
+    step_ids: list[str],
+    fields: tuple[str, ...],
+    compression: Compression,
+) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    step_type = pa.struct([(field, pa.string()) for field in STEP_FIELDS])
+    step_type = pa.struct([(f, pa.string()) for f in fields])
     schema = pa.schema(
         [
             ("id", pa.string()),
@@ -138,11 +237,18 @@ def _parquet(path: str, parts: Iterator[list[dict[str, Any]]], step_ids: list[st
         ]
     )
     count = 0
-    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
-        for part in parts:
-            if not part:
-                continue
-            rows = [{**{c: r[c] for c in BASE_COLUMNS}, "steps": r["steps"]} for r in part]
+    rows: list[dict[str, Any]] = []
+    with pq.ParquetWriter(path, schema, compression=compression.value) as writer:
+        for record in records:
+            rows.append({**{c: record[c] for c in BASE_COLUMNS}, "steps": record["steps"]})
+            if len(rows) == PARQUET_ROWS_PER_GROUP:
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                count += len(rows)
+                rows = []
+        if rows:
             writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-            count += len(part)
+            count += len(rows)
     return count
+
+
+_WRITERS = {OutputFormat.JSONL: _jsonl, OutputFormat.CSV: _csv, OutputFormat.PARQUET: _parquet}

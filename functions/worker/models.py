@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from functions.common.sizes import DEFAULT_TASK_SIZE, TaskSize
 from functions.common.status import JobStatus
 from functions.common.storage import OutputFormat
 
@@ -31,10 +32,41 @@ class WorkItem(BaseModel):
     output_format: OutputFormat
     num_records: int = Field(ge=1, le=1_000_000)
     batch_size: int = Field(ge=1, le=MAX_BATCH_SIZE)
+    # "partition": generate batches first_batch..end_batch-1 and answer for them only; "export": join
+    # the committed parts into the export files; "job" (no kind): the whole job on one worker, then
+    # its export (the single-item protocol, kept for items sent before partitions existed).
+    kind: Literal["job", "partition", "export"] = "job"
+    task_size: TaskSize = DEFAULT_TASK_SIZE
+    partition: int | None = Field(default=None, ge=0)
+    first_batch: int | None = Field(default=None, ge=0)
+    end_batch: int | None = Field(default=None, ge=1)
+    partial: bool = False  # an export of a stopped job: only the batches that committed
+
+    @model_validator(mode="after")
+    def _partition_range(self) -> WorkItem:
+        if self.kind == "partition":
+            if self.partition is None or self.first_batch is None or self.end_batch is None:
+                raise ValueError("a partition work item needs partition, first_batch and end_batch")
+            if not self.first_batch < self.end_batch <= self.batch_count:
+                raise ValueError("a partition's batches must be first_batch < end_batch <= the job's batches")
+        return self
 
     @property
     def batch_count(self) -> int:
         return -(-self.num_records // self.batch_size)
+
+    @property
+    def batches(self) -> range:
+        """The batch indexes this item generates (the whole job unless it is a partition)."""
+        if self.kind == "partition" and self.first_batch is not None and self.end_batch is not None:
+            return range(self.first_batch, self.end_batch)
+        return range(self.batch_count)
+
+    @property
+    def records_token(self) -> bool:
+        """Whether this item's worker records its task token on the job (the cancellation state
+        machine fails that token). An export never does: it runs for a job that is stopping too."""
+        return self.kind != "export"
 
     def batch_range(self, batch_index: int) -> range:
         """The record positions (0-based, over ``num_records``) of one batch."""
@@ -52,10 +84,17 @@ class JobControl(BaseModel):
     budget_limit: Decimal | None = None
     cancel_requested_at: str | None = None
     budget_exceeded: bool = False
+    cost: dict[str, Decimal] | None = None  # the rolled-up cost of every partition
+    partition_strategy: str | None = None
+    export_config: dict[str, Any] | None = None
 
     @property
     def running(self) -> bool:
         return self.status is JobStatus.RUNNING
+
+    @property
+    def rolled_up_total(self) -> Decimal:
+        return Decimal((self.cost or {}).get("total", 0))
 
 
 class StepResult(BaseModel):
@@ -114,6 +153,7 @@ class Checkpoint(BaseModel):
     """``jobs/{job_id}/checkpoint.json``: the batches committed so far and what they used."""
 
     job_id: str
+    partition: int | None = None  # None: the checkpoint of a whole-job ("job") work item
     next_batch: int = 0
     usage: Usage = Field(default_factory=Usage)
     first_error: str | None = None
@@ -142,6 +182,23 @@ class JobResult(BaseModel):
     output_key: str | None = None
     error: str | None = None
     cause: str | None = None
+    # An export's answer: how many files, and the job's final tokens and cost (every delta summed).
+    files: int | None = None
+    final_usage: Usage | None = None
 
     def success_output(self) -> dict[str, Any]:
-        return {"records_generated": self.records_generated, "output_key": self.output_key}
+        output: dict[str, Any] = {"records_generated": self.records_generated, "output_key": self.output_key}
+        if self.files is not None:
+            output["files"] = self.files
+            output["output_key"] = self.output_key or ""
+        if self.final_usage is not None:
+            usage = self.final_usage
+            output["tokens_used"] = usage.tokens_in + usage.tokens_out
+            # Strings: the lifecycle writes them as DynamoDB numbers unchanged (no float on the way).
+            output["cost"] = {
+                "bedrock": str(usage.bedrock),
+                "fargate": str(usage.fargate),
+                "s3": str(usage.s3),
+                "total": str(usage.total),
+            }
+        return output

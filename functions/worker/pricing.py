@@ -89,6 +89,15 @@ class FargatePrice:
         """The price of a task definition's size (``cpu`` in CPU units, 1024 = 1 vCPU)."""
         return cls(vcpu=Decimal(cpu_units) / 1024, memory_gb=Decimal(memory_mib) / 1024)
 
+    def at_size(self, cpu_units: int, memory_mib: int) -> FargatePrice:
+        """The same rates for another task size."""
+        return FargatePrice(
+            vcpu=Decimal(cpu_units) / 1024,
+            memory_gb=Decimal(memory_mib) / 1024,
+            vcpu_hour=self.vcpu_hour,
+            gb_hour=self.gb_hour,
+        )
+
     def cost(self, seconds: Decimal) -> Decimal:
         return seconds * (self.vcpu * self.vcpu_hour + self.memory_gb * self.gb_hour) / SECONDS_PER_HOUR
 

@@ -8,7 +8,7 @@ with ``attribute_not_exists(record_id)``; outputs live under ``jobs/{job_id}/``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from functions.common.dynamo import error_code, from_item, to_item
 from functions.common.status import JobStatus
-from functions.common.storage import OutputFormat, export_key, job_prefix
+from functions.common.storage import job_prefix
 from functions.seed_data.reader import SeedDataError, detect_format, iter_seed_records
 from functions.worker.models import Checkpoint, GeneratedRecord, JobControl, RecordFailure, Usage
 
@@ -40,7 +40,10 @@ def batch_record_id(batch_index: int) -> str:
 class JobStore:
     """The worker's reads and its one write (``task_token``) on the Jobs table."""
 
-    _CONTROL = "job_id, #status, budget_limit, cancel_requested_at, budget_exceeded"
+    _CONTROL = (
+        "job_id, #status, budget_limit, cancel_requested_at, budget_exceeded, #cost, "
+        "partition_strategy, export_config"
+    )
 
     def __init__(self, dynamodb_client: Any, table_name: str) -> None:
         self._table = table_name
@@ -77,7 +80,7 @@ class JobStore:
             Key=to_item({"job_id": job_id}),
             ConsistentRead=True,
             ProjectionExpression=self._CONTROL,
-            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeNames={"#status": "status", "#cost": "cost"},
         )
         item = answer.get("Item")
         return _control(from_item(item)) if item else None
@@ -134,17 +137,38 @@ class CostStore:
         item = answer.get("Item")
         if not item:
             return None
-        values = from_item(item)
-        cost = values.get("cost", {})
-        return Usage(
-            tokens_in=int(values.get("tokens_in", 0)),
-            tokens_out=int(values.get("tokens_out", 0)),
-            records=int(values.get("records", 0)),
-            records_failed=int(values.get("records_failed", 0)),
-            bedrock=Decimal(cost.get("bedrock", 0)),
-            fargate=Decimal(cost.get("fargate", 0)),
-            s3=Decimal(cost.get("s3", 0)),
-        )
+        return _usage(from_item(item))
+
+    def list_deltas(self, job_id: str) -> dict[str, Usage]:
+        """Every delta of the job by ``record_id`` (consistent, paginated): what was committed."""
+        deltas: dict[str, Usage] = {}
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "job_id = :job",
+            "ExpressionAttributeValues": to_item({":job": job_id}),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._ddb.query(**kwargs)
+            for item in page.get("Items", []):
+                values = from_item(item)
+                deltas[str(values["record_id"])] = _usage(values)
+            if not page.get("LastEvaluatedKey"):
+                return deltas
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _usage(values: Mapping[str, Any]) -> Usage:
+    cost = values.get("cost", {})
+    return Usage(
+        tokens_in=int(values.get("tokens_in", 0)),
+        tokens_out=int(values.get("tokens_out", 0)),
+        records=int(values.get("records", 0)),
+        records_failed=int(values.get("records_failed", 0)),
+        bedrock=Decimal(cost.get("bedrock", 0)),
+        fargate=Decimal(cost.get("fargate", 0)),
+        s3=Decimal(cost.get("s3", 0)),
+    )
 
 
 # --------------------------------------------------------------------- S3
@@ -158,8 +182,11 @@ def errors_key(job_id: str, batch_index: int) -> str:
     return f"{job_prefix(job_id)}errors/part-{batch_index:05d}.jsonl"
 
 
-def checkpoint_key(job_id: str) -> str:
-    return f"{job_prefix(job_id)}checkpoint.json"
+def checkpoint_key(job_id: str, partition: int | None = None) -> str:
+    """One checkpoint per partition; ``checkpoint.json`` for a whole-job work item."""
+    if partition is None:
+        return f"{job_prefix(job_id)}checkpoint.json"
+    return f"{job_prefix(job_id)}checkpoints/partition-{partition:05d}.json"
 
 
 class OutputStore:
@@ -195,9 +222,9 @@ class OutputStore:
         finally:
             body.close()
 
-    def get_checkpoint(self, job_id: str) -> Checkpoint | None:
+    def get_checkpoint(self, job_id: str, partition: int | None = None) -> Checkpoint | None:
         try:
-            body = self._s3.get_object(Bucket=self._bucket, Key=checkpoint_key(job_id))["Body"]
+            body = self._s3.get_object(Bucket=self._bucket, Key=checkpoint_key(job_id, partition))["Body"]
         except ClientError as error:
             if error_code(error) in ("NoSuchKey", "404"):
                 return None
@@ -210,15 +237,12 @@ class OutputStore:
     def put_checkpoint(self, checkpoint: Checkpoint) -> None:
         self._s3.put_object(
             Bucket=self._bucket,
-            Key=checkpoint_key(checkpoint.job_id),
+            Key=checkpoint_key(checkpoint.job_id, checkpoint.partition),
             Body=checkpoint.to_json().encode(),
             ContentType="application/json",
         )
 
-    def upload_export(
-        self, job_id: str, output_format: OutputFormat, path: str, content_type: str, config: Any
-    ) -> str:
-        key = export_key(job_id, output_format)
+    def upload_export(self, key: str, path: str, content_type: str, config: Any) -> str:
         self._s3.upload_file(path, self._bucket, key, ExtraArgs={"ContentType": content_type}, Config=config)
         return key
 

@@ -234,12 +234,15 @@ class WorkerLoop:
         item = self._parse(message)
         if item is None:
             return None
-        control = self._jobs.record_task_token(item.job_id, item.task_token, now_iso())
+        if item.records_token:
+            control = self._jobs.record_task_token(item.job_id, item.task_token, now_iso())
+        else:
+            control = self._jobs.read_control(item.job_id)
         if control is None or not control.running:
             logger.info("Dropping a work item of a job that is not running", job_id=item.job_id)
             self._delete(message)
             return None
-        if control.cancel_requested_at or control.budget_exceeded:
+        if item.records_token and (control.cancel_requested_at or control.budget_exceeded):
             error = JOB_CANCELLED if control.cancel_requested_at else BUDGET_EXCEEDED
             result = JobResult(outcome=Outcome.FAILED, error=error, cause="requested before the job started")
             self._dispose(message, item, result)
@@ -294,6 +297,8 @@ class WorkerLoop:
         logger.info(
             "Job processed",
             job_id=item.job_id,
+            kind=item.kind,
+            partition=item.partition,
             outcome=result.outcome.value,
             error=result.error,
             records_generated=result.records_generated,

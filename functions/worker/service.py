@@ -16,6 +16,14 @@ The rules (docs/data-model.md, docs/worker-contract.md):
   (``records_failed``) and in the result. A batch in which every record fails stops the job.
 - Work abandoned before it committed (shutdown, a crash) is not billed: the user pays for the
   batches that were delivered, each exactly once.
+- A partition work item generates its own range of batches from its own checkpoint
+  (``checkpoints/partition-NNNNN.json``); batch indexes, part keys, delta ids and record ids are
+  global, so partitions done by different workers, in any order, join into one job. The budget is
+  read from the job's rolled-up cost (every partition's deltas), so each running partition runs at
+  most one batch past it.
+- The export work item joins the parts of the committed batches (those with a delta) in batch order
+  into the files the job asked for, and answers the records in the files and the sum of every delta:
+  the lifecycle writes those as the job's final counts and cost.
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ from typing import Any, Protocol
 
 from functions.common.clock import now, to_iso
 from functions.common.observability import logger
-from functions.worker.exporters import Exporter
+from functions.common.sizes import TASK_SHAPES
+from functions.worker.exporters import Exporter, ExportOptions
 from functions.worker.models import (
     Checkpoint,
     GeneratedRecord,
@@ -64,6 +73,8 @@ TEMPLATE_NOT_FOUND = "TemplateNotFound"
 INVALID_TEMPLATE = "InvalidTemplate"
 SEED_DATA_ERROR = "SeedDataError"
 GENERATION_FAILED = "GenerationFailed"
+EXPORT_INCOMPLETE = "ExportIncomplete"
+INVALID_EXPORT_CONFIG = "InvalidExportConfig"
 
 
 class TemplateSource(Protocol):
@@ -146,19 +157,40 @@ class GenerationService:
     # ----------------------------------------------------------------- run
 
     def run(self, item: WorkItem, control: JobControl, stop: StopSignal | None = None) -> JobResult:
-        """Generate the job's remaining batches and its export; never reports by itself."""
+        """Do one work item: a partition's batches, the export, or (kind "job") both; never reports."""
         stop = stop or StopSignal()
         try:
             steps = self._load_steps(item)
         except _JobError as error:
             return error.result()
-        checkpoint = self._outputs.get_checkpoint(item.job_id) or Checkpoint(job_id=item.job_id)
+        if item.kind == "export":
+            return self._export_job(item, steps, control)
+        checkpoint = self._outputs.get_checkpoint(item.job_id, item.partition) or Checkpoint(
+            job_id=item.job_id, partition=item.partition, next_batch=item.batches.start
+        )
+        result = self._generate_batches(item, steps, control, checkpoint, stop)
+        if isinstance(result, JobResult):
+            return result
+        if stop.requested:
+            return JobResult(outcome=Outcome.ABANDONED, cause=stop.reason)
+        if item.kind == "partition":
+            return JobResult(
+                outcome=Outcome.SUCCEEDED,
+                records_generated=result.usage.records,
+                records_failed=result.usage.records_failed,
+            )
+        return self._export_job(item, steps, control)
+
+    def _generate_batches(
+        self, item: WorkItem, steps: list[Step], control: JobControl, checkpoint: Checkpoint, stop: StopSignal
+    ) -> Checkpoint | JobResult:
+        """The item's batches from its checkpoint on: the last checkpoint, or why it stopped."""
         cursor = SeedCursor(self._seeds, item.seed_data_path)
         known: JobControl | None = control
+        start = max(checkpoint.next_batch, item.batches.start)
         try:
-            first = item.batch_range(checkpoint.next_batch).start if checkpoint.next_batch else 0
-            cursor.skip(min(first, item.num_records))
-            for batch_index in range(checkpoint.next_batch, item.batch_count):
+            cursor.skip(min(item.batch_range(start).start, item.num_records))
+            for batch_index in range(start, item.batches.stop):
                 # The first batch uses the job as recording the token just answered it.
                 verdict = self._verdict(item, known, checkpoint)
                 known = None
@@ -184,9 +216,7 @@ class GenerationService:
                     )
         except (SeedFileError, EmptySeedFileError) as error:
             return JobResult(outcome=Outcome.FAILED, error=SEED_DATA_ERROR, cause=str(error))
-        if stop.requested:
-            return JobResult(outcome=Outcome.ABANDONED, cause=stop.reason)
-        return self._export(item, steps, checkpoint)
+        return checkpoint
 
     # ---------------------------------------------------------- job setup
 
@@ -226,7 +256,8 @@ class GenerationService:
                 cause=f"cancellation requested at {control.cancel_requested_at}",
                 **done,
             )
-        spent = checkpoint.usage.total
+        # The rolled-up cost of every partition; this item's own committed cost may not be rolled up yet.
+        spent = max(control.rolled_up_total, checkpoint.usage.total)
         if control.budget_exceeded or (control.budget_limit is not None and spent >= control.budget_limit):
             return JobResult(
                 outcome=Outcome.FAILED,
@@ -312,7 +343,7 @@ class GenerationService:
             records=len(batch.records),
             records_failed=len(batch.failures),
             bedrock=quantize(batch.bedrock),
-            fargate=quantize(self._fargate.cost(_seconds(self._monotonic() - batch.started))),
+            fargate=quantize(self._fargate_for(item).cost(_seconds(self._monotonic() - batch.started))),
             s3=quantize(s3_cost(puts=puts, gets=cursor.opens - batch.opens_at_start)),
         )
         stored = self._put_delta(item, batch_record_id(batch_index), usage, ",".join(sorted(batch.models)))
@@ -336,6 +367,7 @@ class GenerationService:
         usage, first_error = committed
         advanced = Checkpoint(
             job_id=checkpoint.job_id,
+            partition=checkpoint.partition,
             next_batch=batch_index + 1,
             usage=checkpoint.usage.plus(usage),
             first_error=checkpoint.first_error or first_error,
@@ -346,22 +378,53 @@ class GenerationService:
 
     # ------------------------------------------------------------- export
 
-    def _export(self, item: WorkItem, steps: list[Step], checkpoint: Checkpoint) -> JobResult:
+    def _export_job(self, item: WorkItem, steps: list[Step], control: JobControl) -> JobResult:
+        """Join the committed parts in record order into the export files, and answer the job's
+        final counts and cost: records in the files, and the sum of every delta (the export's too).
+
+        A complete export (kind "export" without ``partial``, or a whole-job item) needs every batch
+        committed; a partial one takes the batches that committed (a stopped job)."""
+        deltas = self._costs.list_deltas(item.job_id)
+        batches = sorted(int(rid) for rid in deltas if rid.isdigit() and int(rid) < item.batch_count)
+        missing = item.batch_count - len(batches)
+        if missing and not item.partial:
+            return JobResult(
+                outcome=Outcome.FAILED,
+                error=EXPORT_INCOMPLETE,
+                cause=f"{missing} of {item.batch_count} batches did not commit; the export needs them all",
+            )
+        with_records = [b for b in batches if deltas[batch_record_id(b)].records > 0]
+        try:
+            options = ExportOptions.of(control.partition_strategy, control.export_config)
+        except ValueError as error:
+            return JobResult(outcome=Outcome.FAILED, error=INVALID_EXPORT_CONFIG, cause=str(error))
         started = self._monotonic()
         result = self._exporter.export(
-            item.job_id, item.output_format, item.batch_count, [s.id for s in steps], self._on_progress
+            item.job_id, item.output_format, with_records, [s.id for s in steps], options, self._on_progress
         )
-        usage = Usage(
-            fargate=quantize(self._fargate.cost(_seconds(self._monotonic() - started))),
-            s3=quantize(s3_cost(puts=result.puts, gets=result.gets)),
-        )
-        self._put_delta(item, EXPORT_RECORD_ID, usage, None)
+        total = Usage()
+        for record_id_, usage in deltas.items():
+            if record_id_ != EXPORT_RECORD_ID:
+                total = total.plus(usage)
+        if result.keys:
+            usage = Usage(
+                fargate=quantize(self._fargate_for(item).cost(_seconds(self._monotonic() - started))),
+                s3=quantize(s3_cost(puts=result.puts, gets=result.gets)),
+            )
+            total = total.plus(self._put_delta(item, EXPORT_RECORD_ID, usage, None))
         return JobResult(
             outcome=Outcome.SUCCEEDED,
             records_generated=result.records,
-            records_failed=checkpoint.usage.records_failed,
+            records_failed=total.records_failed,
             output_key=result.key,
+            files=len(result.keys),
+            final_usage=total,
         )
+
+    def _fargate_for(self, item: WorkItem) -> FargatePrice:
+        """The Fargate share is billed at the job's task size (the size of the service that runs it)."""
+        shape = TASK_SHAPES[item.task_size]
+        return self._fargate.at_size(shape.cpu_units, shape.memory_mib)
 
 
 def _seconds(elapsed: float) -> Decimal:

@@ -6,8 +6,10 @@ entry point. The ASL files and the handlers never bend to the emulator: a shim m
 behave like AWS instead. Every shim checks the MiniStack version it was written against and stays
 out (with a warning in the emulator log) on any other version.
 
-Adding a shim: a new module in this package with ``install() -> None`` (or ``apply()``; raise
-``ShimNotApplicable`` to skip it); it is picked up automatically.
+Adding a shim: a new module in this package with ``install() -> None`` (raise ``ShimNotApplicable``
+to skip it); it is picked up automatically. The shims: ``lambda_pool`` (bursts wait for a warm
+worker), ``snapshots`` (periodic state snapshots), ``stepfunctions`` (S3 ``deleteObjects``,
+heartbeat timeouts), ``stream_batches`` (stream failure handling and restarts).
 """
 
 from __future__ import annotations
@@ -39,12 +41,10 @@ def install_all() -> list[str]:
         if module_info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{module_info.name}")
-        # ``install()`` here; ``apply()`` is the Step Functions shim's name for the same thing.
-        install = getattr(module, "install", None) or getattr(module, "apply", None)
-        if install is None:
+        if not hasattr(module, "install"):
             continue
         try:
-            install()
+            module.install()
         except ShimNotApplicable as reason:
             logger.warning("shim %s not installed: %s", module_info.name, reason)
             continue

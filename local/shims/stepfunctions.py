@@ -232,49 +232,46 @@ def _mocked_result(mock: dict[str, Any]) -> Any:
     return mock.get("Return", {})
 
 
-def install() -> None:
-    """Install the patches into the imported MiniStack (idempotent)."""
-    global _applied
-    if _applied:
-        return
-    require_version(__name__)
-    sfn = _sfn()
-    original_rest_xml = sfn._dispatch_aws_sdk_rest_xml
-    original_execute_task = sfn._execute_task
-    original_invoke_with_callback = sfn._invoke_with_callback
-    original_invoke_resource = sfn._invoke_resource
-    original_get_mock_response = sfn._get_mock_response
-    original_nested_start = sfn._invoke_nested_start_execution
-
+def _wrap_rest_xml(original: Any) -> Any:
     def dispatch_aws_sdk_rest_xml(
         service_info: dict[str, Any], service_name: str, action: str, input_data: Any
     ):
         if service_info.get("service_key", service_name) == "s3" and action.lower() == "deleteobjects":
             return _s3_delete_objects(input_data or {})
-        return original_rest_xml(service_info, service_name, action, input_data)
+        return original(service_info, service_name, action, input_data)
 
+    return dispatch_aws_sdk_rest_xml
+
+
+def _wrap_execute_task(original: Any) -> Any:
     def execute_task(state_def: dict[str, Any], raw_input: Any, execution: Any, ctx: dict[str, Any]):
         scope = _mock_scope.set(mocked_state(execution, ctx))
         try:
-            return original_execute_task(
-                resolve_timeout_paths(state_def, raw_input, ctx), raw_input, execution, ctx
-            )
+            return original(resolve_timeout_paths(state_def, raw_input, ctx), raw_input, execution, ctx)
         finally:
             _mock_scope.reset(scope)
 
+    return execute_task
+
+
+def _wrap_invoke_resource(original: Any, get_mock_response: Any) -> Any:
     def invoke_resource(resource: str, input_data: Any):
-        mock = next_mocked_response(original_get_mock_response)
+        mock = next_mocked_response(get_mock_response)
         if mock is not None:
             return _mocked_result(mock)
-        return original_invoke_resource(resource, input_data)
+        return original(resource, input_data)
 
+    return invoke_resource
+
+
+def _wrap_invoke_with_callback(original: Any, get_mock_response: Any) -> Any:
     def invoke_with_callback(resource: str, input_data: Any, token: str, state_def: dict[str, Any]):
-        mock = next_mocked_response(original_get_mock_response)
+        mock = next_mocked_response(get_mock_response)
         if mock is not None:
             return _mocked_result(mock)
         heartbeat = state_def.get("HeartbeatSeconds")
         if not heartbeat:
-            return original_invoke_with_callback(resource, input_data, token, state_def)
+            return original(resource, input_data, token, state_def)
         done = threading.Event()
         watcher = threading.Thread(
             target=contextvars.copy_context().run,  # _task_tokens is scoped by account/region context
@@ -284,21 +281,36 @@ def install() -> None:
         )
         watcher.start()
         try:
-            return original_invoke_with_callback(resource, input_data, token, state_def)
+            return original(resource, input_data, token, state_def)
         finally:
             done.set()
 
+    return invoke_with_callback
+
+
+def _wrap_nested_start(original: Any, sfn: Any) -> Any:
     def invoke_nested_start_execution(resource: str, input_data: Any):
         try:
-            return original_nested_start(resource, input_data)
+            return original(resource, input_data)
         except sfn._ExecutionError as error:
             raise sfn._ExecutionError(optimized_start_execution_error(error.error), error.cause) from error
 
-    sfn._dispatch_aws_sdk_rest_xml = dispatch_aws_sdk_rest_xml
-    sfn._invoke_nested_start_execution = invoke_nested_start_execution
-    sfn._execute_task = execute_task
-    sfn._invoke_with_callback = invoke_with_callback
-    sfn._invoke_resource = invoke_resource
+    return invoke_nested_start_execution
+
+
+def install() -> None:
+    """Install the patches into the imported MiniStack (idempotent)."""
+    global _applied
+    if _applied:
+        return
+    require_version(__name__)
+    sfn = _sfn()
+    get_mock_response = sfn._get_mock_response
+    sfn._dispatch_aws_sdk_rest_xml = _wrap_rest_xml(sfn._dispatch_aws_sdk_rest_xml)
+    sfn._invoke_nested_start_execution = _wrap_nested_start(sfn._invoke_nested_start_execution, sfn)
+    sfn._execute_task = _wrap_execute_task(sfn._execute_task)
+    sfn._invoke_with_callback = _wrap_invoke_with_callback(sfn._invoke_with_callback, get_mock_response)
+    sfn._invoke_resource = _wrap_invoke_resource(sfn._invoke_resource, get_mock_response)
     # The per-entry lookup at the top of _execute_task is replaced by the per-attempt one above.
     sfn._get_mock_response = lambda *_args: None
     _applied = True

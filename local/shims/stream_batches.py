@@ -90,48 +90,53 @@ def poll_dynamodb_streams() -> bool:
     return processed_any
 
 
-def _poll_one(lam: Any, ddb: Any, esm: dict[str, Any]) -> bool:
+def _source(lam: Any, ddb: Any, esm: dict[str, Any]) -> tuple[str, Any] | None:
+    """(table name, function record) of an enabled mapping on a live stream of this account/region."""
     if not esm.get("Enabled", True):
-        return False
+        return None
     source_arn = esm.get("EventSourceArn", "")
     try:
-        source_spec = lam.parse_arn(source_arn)
+        spec = lam.parse_arn(source_arn)
     except lam.ArnParseError:
-        return False
-    if (
-        source_spec.service != "dynamodb"
-        or source_spec.account_id != lam.get_account_id()
-        or source_spec.region != lam.get_region()
-    ):
-        return False
-    table_stream = lam._dynamodb_stream_table_from_arn_spec(source_spec)
+        return None
+    if (spec.service, spec.account_id, spec.region) != ("dynamodb", lam.get_account_id(), lam.get_region()):
+        return None
+    table_stream = lam._dynamodb_stream_table_from_arn_spec(spec)
     if table_stream is None:
-        return False
+        return None
     table_name, _label = table_stream
     func_rec, _cfg = lam._get_func_record_for_qualifier(esm["FunctionName"], esm.get("Qualifier"))
-    if func_rec is None:
-        return False
     table = ddb._tables.get(table_name)
-    if not table or table.get("LatestStreamArn") != source_arn:
-        return False
-    horizon = ddb.stream_start_position(table_name)
-    end = ddb.stream_end_position(table_name)
-    if end == horizon:
-        return False
-    esm_id = esm["UUID"]
-    if lam._esm_backoff_until.get(esm_id, 0) > time.time():
-        return False
-    positions = lam._dynamodb_stream_positions
+    if func_rec is None or not table or table.get("LatestStreamArn") != source_arn:
+        return None
+    return table_name, func_rec
+
+
+def _position(lam: Any, esm: dict[str, Any], horizon: int, end: int) -> int:
+    """The mapping's read position (LATEST / TRIM_HORIZON on its first poll), never before the horizon."""
+    positions, esm_id = lam._dynamodb_stream_positions, esm["UUID"]
     with lam._dynamodb_stream_positions_lock:
         if esm_id not in positions:
             positions[esm_id] = horizon if esm.get("StartingPosition", "LATEST") == "TRIM_HORIZON" else end
-        pos = max(positions[esm_id], horizon)
-        positions[esm_id] = pos
+        positions[esm_id] = max(positions[esm_id], horizon)
+        return int(positions[esm_id])
 
-    def advance(to: int) -> None:
-        with lam._dynamodb_stream_positions_lock:
-            positions[esm_id] = to
 
+def _advance(lam: Any, esm_id: str, to: int) -> None:
+    with lam._dynamodb_stream_positions_lock:
+        lam._dynamodb_stream_positions[esm_id] = to
+
+
+def _poll_one(lam: Any, ddb: Any, esm: dict[str, Any]) -> bool:
+    source = _source(lam, ddb, esm)
+    if source is None:
+        return False
+    table_name, func_rec = source
+    horizon, end = ddb.stream_start_position(table_name), ddb.stream_end_position(table_name)
+    esm_id = esm["UUID"]
+    if end == horizon or lam._esm_backoff_until.get(esm_id, 0) > time.time():
+        return False
+    pos = _position(lam, esm, horizon, end)
     batch_size = int(esm.get("BatchSize", 100))
     with _lock:
         batch_size = min(batch_size, _batch_limit.get(esm_id, batch_size))
@@ -140,64 +145,97 @@ def _poll_one(lam: Any, ddb: Any, esm: dict[str, Any]) -> bool:
         return False
     kept = lam._apply_filter_criteria(list(raw), esm)
     if not kept:
-        advance(pos + len(raw))
+        _advance(lam, esm_id, pos + len(raw))
         return True
-
     result = lam._execute_function(func_rec, {"Records": kept})
     failed_at = _failed_index(esm, result, raw, kept)
     if failed_at is None:
-        advance(pos + len(raw))
-        with _lock:
-            _attempts.pop(esm_id, None)
-            _batch_limit.pop(esm_id, None)
-        lam._esm_backoff_until.pop(esm_id, None)
-        esm["LastProcessingResult"] = f"OK - {len(kept)} records"
+        _succeeded(lam, esm, pos + len(raw), len(kept))
         return True
+    return _failed(lam, esm, _Batch(func_rec, raw, pos, failed_at, result))
 
-    # Checkpoint what succeeded before the first failure; retry from there.
-    checkpoint = pos + failed_at
-    remaining = raw[failed_at:]
-    esm["LastProcessingResult"] = "FAILED"
+
+def _succeeded(lam: Any, esm: dict[str, Any], to: int, delivered: int) -> None:
+    esm_id = esm["UUID"]
+    _advance(lam, esm_id, to)
+    _discard(esm_id)
+    lam._esm_backoff_until.pop(esm_id, None)
+    esm["LastProcessingResult"] = f"OK - {delivered} records"
+
+
+class _Batch:
+    """A batch whose invocation failed at ``raw[failed_at]`` (read from stream position ``pos``)."""
+
+    def __init__(
+        self, func_rec: Any, raw: list[dict[str, Any]], pos: int, failed_at: int, result: dict[str, Any]
+    ) -> None:
+        self.func_rec, self.raw, self.pos, self.failed_at, self.result = func_rec, raw, pos, failed_at, result
+
+    @property
+    def remaining(self) -> list[dict[str, Any]]:
+        return self.raw[self.failed_at :]
+
+    @property
+    def checkpoint(self) -> int:
+        return self.pos + self.failed_at
+
+    @property
+    def end(self) -> int:
+        return self.pos + len(self.raw)
+
+
+def _too_old(esm: dict[str, Any], batch: _Batch) -> bool:
     max_age = esm.get("MaximumRecordAgeInSeconds")
-    if max_age and int(max_age) > 0:
-        oldest = min(
-            (
-                float((r.get("dynamodb") or {}).get("ApproximateCreationDateTime", time.time()))
-                for r in remaining
-            ),
-            default=time.time(),
-        )
-        if time.time() - oldest > int(max_age):
-            lam._send_ddb_stream_failure_record(
-                esm, func_rec, remaining, source_arn, result, "MaxRecordAgeExceeded"
-            )
-            _discard(esm_id)
-            advance(pos + len(raw))
-            return True
+    if not max_age or int(max_age) <= 0:
+        return False
+    oldest = min(
+        (
+            float((r.get("dynamodb") or {}).get("ApproximateCreationDateTime", time.time()))
+            for r in batch.remaining
+        ),
+        default=time.time(),
+    )
+    return time.time() - oldest > int(max_age)
 
-    if esm.get("BisectBatchOnFunctionError") and len(remaining) > 1:
-        with _lock:
-            _batch_limit[esm_id] = max(1, len(remaining) // 2)
-        advance(checkpoint)
-        return failed_at > 0
 
-    max_retries = esm.get("MaximumRetryAttempts")
+def _retries_used(esm_id: str, checkpoint: int) -> int:
+    """Count this failure at ``checkpoint``; returns the retries already spent there."""
     with _lock:
         per_position = _attempts.setdefault(esm_id, {})
         for stale in [p for p in per_position if p != checkpoint]:
             del per_position[stale]
         per_position[checkpoint] = per_position.get(checkpoint, 0) + 1
-        retries_used = per_position[checkpoint] - 1
+        return per_position[checkpoint] - 1
+
+
+def _give_up(lam: Any, esm: dict[str, Any], batch: _Batch, reason: str) -> bool:
+    """Send the rest of the batch to the OnFailure destination (if any) and move past it."""
+    lam._send_ddb_stream_failure_record(
+        esm, batch.func_rec, batch.remaining, esm.get("EventSourceArn", ""), batch.result, reason
+    )
+    _discard(esm["UUID"])
+    _advance(lam, esm["UUID"], batch.end)
+    return True
+
+
+def _failed(lam: Any, esm: dict[str, Any], batch: _Batch) -> bool:
+    """Checkpoint what succeeded before the first failure; then give up, bisect or retry from there."""
+    esm_id = esm["UUID"]
+    esm["LastProcessingResult"] = "FAILED"
+    if _too_old(esm, batch):
+        return _give_up(lam, esm, batch, "MaxRecordAgeExceeded")
+    if esm.get("BisectBatchOnFunctionError") and len(batch.remaining) > 1:
+        with _lock:
+            _batch_limit[esm_id] = max(1, len(batch.remaining) // 2)
+        _advance(lam, esm_id, batch.checkpoint)
+        return batch.failed_at > 0
+    max_retries = esm.get("MaximumRetryAttempts")
+    retries_used = _retries_used(esm_id, batch.checkpoint)
     if max_retries is not None and int(max_retries) >= 0 and retries_used >= int(max_retries):
-        lam._send_ddb_stream_failure_record(
-            esm, func_rec, remaining, source_arn, result, "RetryAttemptsExhausted"
-        )
-        _discard(esm_id)
-        advance(pos + len(raw))
-        return True
-    advance(checkpoint)
+        return _give_up(lam, esm, batch, "RetryAttemptsExhausted")
+    _advance(lam, esm_id, batch.checkpoint)
     lam._esm_backoff_until[esm_id] = time.time() + lam._ESM_BACKOFF_SECONDS
-    return failed_at > 0
+    return batch.failed_at > 0
 
 
 def _discard(esm_id: str) -> None:

@@ -1,7 +1,8 @@
 """The local runtime (``plot-palette local``) started once per session, driven over real HTTP.
 
 The fixture runs the real CLI in a subprocess, exactly what ``make local`` runs, on a free loopback
-port with a temporary state dir, ``max_running_jobs=3`` (the load test's limit) and two offline
+port with a temporary state dir, ``max_running_jobs=3`` (the load test's limit), partitions of 10
+records (``partition_records=10``, so a job of a few dozen records is fanned out) and three offline
 generation workers; it stops it with SIGTERM at the end. Every e2e test module is in the ``e2e``
 xdist group, so one worker runs them all against this one runtime.
 """
@@ -17,17 +18,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import requests
 
 from local.emulator import free_port
-from local.runtime import RuntimeInfo, RuntimeNotRunning, running_runtime
+from local.runtime.state import RuntimeInfo, RuntimeNotRunning, ready_runtime
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 300.0  # synth (~10-30 s on 2 shared cores) + deploy + workers
 MAX_RUNNING_JOBS = 3
+WORKERS = 3
+PARTITION_RECORDS = 10  # one batch (the default batch_size 10) per partition
 TERMINAL = {"COMPLETED", "FAILED", "BUDGET_EXCEEDED", "CANCELLED"}
 
 
@@ -92,46 +95,66 @@ class Runtime:
         return Client(self.api_url, self.token(user) if user else None)
 
 
+def start_local(
+    state_dir: Path, log: IO[bytes], *args: str, port: int, new_session: bool = False, **env: str
+) -> subprocess.Popen[bytes]:
+    """``plot-palette local --state-dir DIR --port N ARGS`` in a subprocess (the real console entry point).
+
+    ``new_session``: in its own process group, so a test can kill -9 the whole group.
+    """
+    environ = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **env}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "local.cli",
+            "local",
+            "--state-dir",
+            str(state_dir),
+            "--port",
+            str(port),
+            *args,
+        ],
+        cwd=REPO,
+        env=environ,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=new_session,
+    )
+
+
+def stop_local(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a clean stop, as Ctrl-C), then SIGKILL if it hangs."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     state_dir = tmp_path_factory.mktemp("plot-palette")
     log_path = state_dir.parent / "plot-palette-local.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "local.cli",
-                "local",
-                "--state-dir",
-                str(state_dir),
-                "--port",
-                str(free_port()),
-                "--workers",
-                "2",
-                "-c",
-                f"max_running_jobs={MAX_RUNNING_JOBS}",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        args = (
+            *("--workers", str(WORKERS)),
+            *("-c", f"max_running_jobs={MAX_RUNNING_JOBS}"),
+            *("-c", f"partition_records={PARTITION_RECORDS}"),
         )
+        # The workers log each work item they processed at INFO (tests read which worker did what).
+        process = start_local(state_dir, log, *args, port=free_port(), POWERTOOLS_LOG_LEVEL="INFO")
         try:
-            info = _wait_until_running(state_dir, process, log_path)
+            info = wait_until_ready(state_dir, process, log_path)
             yield Runtime(state_dir=state_dir, info=info, process=process)
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+            stop_local(process)
 
 
-def _wait_until_running(state_dir: Path, process: subprocess.Popen[bytes], log_path: Path) -> RuntimeInfo:
+def wait_until_ready(state_dir: Path, process: subprocess.Popen[bytes], log_path: Path) -> RuntimeInfo:
+    """Until runtime.json says the start finished and the emulator answers its health check."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -139,13 +162,9 @@ def _wait_until_running(state_dir: Path, process: subprocess.Popen[bytes], log_p
                 f"plot-palette local exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
             )
         try:
-            info = running_runtime(state_dir)
-        except (RuntimeNotRunning, json.JSONDecodeError):
+            return ready_runtime(state_dir)
+        except RuntimeNotRunning:
             time.sleep(0.5)
-            continue
-        if "Ctrl-C stops everything" in log_path.read_text(errors="replace"):
-            return info
-        time.sleep(0.5)
     pytest.fail(f"plot-palette local not ready within {START_TIMEOUT:.0f} s:\n{log_path.read_text()[-3000:]}")
 
 

@@ -76,3 +76,13 @@ def test_imported_pool_is_trusted_and_none_is_created(imported_pool_template: di
     outputs = imported_pool_template["Outputs"]
     assert outputs["UserPoolId"]["Value"] == "us-east-1_Imported1"
     assert outputs["UserPoolClientId"]["Value"] == "client123"
+
+
+def test_partition_size_and_concurrency_come_from_context_and_are_bounded() -> None:
+    config = _config(partition_records="5000", partition_concurrency="40")
+    assert (config.partition_records, config.partition_concurrency) == (5000, 40)
+    assert (_config().partition_records, _config().partition_concurrency) == (1000, 10)
+    with pytest.raises(ValueError, match=r"partition_concurrency must be 1\.\.40"):
+        _config(partition_concurrency="41")  # an inline Map runs at most 40 iterations at once
+    with pytest.raises(ValueError, match="partition_records must be at least 1"):
+        _config(partition_records="0")

@@ -57,6 +57,23 @@ def test_outputs_name_the_stage_resources(
     assert outputs["UserPoolClientId"]
 
 
+def test_the_runtime_finds_every_resource_from_the_outputs(
+    deployed: tuple[Emulator, dict[str, str]], local: Synthesized
+) -> None:
+    from local.runtime.resources import environment_from_outputs
+
+    emulator, outputs = deployed
+    environment = environment_from_outputs(outputs)
+    assert environment["JOBS_TABLE"] == local.names.jobs_table
+    assert environment["EVENT_BUS_NAME"] == local.names.event_bus
+    assert (
+        environment["WORK_QUEUE_URL"]
+        == emulator.client("sqs").get_queue_url(QueueName=local.names.work_queue)["QueueUrl"]
+    )
+    assert environment["LIFECYCLE_STATE_MACHINE_ARN"].startswith("arn:aws:states:")
+    assert environment["API_ID"] in outputs["ApiEndpoint"]
+
+
 def test_health_is_public_and_jobs_need_a_token(deployed: tuple[Emulator, dict[str, str]]) -> None:
     emulator, outputs = deployed
     api_id = outputs["ApiEndpoint"].split("//", 1)[1].split(".", 1)[0]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from functions.common.sizes import DEFAULT_TASK_SIZE, TaskSize
 from stacks.bundling import ROOT
 from stacks.names import Stage
 from tests.infra.conftest import PLACEHOLDER, Synthesized, get_att, ref
@@ -88,7 +89,18 @@ def test_substitutions_point_at_the_stack_resources(each: Synthesized) -> None:
         ),
         "TemplatesTable": ref(each.logical_id("AWS::DynamoDB::Table", TableName=names.templates_table)),
         "EventBusName": ref(each.logical_id("AWS::Events::EventBus", Name=names.event_bus)),
-        "WorkQueueUrl": ref(each.logical_id("AWS::SQS::Queue", QueueName=names.work_queue)),
+        **{
+            # One queue per size in AWS; the local stage's one pool of workers serves every size.
+            f"WorkQueueUrl{size.value.capitalize()}": ref(
+                each.logical_id(
+                    "AWS::SQS::Queue",
+                    QueueName=names.work_queue
+                    if size is DEFAULT_TASK_SIZE or each.names.stage is Stage.LOCAL
+                    else f"{names.work_queue}-{size.value}",
+                )
+            )
+            for size in TaskSize
+        },
         "BucketName": ref(
             next(lid for lid in each.of_type("AWS::S3::Bucket") if lid.startswith("StorageData"))
         ),
@@ -186,8 +198,12 @@ def test_role_grants_every_task_its_action_on_the_resource_it_names(each: Synthe
             ), f"{attr}: {action} on itself not granted"
             continue
         else:
+            if not named and action == "sqs:SendMessage":
+                # The lifecycle picks the queue of the job's task size from the settings its first
+                # state reads from ${WorkQueueUrl<Size>}: it may send to each of them.
+                named = {p for p in substitutions if p.startswith("WorkQueueUrl")}
             assert named, f"{task} names no resource through a placeholder"
-            named_ids = [substitutions[p]["Ref"] for p in named]
+            named_ids = sorted({substitutions[p]["Ref"] for p in named})
         for logical_id in named_ids:
             assert _allows(statements, action, logical_id), f"{attr}: {action} on {logical_id} not granted"
 
@@ -234,12 +250,12 @@ def test_cleanup_rounds_per_execution_stays_far_below_the_history_limit(each: Sy
 
 
 def test_lifecycle_may_not_delete_or_scan(each: Synthesized) -> None:
-    """Least privilege, checked from the other side: the lifecycle only updates items."""
+    """Least privilege, checked from the other side: the lifecycle only updates and reads items."""
     _machine_id, machine = _machine(each, "lifecycle_state_machine")
     role_id = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     actions = {a for s in _policy_statements(each, role_id) for a in _as_list(s["Action"])}
     dynamodb = {a for a in actions if a.startswith("dynamodb:")}
-    assert dynamodb == {"dynamodb:UpdateItem"}
+    assert dynamodb == {"dynamodb:UpdateItem", "dynamodb:GetItem"}
 
 
 @pytest.mark.parametrize(

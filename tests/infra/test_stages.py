@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from functions.common.sizes import DEFAULT_TASK_SIZE, TASK_SHAPES, TaskSize
 from stacks.bundling import FUNCTION_CODE_EXCLUDES, PYTHON_VERSION, RUNTIME, pip_command
 from tests.infra.conftest import Synthesized, get_att, ref
 
@@ -69,35 +70,59 @@ def test_function_code_asset_is_the_functions_package_only(each: Synthesized) ->
     assert sum(p.stat().st_size for p in files) < 5 * 1024 * 1024
 
 
-def _container(prod: Synthesized) -> dict[str, Any]:
-    _, task = prod.one("AWS::ECS::TaskDefinition")
-    (container,) = task["Properties"]["ContainerDefinitions"]
+def _queue_name(prod: Synthesized, size: TaskSize) -> str:
+    base = prod.names.work_queue
+    return base if size is DEFAULT_TASK_SIZE else f"{base}-{size.value}"
+
+
+def _task_of_size(prod: Synthesized, size: TaskSize) -> dict[str, Any]:
+    shape = TASK_SHAPES[size]
+    _, task = prod.one("AWS::ECS::TaskDefinition", Cpu=str(shape.cpu_units), Memory=str(shape.memory_mib))
+    return task
+
+
+def _container(prod: Synthesized, size: TaskSize = DEFAULT_TASK_SIZE) -> dict[str, Any]:
+    (container,) = _task_of_size(prod, size)["Properties"]["ContainerDefinitions"]
     return container
 
 
-def test_worker_runs_on_fargate_spot_from_the_repository_image(prod: Synthesized) -> None:
-    _, service = prod.one("AWS::ECS::Service")
-    props = service["Properties"]
-    assert props["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}]
-    assert props["DesiredCount"] == 0
-    assert props["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "ENABLED"
-    (image,) = prod.assets["dockerImages"].values()
+def test_one_worker_service_per_task_size_on_fargate_spot_from_the_repository_image(
+    prod: Synthesized,
+) -> None:
+    services = prod.of_type("AWS::ECS::Service").values()
+    assert len(services) == len(TaskSize)
+    task_of_service = {s["Properties"]["TaskDefinition"]["Ref"] for s in services}
+    for service in services:
+        props = service["Properties"]
+        assert props["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}]
+        assert props["DesiredCount"] == 0
+        assert props["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "ENABLED"
+    (image,) = prod.assets["dockerImages"].values()  # one image for every size
     assert image["source"]["dockerFile"] == "Dockerfile"
-    container = _container(prod)
-    assert container["Command"] == ["python", "-m", "functions.worker"]
-    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
-    assert environment["WORK_QUEUE_URL"] == ref(
-        prod.logical_id("AWS::SQS::Queue", QueueName=prod.names.work_queue)
-    )
-    assert {"JOBS_TABLE", "TEMPLATES_TABLE", "COST_TRACKING_TABLE", "BUCKET_NAME"} <= set(environment)
-    assert container["StopTimeout"] == 120
+    for size in TaskSize:
+        task_id = prod.logical_id(
+            "AWS::ECS::TaskDefinition",
+            Cpu=str(TASK_SHAPES[size].cpu_units),
+            Memory=str(TASK_SHAPES[size].memory_mib),
+        )
+        assert task_id in task_of_service
+        container = _container(prod, size)
+        assert container["Command"] == ["python", "-m", "functions.worker"]
+        environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+        # Each size's workers poll that size's queue, the one the lifecycle sends its jobs to.
+        assert environment["WORK_QUEUE_URL"] == ref(
+            prod.logical_id("AWS::SQS::Queue", QueueName=_queue_name(prod, size))
+        )
+        assert {"JOBS_TABLE", "TEMPLATES_TABLE", "COST_TRACKING_TABLE", "BUCKET_NAME"} <= set(environment)
+        assert container["StopTimeout"] == 120
 
 
-def test_worker_settings_validate_and_match_the_task_size(prod: Synthesized) -> None:
+@pytest.mark.parametrize("size", list(TaskSize))
+def test_worker_settings_validate_and_match_the_task_size(prod: Synthesized, size: TaskSize) -> None:
     from functions.worker.settings import WorkerSettings
 
-    _, task = prod.one("AWS::ECS::TaskDefinition")
-    environment = {e["Name"]: e["Value"] for e in _container(prod)["Environment"]}
+    task = _task_of_size(prod, size)
+    environment = {e["Name"]: e["Value"] for e in _container(prod, size)["Environment"]}
     literal = {k: v for k, v in environment.items() if isinstance(v, str)}
     resolved = {k: "resolved-at-deploy" for k, v in environment.items() if not isinstance(v, str)}
     worker = WorkerSettings(**literal, **resolved)
@@ -106,11 +131,9 @@ def test_worker_settings_validate_and_match_the_task_size(prod: Synthesized) -> 
     assert str(worker.task_memory_mib) == task["Properties"]["Memory"]
 
 
-def test_worker_scales_with_the_work_queue_from_zero(prod: Synthesized) -> None:
-    _, target = prod.one("AWS::ApplicationAutoScaling::ScalableTarget")
-    assert target["Properties"]["MinCapacity"] == 0
-    assert target["Properties"]["MaxCapacity"] == 5
-    queue_name = get_att(prod.logical_id("AWS::SQS::Queue", QueueName=prod.names.work_queue), "QueueName")
+def test_each_size_scales_with_its_own_work_queue_from_zero(prod: Synthesized) -> None:
+    targets = prod.of_type("AWS::ApplicationAutoScaling::ScalableTarget").values()
+    assert [(t["Properties"]["MinCapacity"], t["Properties"]["MaxCapacity"]) for t in targets] == [(0, 5)] * 4
     alarms = prod.of_type("AWS::CloudWatch::Alarm").values()
     metrics = [
         query["MetricStat"]["Metric"]
@@ -118,10 +141,13 @@ def test_worker_scales_with_the_work_queue_from_zero(prod: Synthesized) -> None:
         for query in alarm["Properties"].get("Metrics", [])
         if "MetricStat" in query
     ]
-    names = {
-        m["MetricName"] for m in metrics if {"Name": "QueueName", "Value": queue_name} in m["Dimensions"]
-    }
-    assert names == {"ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible"}
+    for size in TaskSize:
+        queue_id = prod.logical_id("AWS::SQS::Queue", QueueName=_queue_name(prod, size))
+        queue_name = get_att(queue_id, "QueueName")
+        names = {
+            m["MetricName"] for m in metrics if {"Name": "QueueName", "Value": queue_name} in m["Dimensions"]
+        }
+        assert names == {"ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible"}
     policies = prod.of_type("AWS::ApplicationAutoScaling::ScalingPolicy").values()
     assert {p["Properties"]["StepScalingPolicyConfiguration"]["AdjustmentType"] for p in policies} == {
         "ExactCapacity"
@@ -129,7 +155,7 @@ def test_worker_scales_with_the_work_queue_from_zero(prod: Synthesized) -> None:
 
 
 def test_worker_task_role_holds_the_work_item_contract_only(prod: Synthesized) -> None:
-    _, task = prod.one("AWS::ECS::TaskDefinition")
+    task = _task_of_size(prod, DEFAULT_TASK_SIZE)  # one task role for every size
     role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     actions = set()
     for policy in prod.of_type("AWS::IAM::Policy").values():
@@ -141,6 +167,7 @@ def test_worker_task_role_holds_the_work_item_contract_only(prod: Synthesized) -
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
         "dynamodb:PutItem",
+        "dynamodb:Query",  # the export sums the job's deltas
         "s3:GetObject",
         "s3:PutObject",
         "s3:AbortMultipartUpload",
@@ -162,7 +189,7 @@ def test_worker_task_role_holds_the_work_item_contract_only(prod: Synthesized) -
 
 def test_worker_task_role_may_protect_only_its_own_clusters_tasks_from_scale_in(prod: Synthesized) -> None:
     # The ECS agent's task protection endpoint calls UpdateTaskProtection with the task role.
-    _, task = prod.one("AWS::ECS::TaskDefinition")
+    task = _task_of_size(prod, DEFAULT_TASK_SIZE)  # one task role for every size
     role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     cluster_id = prod.logical_id("AWS::ECS::Cluster", ClusterName=prod.names.cluster)
     found = [
@@ -196,3 +223,31 @@ def test_worker_task_role_may_protect_only_its_own_clusters_tasks_from_scale_in(
     ]
     # ECS injects ECS_AGENT_URI itself; the stack must not pin it.
     assert "ECS_AGENT_URI" not in {e["Name"] for e in _container(prod)["Environment"]}
+
+
+def test_local_stage_outputs_every_resource_under_the_variable_it_fills(
+    local: Synthesized, prod: Synthesized
+) -> None:
+    from local.runtime.resources import REQUIRED, environment_name
+
+    outputs = local.template["Outputs"]
+    variables = {environment_name(key): output["Value"] for key, output in outputs.items()}
+    assert set(REQUIRED) <= set(variables)
+    assert variables["JOBS_TABLE"] == ref(
+        local.logical_id("AWS::DynamoDB::Table", TableName=local.names.jobs_table)
+    )
+    assert variables["API_ID"] == ref(local.logical_id("AWS::ApiGatewayV2::Api"))
+    # The same resource variables the prod worker's ECS task gets, by the same names and values.
+    ((_, task),) = prod.of_type("AWS::ECS::TaskDefinition").items()
+    container_env = {e["Name"] for e in task["Properties"]["ContainerDefinitions"][0]["Environment"]}
+    worker_resources = {
+        "WORK_QUEUE_URL",
+        "JOBS_TABLE",
+        "TEMPLATES_TABLE",
+        "COST_TRACKING_TABLE",
+        "BUCKET_NAME",
+    }
+    assert worker_resources <= container_env
+    assert worker_resources <= set(variables)
+    # Prod keeps its operator-facing outputs only.
+    assert "ApiId" not in prod.template["Outputs"]

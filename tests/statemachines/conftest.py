@@ -6,8 +6,9 @@ the promoter leave them.
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -17,18 +18,32 @@ import pytest
 
 from functions.common.clock import now_iso
 from functions.common.events import EVENTS_BY_DETAIL_TYPE, EventDetail
-from tests.support.lifecycle_worker import LifecycleWorker
+from tests.support.lifecycle_worker import LifecycleWorker, WorkOutcome
 from tests.support.ministack import StateMachineStack, start_stack
 
 pytestmark = pytest.mark.statemachines
 
 HEARTBEAT_SECONDS = 3
 BATCH_SIZE = 2
+# Partitions of two batches (four records): a job of 5 records has three batches in two partitions.
+PARTITION_RECORDS = 4
+# The app's context values (docs/deploy.md) the prod stage is synthesized with for these tests; every
+# other substitution is the template's. Shortened so a silent worker times out in seconds instead of
+# 5 minutes and a stuck job in a minute instead of a day; batches of 2 so a 5-record job has several
+# batches for a test to act between.
+TEST_CONTEXT = {
+    "heartbeat_seconds": str(HEARTBEAT_SECONDS),
+    "job_timeout_seconds": "60",
+    "batch_size": str(BATCH_SIZE),
+    "partition_records": str(PARTITION_RECORDS),
+}
 LIFECYCLE = "plot-palette-job-lifecycle"
 CANCELLATION = "plot-palette-job-cancellation"
 CLEANUP = "plot-palette-job-cleanup"
 # The cleanup file deployed a second time with CleanupRoundsPerExecution = 2, to run continuations.
 CLEANUP_TWO_ROUNDS = "plot-palette-job-cleanup-two-rounds"
+# The lifecycle file deployed a second time with PartitionConcurrency = 1: one partition in flight.
+LIFECYCLE_SERIAL = "plot-palette-job-lifecycle-one-partition-at-a-time"
 SHIM_CHECK = "shim-check-mock-attempts"  # created by test_stepfunctions_shim.py
 # The promoter's conditions (docs/data-model.md); tests run jobs one at a time, the limit is not tested here.
 PROMOTER_MAX_RUNNING = 1000
@@ -51,7 +66,8 @@ MOCK_CONFIG: dict[str, Any] = {
                 "TransientErrors": {
                     "Mark job running": "DynamoDBThrottledTwice",
                     "Emit job started": "EventBridgeInternalErrorOnce",
-                    "Send work item and wait for the worker": "SQSClientErrorOnce",
+                    "Send a partition to a worker and wait": "SQSClientErrorOnce",
+                    "Export the job": "SQSClientErrorOnce",
                     "Mark job completed": "DynamoDBServerErrorOnce",
                     "Release job slot": "DynamoDBThrottledTwice",
                     "Emit job completed": "EventBridgeInternalErrorOnce",
@@ -146,18 +162,25 @@ MOCK_CONFIG: dict[str, Any] = {
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateMachineStack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StateMachineStack]:
     directory = tmp_path_factory.mktemp("ministack")
     mock_config = directory / "sfn-mock-config.json"
     mock_config.write_text(json.dumps(MOCK_CONFIG, indent=2))
     deployed = start_stack(
         mock_config,
-        heartbeat_seconds=HEARTBEAT_SECONDS,
-        batch_size=BATCH_SIZE,
+        context=TEST_CONTEXT,
+        cache=getattr(request.config, "cache", None),
         log_path=directory / "ministack.log",
     )
+    # Two rounds per execution instead of the stack's 200, so a test reaches a continuation with a
+    # few dozen objects (CleanupRoundsPerExecution is a constant of stacks/orchestration.py, no context).
     deployed.deploy(
         "job_cleanup_two_rounds", "job_cleanup", CLEANUP_TWO_ROUNDS, CleanupRoundsPerExecution="2"
+    )
+    deployed.deploy(
+        "job_lifecycle_one_partition_at_a_time", "job_lifecycle", LIFECYCLE_SERIAL, PartitionConcurrency="1"
     )
     yield deployed
     deployed.emulator.stop()
@@ -190,6 +213,49 @@ class Env:
             bucket=self.stack.bucket,
         )
 
+    def drive(
+        self,
+        execution_arn: str,
+        handle: Callable[[LifecycleWorker, dict[str, Any]], WorkOutcome] | None = None,
+        timeout: float = 45.0,
+    ) -> list[tuple[dict[str, Any], WorkOutcome]]:
+        """Play the workers until the execution ends: receive each work item (partitions, the export)
+        and hand it to ``handle`` (default: do it). Answers every item in the order it arrives; a
+        "died" outcome leaves its message (like a crashed worker), others are deleted."""
+        worker, done = self.worker(), []
+        handle = handle or (lambda w, item: w.process(item))
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the execution still runs after {timeout:.0f} s; items: {done}")
+            received = worker.receive(wait_seconds=1)
+            if received is None:
+                continue
+            item, receipt = received
+            outcome = handle(worker, item)
+            if outcome.reported != "died":
+                self.client("sqs").delete_message(QueueUrl=self.stack.work_queue_url, ReceiptHandle=receipt)
+            done.append((item, outcome))
+        return done
+
+    def deltas(self, job_id: str) -> list[str]:
+        """The record ids of the job's CostTracking items, in order."""
+        items = self.client("dynamodb").query(
+            TableName=self.stack.cost_tracking_table,
+            KeyConditionExpression="job_id = :job",
+            ExpressionAttributeValues={":job": {"S": job_id}},
+            ConsistentRead=True,
+        )["Items"]
+        return [item["record_id"]["S"] for item in items]
+
+    def exported(self, job_id: str) -> list[int]:
+        """The record positions in the job's export file, in file order."""
+        body = self.client("s3").get_object(Bucket=self.stack.bucket, Key=LifecycleWorker.export_key(job_id))[
+            "Body"
+        ]
+        return [json.loads(line)["index"] for line in body.read().decode().splitlines() if line]
+
     # ---------------------------------------------------------------- seeding, as the API and promoter do
 
     def create_job(
@@ -199,6 +265,7 @@ class Env:
         priority: int = 5,
         budget_limit: str = "10",
         template_id: str | None = None,
+        task_size: str | None = "medium",
     ) -> dict[str, str]:
         """A QUEUED job with its Queue item and +1 on its template head's ``job_refs``, as ``POST /jobs``
         writes them (a template of its own unless ``template_id`` is given; its head is created)."""
@@ -226,6 +293,7 @@ class Env:
                 "records_generated": {"N": "0"},
                 "tokens_used": {"N": "0"},
                 "cost": {"M": {k: {"N": "0"} for k in ("bedrock", "fargate", "s3", "total")}},
+                **({"task_size": {"S": task_size}} if task_size else {}),
             },
         )
         ddb.put_item(

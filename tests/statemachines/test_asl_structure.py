@@ -11,7 +11,8 @@ import pytest
 
 from functions.common.events import EVENTS_BY_DETAIL_TYPE, SOURCE_JOBS
 from functions.worker.service import BUDGET_EXCEEDED, JOB_CANCELLED
-from tests.support.ministack import STATEMACHINES_DIR, asl_files, placeholders_in, stack_substitutions
+from tests.support.ministack import placeholders_in
+from tests.support.synthesized import STATEMACHINES_DIR, asl_files
 
 pytestmark = pytest.mark.statemachines
 
@@ -120,13 +121,11 @@ def test_the_checker_finds_broken_definitions() -> None:
     ]
 
 
-def test_every_placeholder_is_documented_and_substituted() -> None:
+def test_every_placeholder_is_documented() -> None:
+    # That the synthesized template substitutes exactly these, per machine and stage, is
+    # tests/infra/test_orchestration.py's; the MiniStack tests deploy with the template's values.
     used = set().union(*(placeholders_in(path.read_text()) for path in FILES))
     assert used == documented_placeholders()
-    substitutions = stack_substitutions(
-        work_queue_url="u", heartbeat_seconds=1, job_timeout_seconds=1, batch_size=1
-    )
-    assert set(substitutions) == used
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -169,15 +168,43 @@ def test_emitted_events_match_their_typed_models(path: Path) -> None:
     assert emitted > 0
 
 
+PARTIAL_EXPORT_WRITES = (
+    "Mark job budget exceeded with its partial export",
+    "Mark job cancelled with its partial export",
+    "Mark job failed with its partial export",
+)
+TERMINAL_WRITES = (
+    "Mark job completed",
+    "Mark job budget exceeded",
+    "Mark job cancelled",
+    "Mark job failed",
+    *PARTIAL_EXPORT_WRITES,
+)
+
+
+def test_final_counts_and_cost_are_written_with_the_status_that_ends_an_exported_job() -> None:
+    """Issue 14 item 14: COMPLETED (and a stop with a partial export) is written in the same update as
+    the export's records and the summed cost, and marks the totals final for the rollup."""
+    states = json.loads((STATEMACHINES_DIR / "job_lifecycle.asl.json").read_text())["States"]
+    for name in ("Mark job completed", *PARTIAL_EXPORT_WRITES):
+        params = states[name]["Parameters"]
+        for assignment in (
+            "records_generated = :records",
+            "tokens_used = :tokens",
+            "#cost = :cost",
+            "totals_final_at = :now",
+            "#result = :result",
+        ):
+            assert assignment in params["UpdateExpression"], (name, assignment)
+        values = params["ExpressionAttributeValues"]
+        assert set(values[":cost"]["M"]) == {"bedrock", "fargate", "s3", "total"}
+        assert values[":result"]["M"]["partial"] == {"BOOL": name != "Mark job completed"}
+
+
 def test_the_lifecycle_follows_the_protocol_order() -> None:
     """Terminal write, then slot release, then slot_released_at, then the event — on every path."""
     states = json.loads((STATEMACHINES_DIR / "job_lifecycle.asl.json").read_text())["States"]
-    for terminal in (
-        "Mark job completed",
-        "Mark job budget exceeded",
-        "Mark job cancelled",
-        "Mark job failed",
-    ):
+    for terminal in TERMINAL_WRITES:
         params = states[terminal]["Parameters"]
         assert params["ConditionExpression"] == "#status = :running"
         assert "user_status = :user_status" in params["UpdateExpression"]
@@ -228,7 +255,8 @@ def test_the_last_resort_marks_failed_then_releases_then_records_then_emits() ->
     )
     assert "user_status = :user_status" in mark["Parameters"]["UpdateExpression"]
     status_writes = [name for name, state in states.items() if "SET #status" in str(state.get("Parameters"))]
-    assert len(status_writes) == 6  # running, four terminal statuses, and the last resort itself
+    # running, four terminal statuses, three of them with a partial export, and the last resort itself
+    assert len(status_writes) == 9
     for name in [*status_writes, "Resume the job this execution already marked running"]:
         if name == "Mark job failed after the lifecycle failed":
             continue
@@ -245,12 +273,53 @@ def test_the_last_resort_marks_failed_then_releases_then_records_then_emits() ->
     assert states["Emit job failed after the lifecycle failed"]["Next"] == "Job lifecycle failed"
 
 
+def _plan(num_records: int, batch_size: int, partition_records: int, task_size: str | None) -> dict[str, Any]:
+    """Evaluate the lifecycle's own 'Plan the partitions' expression with the JSONata engine MiniStack
+    runs, on the input that state receives."""
+    import jsonata
+
+    states = json.loads((STATEMACHINES_DIR / "job_lifecycle.asl.json").read_text())["States"]
+    expression = states["Plan the partitions"]["Output"].removeprefix("{%").removesuffix("%}")
+    sizes = ("small", "medium", "large", "xlarge")
+    attributes = {"task_size": {"S": task_size}} if task_size else {}
+    state_input = {
+        "job_id": "j",
+        "settings": {
+            "batch_size": batch_size,
+            "partition_records": partition_records,
+            "partition_concurrency": 10,
+            "work_queues": {size: f"queue-{size}" for size in sizes},
+        },
+        "job": {"num_records": num_records, "attributes": attributes},
+    }
+    output: dict[str, Any] = jsonata.Jsonata(expression).evaluate(None, {"states": {"input": state_input}})
+    assert "attributes" not in output["job"]  # the raw item is not carried into the Map
+    return dict(output["plan"])
+
+
+def test_a_million_record_job_is_planned_as_at_most_500_partitions_of_whole_batches() -> None:
+    plan = _plan(1_000_000, batch_size=10, partition_records=1000, task_size="xlarge")
+    assert plan["batches"] == 100_000
+    assert (plan["partition_count"], plan["partition_batches"]) == (500, 200)  # 2,000 records each
+    assert plan["partitions"] == list(range(500))
+    assert (plan["concurrency"], plan["queue_url"], plan["task_size"]) == (10, "queue-xlarge", "xlarge")
+    assert len(json.dumps(plan)) < 4 * 1024  # far below the 256 KB payload limit
+
+
+def test_a_small_job_is_planned_as_partitions_of_partition_records_and_defaults_to_medium() -> None:
+    plan = _plan(25, batch_size=2, partition_records=4, task_size=None)
+    assert (plan["batches"], plan["partition_batches"], plan["partition_count"]) == (13, 2, 7)
+    assert (plan["concurrency"], plan["queue_url"], plan["task_size"]) == (7, "queue-medium", "medium")
+
+
 def test_the_lifecycle_catches_the_real_workers_error_names() -> None:
-    """The worker and the ASL agree on the stop errors through functions/worker/service.py."""
+    """The worker and the ASL agree on the stop errors through functions/worker/service.py: the Map
+    sorts a partition's error into its stop status, and a partition not sent fails with the same."""
     definition = json.loads((STATEMACHINES_DIR / "job_lifecycle.asl.json").read_text())
-    (wait,) = [
-        s for s in states_of(definition).values() if s.get("Resource", "").endswith(".waitForTaskToken")
-    ]
-    caught = {catcher["ErrorEquals"][0]: catcher["Next"] for catcher in wait["Catch"]}
-    assert caught[BUDGET_EXCEEDED] == "Mark job budget exceeded"
-    assert caught[JOB_CANCELLED] == "Mark job cancelled"
+    caught = {
+        c["ErrorEquals"][0]: c["Output"] for c in definition["States"]["Generate the partitions"]["Catch"]
+    }
+    assert "'stop': 'BUDGET_EXCEEDED'" in caught[BUDGET_EXCEEDED]
+    assert "'stop': 'CANCELLED'" in caught[JOB_CANCELLED]
+    failed = {s["Error"] for s in states_of(definition).values() if s["Type"] == "Fail" and "Error" in s}
+    assert {BUDGET_EXCEEDED, JOB_CANCELLED} <= failed

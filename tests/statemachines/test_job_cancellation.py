@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 
 from functions.common.events import JobCancelled, JobCompleted, JobStarted
-from functions.worker.service import JOB_CANCELLED
 from tests.statemachines.conftest import Env
+from tests.support.lifecycle_worker import WorkOutcome
 
 pytestmark = pytest.mark.statemachines
 
@@ -15,15 +18,31 @@ LIFECYCLE_STARTED = [
     "Read lifecycle settings",
     "Mark job running",
     "Emit job started",
-    "Send work item and wait for the worker",
+    "Plan the partitions",
+    "Generate the partitions",
 ]
-LIFECYCLE_CANCELLED = [
-    *LIFECYCLE_STARTED,
-    "Mark job cancelled",
+RELEASED_CANCELLED = [
     "Release job slot",
     "Record job slot released",
     "Choose the terminal event",
     "Emit job cancelled",
+]
+# Cancelled before any batch committed: nothing to export.
+LIFECYCLE_CANCELLED = [
+    *LIFECYCLE_STARTED,
+    "Export what the partitions committed",
+    "Check whether anything was exported",
+    "Choose the stop status",
+    "Mark job cancelled",
+    *RELEASED_CANCELLED,
+]
+LIFECYCLE_CANCELLED_WITH_EXPORT = [
+    *LIFECYCLE_STARTED,
+    "Export what the partitions committed",
+    "Check whether anything was exported",
+    "Choose the stop status of the partial export",
+    "Mark job cancelled with its partial export",
+    *RELEASED_CANCELLED,
 ]
 
 
@@ -39,7 +58,7 @@ def test_cancel_while_queued_dequeues_and_cancels_the_job(env: Env) -> None:
         "Emit job cancelled",
     ]
     record = env.job(job["job_id"])
-    assert (record["status"], record["error"]) == ("CANCELLED", JOB_CANCELLED)
+    assert (record["status"], record["error"]) == ("CANCELLED", "JobCancelled")
     assert record["user_status"] == f"{job['user_id']}#CANCELLED"
     assert record["completed_at"] >= record["cancel_requested_at"]
     assert not env.queue_item_exists(job)
@@ -77,8 +96,8 @@ def test_cancel_between_promotion_and_start_ends_cancelled_and_frees_the_slot(en
     assert [type(e) for e in env.events(job["job_id"], expected=1)] == [JobCancelled]
 
 
-def test_cancel_before_the_worker_records_its_token_is_seen_by_the_worker(env: Env) -> None:
-    job = env.create_job(num_records=6)
+def test_cancel_before_the_workers_record_their_tokens_is_seen_by_every_partition(env: Env) -> None:
+    job = env.create_job(num_records=6)  # two partitions
     lifecycle_arn = env.promote(job)
     worker = env.worker()
     received = worker.receive()
@@ -86,39 +105,76 @@ def test_cancel_before_the_worker_records_its_token_is_seen_by_the_worker(env: E
     item, _receipt = received
 
     cancellation = env.stack.wait(env.request_cancellation(job))
-    outcome = worker.process(item)
+    first = worker.process(item)
+    done = env.drive(lifecycle_arn)
     lifecycle = env.stack.wait(lifecycle_arn)
 
     assert cancellation.path == [*READ, "Leave the cancellation to the worker"]
-    assert (outcome.reported, outcome.batches_done) == (JOB_CANCELLED, 0)
+    assert (first.reported, first.batches_done) == ("JobCancelled", 0)
+    assert [(i["kind"], o.reported, o.batches_done) for i, o in done] == [
+        ("partition", "JobCancelled", 0),
+        ("export", "exported", 0),
+    ]
     assert lifecycle.path == LIFECYCLE_CANCELLED
-    assert env.job(job["job_id"])["status"] == "CANCELLED"
+    record = env.job(job["job_id"])
+    assert record["status"] == "CANCELLED"
+    assert "result" not in record
     assert job["job_id"] not in env.slot_holders()
     assert [type(e) for e in env.events(job["job_id"], expected=2)] == [JobStarted, JobCancelled]
 
 
 @pytest.mark.parametrize("test_case", [None, "TransientErrors"])
-def test_cancel_while_running_fails_the_waiting_task(env: Env, test_case: str | None) -> None:
-    job = env.create_job(num_records=10)
+def test_cancel_during_the_fan_out_reaches_every_running_partition(env: Env, test_case: str | None) -> None:
+    """Both partitions are running when the request lands. The cancellation machine fails the last
+    recorded task token (the Map ends), and every partition stops before its next batch: at most one
+    batch per running partition after the request, and what committed is exported."""
+    job = env.create_job(num_records=8)  # partitions [0, 2) and [2, 4)
     lifecycle_arn = env.promote(job)
+    worker = env.worker()
+    received = [worker.receive(), worker.receive()]
+    both_committed = threading.Barrier(2, timeout=10)
+    cancelled = threading.Barrier(2, timeout=20)
     cancellations: list[str] = []
+    outcomes: list[WorkOutcome] = []
 
-    def cancel_after_first_batch(batch: int) -> None:
-        if batch == 0:
+    def after_batch(batch: int) -> None:
+        if both_committed.wait() == 0:  # one of the two requests the cancellation
             cancellations.append(env.request_cancellation(job, test_case=test_case))
             env.stack.wait(cancellations[0])
+        cancelled.wait()
 
-    outcome = env.worker().run_once(between_batches=cancel_after_first_batch)
+    def run(item: dict[str, Any], receipt: str) -> None:
+        outcomes.append(env.worker().process(item, between_batches=after_batch))
+        env.client("sqs").delete_message(QueueUrl=env.stack.work_queue_url, ReceiptHandle=receipt)
+
+    threads = [threading.Thread(target=run, args=pair) for pair in received if pair]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    done = env.drive(lifecycle_arn)
     lifecycle = env.stack.wait(lifecycle_arn)
     cancellation = env.stack.wait(cancellations[0])
 
     assert cancellation.path == [*READ, "Fail the worker's task", "Worker task failed with JobCancelled"]
-    assert lifecycle.path == LIFECYCLE_CANCELLED
-    # The worker stops within one batch; its own JobCancelled report comes too late and is refused.
-    assert (outcome.reported, outcome.batches_done, outcome.accepted) == (JOB_CANCELLED, 1, False)
+    assert sorted((o.reported, o.batches_done) for o in outcomes) == [
+        ("JobCancelled", 1),
+        ("JobCancelled", 1),
+    ]
+    # The failed token's partition reports too late: refused. (The other one's task may still wait.)
+    assert [o.accepted for o in outcomes].count(False) >= 1
+    assert [(i["kind"], i["partial"], o.reported) for i, o in done] == [("export", True, "exported")]
+    assert lifecycle.path == LIFECYCLE_CANCELLED_WITH_EXPORT
+    assert env.exported(job["job_id"]) == [0, 1, 4, 5]
     record = env.job(job["job_id"])
-    assert (record["status"], record["error"]) == ("CANCELLED", JOB_CANCELLED)
-    assert record["cause"].startswith("Cancellation requested at ")
+    assert (record["status"], record["error"]) == ("CANCELLED", "JobCancelled")
+    # The cancellation machine's cause, or the other partition's own report: both are JobCancelled.
+    assert record["cause"].startswith(("Cancellation requested at ", "stopped before batch "))
+    assert (record["result"]["partial"], record["result"]["records"], record["records_generated"]) == (
+        True,
+        4,
+        4,
+    )
     assert job["job_id"] not in env.slot_holders()
     assert [type(e) for e in env.events(job["job_id"], expected=2)] == [JobStarted, JobCancelled]
     if test_case:
@@ -133,7 +189,7 @@ def test_cancel_while_running_fails_the_waiting_task(env: Env, test_case: str | 
 def test_cancel_after_completion_changes_nothing(env: Env) -> None:
     job = env.create_job(num_records=2)
     lifecycle_arn = env.promote(job)
-    env.worker().run_once()
+    env.drive(lifecycle_arn)
     env.stack.wait(lifecycle_arn)
     completed = env.job(job["job_id"])
 
@@ -159,8 +215,8 @@ def test_cancel_after_completion_changes_nothing(env: Env) -> None:
 def test_cancel_landing_right_after_the_worker_succeeded_has_one_winner(env: Env) -> None:
     job = env.create_job(num_records=2)
     lifecycle_arn = env.promote(job)
-    outcome = env.worker().run_once()
-    assert outcome.reported == "success"
+    assert env.worker().run_once().reported == "success"  # the one partition
+    assert env.worker().run_once().reported == "exported"  # the export answered: COMPLETED follows
 
     # The lifecycle may or may not have written COMPLETED yet: the API accepts the request only while
     # the job is RUNNING, and the task token is already spent either way.
@@ -178,3 +234,31 @@ def test_cancel_landing_right_after_the_worker_succeeded_has_one_winner(env: Env
     assert lifecycle.path[-2:] == ["Choose the terminal event", "Emit job completed"]
     assert env.job(job["job_id"])["status"] == "COMPLETED"
     assert [type(e) for e in env.events(job["job_id"], expected=2)] == [JobStarted, JobCompleted]
+
+
+def test_partitions_not_yet_sent_when_the_job_is_cancelled_are_never_sent(env: Env) -> None:
+    """One partition at a time (MaxConcurrency 1): the cancel lands during partition 0, and partitions
+    1 and 2 read the job's flags and end without a work item."""
+    job = env.create_job(num_records=12)  # partitions [0, 2), [2, 4), [4, 6)
+    env.claim(job)
+    lifecycle_arn = env.stack.start(
+        "job_lifecycle_one_partition_at_a_time",
+        {"job_id": job["job_id"], "user_id": job["user_id"]},
+        name=job["job_id"],
+    )
+
+    def cancel_after_first_batch(batch: int) -> None:
+        if batch == 0:
+            env.stack.wait(env.request_cancellation(job))
+
+    first = env.worker().run_once(between_batches=cancel_after_first_batch)
+    done = env.drive(lifecycle_arn)
+    lifecycle = env.stack.wait(lifecycle_arn)
+
+    assert (first.reported, first.batches_done) == ("JobCancelled", 1)
+    assert [(i["kind"], o.reported) for i, o in done] == [("export", "exported")]  # no other partition
+    assert lifecycle.path == LIFECYCLE_CANCELLED_WITH_EXPORT
+    assert env.deltas(job["job_id"]) == ["00000000"]
+    assert env.exported(job["job_id"]) == [0, 1]
+    record = env.job(job["job_id"])
+    assert (record["status"], record["records_generated"]) == ("CANCELLED", 2)

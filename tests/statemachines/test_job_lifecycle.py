@@ -1,14 +1,28 @@
-"""The job lifecycle state machine on MiniStack: exact state paths, the record, the slot, the events."""
+"""The job lifecycle state machine on MiniStack: exact state paths, the record, the slot, the events.
+
+The stack runs partitions of two batches of two records (conftest: ``BATCH_SIZE``,
+``PARTITION_RECORDS``), so a job of 5 records has batches 0..2 in partitions [0, 2) and [2, 3), and a
+job of 8 records batches 0..3 in [0, 2) and [2, 4).
+"""
 
 from __future__ import annotations
 
+import threading
 import time
+from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from functions.common.events import JobBudgetExceeded, JobCompleted, JobFailed, JobStarted
-from functions.worker.service import BUDGET_EXCEEDED
-from tests.statemachines.conftest import HEARTBEAT_SECONDS, Env
+from tests.statemachines.conftest import BATCH_SIZE, HEARTBEAT_SECONDS, Env
+from tests.support.lifecycle_worker import (
+    BEDROCK_COST_PER_RECORD,
+    FARGATE_COST_PER_BATCH,
+    S3_COST_PER_BATCH,
+    LifecycleWorker,
+    WorkOutcome,
+)
 
 pytestmark = pytest.mark.statemachines
 
@@ -16,106 +30,275 @@ STARTED = [
     "Read lifecycle settings",
     "Mark job running",
     "Emit job started",
-    "Send work item and wait for the worker",
+    "Plan the partitions",
+    "Generate the partitions",
 ]
 RELEASED = ["Release job slot", "Record job slot released", "Choose the terminal event"]
+PARTIAL = [
+    "Export what the partitions committed",
+    "Check whether anything was exported",
+    "Choose the stop status of the partial export",
+]
+NOTHING_EXPORTED = [
+    "Export what the partitions committed",
+    "Check whether anything was exported",
+    "Choose the stop status",
+]
 
 
-def test_happy_path_completes_the_job_and_releases_its_slot(env: Env) -> None:
+def partitions(done: list[tuple[dict[str, Any], WorkOutcome]]) -> list[tuple[int, int, int, str]]:
+    """(partition, first_batch, end_batch, what the worker reported) of each partition item, sorted."""
+    return sorted(
+        (item["partition"], item["first_batch"], item["end_batch"], outcome.reported)
+        for item, outcome in done
+        if item["kind"] == "partition"
+    )
+
+
+def exports(done: list[tuple[dict[str, Any], WorkOutcome]]) -> list[tuple[bool, str]]:
+    return [(item["partial"], outcome.reported) for item, outcome in done if item["kind"] == "export"]
+
+
+def cost_of(batches: int, records: int) -> Decimal:
+    """What the test worker's deltas of ``batches`` batches holding ``records`` records add up to."""
+    return BEDROCK_COST_PER_RECORD * records + (FARGATE_COST_PER_BATCH + S3_COST_PER_BATCH) * batches
+
+
+def test_every_partition_runs_then_the_export_joins_them_in_order_and_completes_the_job(env: Env) -> None:
     job = env.create_job(num_records=5)
     execution_arn = env.promote(job)
 
-    outcome = env.worker().run_once()
+    done = env.drive(execution_arn)
     execution = env.stack.wait(execution_arn)
 
     assert execution.status == "SUCCEEDED"
-    assert execution.path == [*STARTED, "Mark job completed", *RELEASED, "Emit job completed"]
-    assert (outcome.reported, outcome.batches_done, outcome.records_generated) == ("success", 3, 5)
+    assert execution.path == [
+        *STARTED,
+        "Export the job",
+        "Mark job completed",
+        *RELEASED,
+        "Emit job completed",
+    ]
+    assert partitions(done) == [(0, 0, 2, "success"), (1, 2, 3, "success")]
+    assert exports(done) == [(False, "exported")]
+    assert all(item["task_size"] == "medium" and item["batch_size"] == BATCH_SIZE for item, _ in done)
+    assert env.exported(job["job_id"]) == [0, 1, 2, 3, 4]
     record = env.job(job["job_id"])
     assert record["status"] == "COMPLETED"
     assert record["user_status"] == f"{job['user_id']}#COMPLETED"
-    assert record["result"] == {"records": 5, "output_key": f"jobs/{job['job_id']}/outputs/"}
+    # Written with the status, from the export's answer: the first COMPLETED read is final.
+    assert record["result"] == {
+        "records": 5,
+        "output_key": LifecycleWorker.export_key(job["job_id"]),
+        "files": 1,
+        "partial": False,
+    }
+    assert record["records_generated"] == 5
+    assert record["cost"]["total"] == cost_of(batches=3, records=5)
+    assert record["tokens_used"] == 5 * 500
+    assert record["totals_final_at"] == record["completed_at"]
     assert record["started_at"] <= record["completed_at"] <= record["slot_released_at"]
     assert job["job_id"] not in env.slot_holders()
     events = env.events(job["job_id"], expected=2)
     assert [type(e) for e in events] == [JobStarted, JobCompleted]
     assert events[1].records_generated == 5
-    assert events[1].completed_at == record["completed_at"]
 
 
-def test_budget_flag_stops_the_worker_and_ends_the_job_budget_exceeded(env: Env) -> None:
+def test_a_job_of_one_partition_takes_the_same_path(env: Env) -> None:
+    job = env.create_job(num_records=3, task_size=None)  # a job from before task_size: medium
+    execution_arn = env.promote(job)
+
+    done = env.drive(execution_arn)
+    execution = env.stack.wait(execution_arn)
+
+    assert execution.path == [
+        *STARTED,
+        "Export the job",
+        "Mark job completed",
+        *RELEASED,
+        "Emit job completed",
+    ]
+    assert partitions(done) == [(0, 0, 2, "success")]
+    assert env.exported(job["job_id"]) == [0, 1, 2]
+
+
+def test_a_failed_partition_is_retried_alone_and_the_job_completes(env: Env) -> None:
+    """Partition 1's first worker commits one batch, then dies (no heartbeat): only partition 1 is sent
+    again, with the same range, and the redone batch is not counted twice."""
+    job = env.create_job(num_records=8)
+    execution_arn = env.promote(job)
+    attempts: dict[int, int] = {}
+
+    def handle(worker: LifecycleWorker, item: dict[str, Any]) -> WorkOutcome:
+        if item["kind"] == "partition":
+            attempts[item["partition"]] = attempts.get(item["partition"], 0) + 1
+            if item["partition"] == 1 and attempts[1] == 1:
+                return worker.process(item, die_after_batches=1)
+        return worker.process(item)
+
+    done = env.drive(execution_arn, handle)
+    execution = env.stack.wait(execution_arn)
+
+    assert execution.path == [
+        *STARTED,
+        "Export the job",
+        "Mark job completed",
+        *RELEASED,
+        "Emit job completed",
+    ]
+    assert partitions(done) == [(0, 0, 2, "success"), (1, 2, 4, "died"), (1, 2, 4, "success")]
+    assert [f["error"] for f in execution.failures("Generate the partitions")] == ["States.HeartbeatTimeout"]
+    assert env.deltas(job["job_id"]) == ["00000000", "00000001", "00000002", "00000003"]
+    assert env.exported(job["job_id"]) == list(range(8))
+    record = env.job(job["job_id"])
+    assert (record["status"], record["records_generated"]) == ("COMPLETED", 8)
+    assert record["cost"]["total"] == cost_of(batches=4, records=8)
+
+
+def test_a_partition_that_fails_for_good_ends_the_job_failed_with_the_committed_part(env: Env) -> None:
     job = env.create_job(num_records=8)
     execution_arn = env.promote(job)
 
-    # After the first batch the rolled-up cost reaches the budget: the rollup sets the flag.
-    outcome = env.worker().run_once(between_batches=lambda batch: env.set_budget_exceeded(job["job_id"]))
+    def handle(worker: LifecycleWorker, item: dict[str, Any]) -> WorkOutcome:
+        if item["kind"] == "partition" and item["partition"] == 1:
+            return worker.process(item, fail_after_batches=1)  # commits batch 2, then fails
+        return worker.process(item)
+
+    done = env.drive(execution_arn, handle)
     execution = env.stack.wait(execution_arn)
 
-    assert execution.path == [*STARTED, "Mark job budget exceeded", *RELEASED, "Emit job budget exceeded"]
-    assert (outcome.reported, outcome.batches_done) == (BUDGET_EXCEEDED, 1)
+    assert execution.path == [
+        *STARTED,
+        *PARTIAL,
+        "Mark job failed with its partial export",
+        *RELEASED,
+        "Emit job failed",
+    ]
+    assert partitions(done) == [(0, 0, 2, "success"), (1, 2, 4, "GenerationError")]  # not retried
+    assert exports(done) == [(True, "exported")]
+    assert env.exported(job["job_id"]) == [0, 1, 2, 3, 4, 5]
     record = env.job(job["job_id"])
-    assert (record["status"], record["error"]) == ("BUDGET_EXCEEDED", BUDGET_EXCEEDED)
-    assert record["user_status"] == f"{job['user_id']}#BUDGET_EXCEEDED"
-    assert "result" not in record
+    assert (record["status"], record["error"]) == ("FAILED", "GenerationError")
+    assert record["result"]["partial"] is True
+    assert record["result"]["records"] == record["records_generated"] == 6
     assert job["job_id"] not in env.slot_holders()
+    events = env.events(job["job_id"], expected=2)
+    assert [type(e) for e in events] == [JobStarted, JobFailed]
+
+
+def test_the_budget_across_partitions_overshoots_by_at_most_one_batch_per_running_partition(env: Env) -> None:
+    """Both partitions run at once. Each commits a batch; then the rolled-up cost reaches the budget (the
+    rollup sets the flag) and each stops before its next batch: two batches past the budget, one per
+    running partition, and the partial export holds exactly what was billed."""
+    job = env.create_job(num_records=8)
+    execution_arn = env.promote(job)
+    worker = env.worker()
+    items = [worker.receive(), worker.receive()]  # both partitions were sent (concurrency 10)
+    both_committed = threading.Barrier(2, timeout=10)
+    flagged = threading.Barrier(2, timeout=10)
+    outcomes: list[WorkOutcome] = []
+
+    def after_batch(_batch: int) -> None:
+        both_committed.wait()
+        env.set_budget_exceeded(job["job_id"])
+        flagged.wait()
+
+    def run(item: dict[str, Any], receipt: str) -> None:
+        outcomes.append(env.worker().process(item, between_batches=after_batch))
+        env.client("sqs").delete_message(QueueUrl=env.stack.work_queue_url, ReceiptHandle=receipt)
+
+    threads = [threading.Thread(target=run, args=received) for received in items if received]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    done = env.drive(execution_arn)
+    execution = env.stack.wait(execution_arn)
+
+    running_partitions = 2
+    assert (
+        sorted((o.reported, o.batches_done) for o in outcomes) == [("BudgetExceeded", 1)] * running_partitions
+    )
+    assert env.deltas(job["job_id"]) == ["00000000", "00000002"]  # one batch per running partition
+    assert exports(done) == [(True, "exported")]
+    assert execution.path == [
+        *STARTED,
+        *PARTIAL,
+        "Mark job budget exceeded with its partial export",
+        *RELEASED,
+        "Emit job budget exceeded",
+    ]
+    assert env.exported(job["job_id"]) == [0, 1, 4, 5]
+    record = env.job(job["job_id"])
+    assert (record["status"], record["error"]) == ("BUDGET_EXCEEDED", "BudgetExceeded")
+    assert record["result"] == {
+        "records": 4,
+        "output_key": LifecycleWorker.export_key(job["job_id"]),
+        "files": 1,
+        "partial": True,
+    }
+    assert record["records_generated"] == 4
+    assert record["cost"]["total"] == cost_of(batches=2, records=4)
     events = env.events(job["job_id"], expected=2)
     assert [type(e) for e in events] == [JobStarted, JobBudgetExceeded]
 
 
-def test_budget_flag_seen_when_the_token_is_recorded_stops_before_any_batch(env: Env) -> None:
+def test_a_budget_reached_before_any_batch_ends_the_job_without_an_export(env: Env) -> None:
     job = env.create_job(num_records=4)
     execution_arn = env.promote(job)
-    env.stack.wait_for_state(execution_arn, "Send work item and wait for the worker")
+    env.stack.wait_for_state(execution_arn, "Generate the partitions")
     env.set_budget_exceeded(job["job_id"])
 
-    outcome = env.worker().run_once()
+    done = env.drive(execution_arn)
     execution = env.stack.wait(execution_arn)
 
-    assert (outcome.reported, outcome.batches_done) == (BUDGET_EXCEEDED, 0)
-    assert execution.path == [*STARTED, "Mark job budget exceeded", *RELEASED, "Emit job budget exceeded"]
-
-
-def test_worker_failure_ends_the_job_failed_with_error_and_cause(env: Env) -> None:
-    job = env.create_job(num_records=6)
-    execution_arn = env.promote(job)
-
-    outcome = env.worker().run_once(fail_after_batches=1)
-    execution = env.stack.wait(execution_arn)
-
-    assert execution.path == [*STARTED, "Mark job failed", *RELEASED, "Emit job failed"]
-    assert outcome.reported == "GenerationError"
+    assert partitions(done) == [(0, 0, 2, "BudgetExceeded")]
+    assert exports(done) == [(True, "exported")]  # asked, and found nothing committed
+    assert execution.path == [
+        *STARTED,
+        *NOTHING_EXPORTED,
+        "Mark job budget exceeded",
+        *RELEASED,
+        "Emit job budget exceeded",
+    ]
     record = env.job(job["job_id"])
-    assert (record["status"], record["error"]) == ("FAILED", "GenerationError")
-    assert record["cause"] == "the model failed on batch 1"
-    assert record["user_status"] == f"{job['user_id']}#FAILED"
-    assert job["job_id"] not in env.slot_holders()
-    events = env.events(job["job_id"], expected=2)
-    assert [type(e) for e in events] == [JobStarted, JobFailed]
-    assert (events[1].error, events[1].cause) == ("GenerationError", "the model failed on batch 1")
+    assert record["status"] == "BUDGET_EXCEEDED"
+    assert "result" not in record
+    assert "totals_final_at" not in record
 
 
-def test_missed_heartbeat_fails_the_job_and_a_late_answer_is_refused(env: Env) -> None:
-    job = env.create_job(num_records=6)
+def test_a_dead_worker_is_retried_then_the_job_fails_and_a_late_answer_is_refused(env: Env) -> None:
+    """A partition whose workers keep dying: its two retries also time out, the export of what
+    committed has no worker either, and the job ends FAILED with the heartbeat timeout."""
+    job = env.create_job(num_records=4)  # one partition of two batches
     execution_arn = env.promote(job)
-    worker = env.worker()
-    received = worker.receive()
-    assert received is not None
-    item, _receipt = received
+    late: list[dict[str, Any]] = []
 
-    # The worker records its token, writes one batch and heartbeats, then dies silently.
-    outcome = worker.process(item, die_after_batches=1)
+    def handle(worker: LifecycleWorker, item: dict[str, Any]) -> WorkOutcome:
+        late.append(item)
+        if item["kind"] == "export":
+            return WorkOutcome(item["job_id"], "died", 0, 0)
+        return worker.process(item, die_after_batches=1)
+
     started = time.monotonic()
-    execution = env.stack.wait(execution_arn, timeout=HEARTBEAT_SECONDS + 15)
+    done = env.drive(execution_arn, handle, timeout=8 * HEARTBEAT_SECONDS + 30)
+    execution = env.stack.wait(execution_arn)
 
-    assert outcome.reported == "died"
-    assert time.monotonic() - started >= HEARTBEAT_SECONDS - 1  # it waited for the heartbeat interval
-    assert execution.path == [*STARTED, "Mark job failed", *RELEASED, "Emit job failed"]
+    assert [item["kind"] for item, _ in done] == ["partition"] * 3 + ["export"] * 3
+    assert time.monotonic() - started >= 6 * HEARTBEAT_SECONDS - 1
+    assert execution.path == [
+        *STARTED,
+        "Export what the partitions committed",
+        "Choose the stop status",
+        "Mark job failed",
+        *RELEASED,
+        "Emit job failed",
+    ]
     record = env.job(job["job_id"])
     assert (record["status"], record["error"]) == ("FAILED", "States.HeartbeatTimeout")
     assert job["job_id"] not in env.slot_holders()
     # A worker that comes back to life cannot change the outcome.
-    late = worker.process(item)
-    assert late.reported == "nothing"  # the job is no longer RUNNING: its token is not even recorded
+    assert env.worker().process(late[0]).reported == "nothing"
     assert env.job(job["job_id"])["status"] == "FAILED"
 
 
@@ -123,18 +306,25 @@ def test_transient_errors_are_retried_with_numbered_attempts(env: Env) -> None:
     job = env.create_job(num_records=3)
     execution_arn = env.promote(job, test_case="TransientErrors")
 
-    outcome = env.worker().run_once()
+    done = env.drive(execution_arn)
     execution = env.stack.wait(execution_arn)
 
-    assert outcome.reported == "success"
+    assert [outcome.reported for _, outcome in done] == ["success", "exported"]
     assert execution.status == "SUCCEEDED"
-    assert execution.path == [*STARTED, "Mark job completed", *RELEASED, "Emit job completed"]
+    assert execution.path == [
+        *STARTED,
+        "Export the job",
+        "Mark job completed",
+        *RELEASED,
+        "Emit job completed",
+    ]
     errors = {
         state: [f["error"] for f in execution.failures(state)]
         for state in (
             "Mark job running",
             "Emit job started",
-            "Send work item and wait for the worker",
+            "Generate the partitions",
+            "Export the job",
             "Mark job completed",
             "Release job slot",
             "Emit job completed",
@@ -143,7 +333,8 @@ def test_transient_errors_are_retried_with_numbered_attempts(env: Env) -> None:
     assert errors == {
         "Mark job running": ["DynamoDB.ProvisionedThroughputExceededException"] * 2,
         "Emit job started": ["EventBridge.InternalException"],
-        "Send work item and wait for the worker": ["SQS.SdkClientException"],
+        "Generate the partitions": ["SQS.SdkClientException"],
+        "Export the job": ["SQS.SdkClientException"],
         "Mark job completed": ["DynamoDB.InternalServerErrorException"],
         "Release job slot": ["DynamoDB.ProvisionedThroughputExceededException"] * 2,
         "Emit job completed": ["EventBridge.InternalException"],
@@ -151,7 +342,7 @@ def test_transient_errors_are_retried_with_numbered_attempts(env: Env) -> None:
     record = env.job(job["job_id"])
     assert record["status"] == "COMPLETED"
     assert job["job_id"] not in env.slot_holders()
-    # Exactly one work item was sent (the failed send attempt sent nothing) and one of each event.
+    # Exactly one item per partition and one export were sent (a failed send attempt sent nothing).
     assert env.worker().receive(wait_seconds=0) is None
     assert [type(e) for e in env.events(job["job_id"], expected=2)] == [JobStarted, JobCompleted]
 
@@ -159,7 +350,7 @@ def test_transient_errors_are_retried_with_numbered_attempts(env: Env) -> None:
 def test_a_second_lifecycle_start_for_the_same_job_is_refused_by_name(env: Env) -> None:
     job = env.create_job(num_records=2)
     execution_arn = env.promote(job)
-    env.worker().run_once()
+    env.drive(execution_arn)
     env.stack.wait(execution_arn)
 
     with pytest.raises(env.client("stepfunctions").exceptions.ExecutionAlreadyExists):
@@ -189,15 +380,16 @@ def test_a_job_already_marked_running_by_a_lost_answer_is_resumed_not_left_runni
     )
     execution_arn = env.start_lifecycle(job)
 
-    outcome = env.worker().run_once()
+    done = env.drive(execution_arn)
     execution = env.stack.wait(execution_arn)
 
-    assert outcome.reported == "success"
+    assert [outcome.reported for _, outcome in done] == ["success", "exported"]
     assert execution.path == [
         "Read lifecycle settings",
         "Mark job running",
         "Resume the job this execution already marked running",
         *STARTED[2:],
+        "Export the job",
         "Mark job completed",
         *RELEASED,
         "Emit job completed",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 
 from functions.common.events import JobCancelled, JobFailed, JobStarted
-from functions.worker.service import JOB_CANCELLED
 from tests.statemachines.conftest import Env
 
 pytestmark = pytest.mark.statemachines
@@ -17,7 +16,8 @@ STARTED = [
     "Read lifecycle settings",
     "Mark job running",
     "Emit job started",
-    "Send work item and wait for the worker",
+    "Plan the partitions",
+    "Generate the partitions",
 ]
 LAST_RESORT = [
     "Mark job failed after the lifecycle failed",
@@ -74,13 +74,14 @@ def test_a_terminal_write_failing_after_its_retries_fails_the_job_and_frees_its_
     job = env.create_job(num_records=3)
     execution_arn = env.promote(job, test_case="MarkCompletedKeepsFailing")
 
-    outcome = env.worker().run_once()
+    done = env.drive(execution_arn)
     execution = env.stack.wait(execution_arn)
 
-    assert outcome.reported == "success"
+    assert [outcome.reported for _, outcome in done] == ["success", "exported"]
     assert execution.status == "FAILED"
     assert execution.path == [
         *STARTED,
+        "Export the job",
         "Mark job completed",
         "Give up marking the job completed",
         *LAST_RESORT,
@@ -117,7 +118,7 @@ def test_a_cancel_requested_queued_job_is_left_to_the_cancellation_and_its_slot_
         "Job lifecycle failed",
     ]
     record = env.job(job["job_id"])
-    assert (record["status"], record["error"]) == ("CANCELLED", JOB_CANCELLED)
+    assert (record["status"], record["error"]) == ("CANCELLED", "JobCancelled")
     assert "slot_released_at" in record
     assert job["job_id"] not in env.slot_holders()
     assert lifecycle.description["cause"].startswith("Mark job running did not succeed after its retries")
@@ -127,20 +128,21 @@ def test_a_cancel_requested_queued_job_is_left_to_the_cancellation_and_its_slot_
 def test_a_slot_the_last_resort_cannot_release_stays_with_a_failed_job(env: Env) -> None:
     """The job is FAILED and the event emitted; no slot_released_at is written for a slot still held
     (the queue promoter frees the slot of a terminal job whose execution has ended)."""
-    job = env.create_job(num_records=10)
+    job = env.create_job(num_records=4)
     execution_arn = env.promote(job, test_case="MarkCancelledAndItsReleaseKeepFailing")
+    env.stack.wait_for_state(execution_arn, "Generate the partitions")
+    env.stack.wait(env.request_cancellation(job))  # before any batch: nothing to export
 
-    def cancel_after_first_batch(batch: int) -> None:
-        if batch == 0:
-            env.stack.wait(env.request_cancellation(job))
-
-    outcome = env.worker().run_once(between_batches=cancel_after_first_batch)
+    done = env.drive(execution_arn)
     execution = env.stack.wait(execution_arn)
 
-    assert outcome.reported == JOB_CANCELLED
+    assert [outcome.reported for _, outcome in done] == ["JobCancelled", "exported"]
     assert execution.status == "FAILED"
     assert execution.path == [
         *STARTED,
+        "Export what the partitions committed",
+        "Check whether anything was exported",
+        "Choose the stop status",
         "Mark job cancelled",
         "Give up marking the job cancelled",
         "Mark job failed after the lifecycle failed",

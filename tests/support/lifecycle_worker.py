@@ -8,6 +8,9 @@ delta in CostTracking, heartbeats after every batch, and reports success, ``Budg
 work item it receives must validate as the real worker's ``WorkItem``, and it reports the real
 worker's error names (functions/worker/service.py), so the ASL is tested against the worker's
 contract, not a copy of it.
+A partition work item (``kind: partition``) covers batches ``first_batch..end_batch-1``; an export
+work item (``kind: export``) joins the committed parts (those with a delta) in batch order into
+``jobs/{job_id}/exports/dataset.jsonl`` and answers the final counts and the summed cost.
 
 Tests steer it without threads: ``between_batches`` runs after each batch (a test requests a
 cancellation or plays the cost rollup there), ``fail_after_batches`` makes it report a failure,
@@ -26,7 +29,7 @@ from typing import Any
 
 from functions.common.clock import now_iso, parse_iso
 from functions.worker.models import WorkItem
-from functions.worker.service import BUDGET_EXCEEDED, JOB_CANCELLED
+from functions.worker.service import BUDGET_EXCEEDED, EXPORT_INCOMPLETE, JOB_CANCELLED
 
 BEDROCK_COST_PER_RECORD = Decimal("0.0015")
 FARGATE_COST_PER_BATCH = Decimal("0.0002")
@@ -35,6 +38,7 @@ TOKENS_IN_PER_RECORD = 120
 TOKENS_OUT_PER_RECORD = 380
 COST_RECORD_TTL_SECONDS = 90 * 24 * 3600
 MODEL_ID = "test-worker.placeholder-model"
+COST_PARTS = ("bedrock", "fargate", "s3")
 # SendTask* answers for a task that has already ended (AWS: TaskTimedOut / InvalidToken;
 # MiniStack: TaskDoesNotExist).
 TASK_ENDED_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
@@ -45,7 +49,8 @@ class WorkOutcome:
     """What the worker did with one work item."""
 
     job_id: str
-    # "success", "BudgetExceeded", "JobCancelled", "<error>", "nothing" (job not RUNNING), "died"
+    # "success", "exported", "BudgetExceeded", "JobCancelled", "<error>", "nothing" (job not RUNNING),
+    # "died"
     reported: str
     batches_done: int
     records_generated: int
@@ -140,37 +145,90 @@ class LifecycleWorker:
         die_after_batches: int | None = None,
     ) -> WorkOutcome:
         job_id, token = item["job_id"], item["task_token"]
+        if item.get("kind") == "export":
+            return self.export(item)
         job = self.record_token(job_id, token)
         if job is None:  # no longer RUNNING: the lifecycle has moved on, nothing to report
             return WorkOutcome(job_id, "nothing", 0, 0)
         num_records, batch_size = int(item["num_records"]), int(item["batch_size"])
-        batches = math.ceil(num_records / batch_size)
+        first, end = (
+            int(item.get("first_batch", 0)),
+            int(item.get("end_batch", math.ceil(num_records / batch_size))),
+        )
         records_done = 0
-        for batch_index in range(batches):
+        for batch_index in range(first, end):
+            done = batch_index - first
             stop = self._stop_reason(job)
             if stop:
                 accepted = self._fail(token, stop, f"stopped before batch {batch_index}")
-                return WorkOutcome(job_id, stop, batch_index, records_done, accepted)
-            if fail_after_batches is not None and batch_index == fail_after_batches:
+                return WorkOutcome(job_id, stop, done, records_done, accepted)
+            if fail_after_batches is not None and done == fail_after_batches:
                 accepted = self._fail(token, "GenerationError", f"the model failed on batch {batch_index}")
-                return WorkOutcome(job_id, "GenerationError", batch_index, records_done, accepted)
-            if die_after_batches is not None and batch_index == die_after_batches:
-                return WorkOutcome(job_id, "died", batch_index, records_done)
-            count = min(batch_size, num_records - records_done)
-            self.write_batch(job_id, batch_index, records_done, count)
+                return WorkOutcome(job_id, "GenerationError", done, records_done, accepted)
+            if die_after_batches is not None and done == die_after_batches:
+                return WorkOutcome(job_id, "died", done, records_done)
+            count = min(batch_size, num_records - batch_index * batch_size)
+            self.write_batch(job_id, batch_index, batch_index * batch_size, count)
             records_done += count
             if not self._answer(self._sfn.send_task_heartbeat, taskToken=token):
-                return WorkOutcome(job_id, "nothing", batch_index + 1, records_done, accepted=False)
+                return WorkOutcome(job_id, "nothing", done + 1, records_done, accepted=False)
             if between_batches is not None:
                 between_batches(batch_index)
             job = self.read_job(job_id)
         stop = self._stop_reason(job)
         if stop:  # the last batch crossed the budget or a cancellation landed during it
-            accepted = self._fail(token, stop, f"stopped after batch {batches - 1}")
-            return WorkOutcome(job_id, stop, batches, records_done, accepted)
-        output = {"records_generated": records_done, "output_key": self.output_prefix(job_id)}
+            accepted = self._fail(token, stop, f"stopped after batch {end - 1}")
+            return WorkOutcome(job_id, stop, end - first, records_done, accepted)
+        output = {"records_generated": records_done, "output_key": None}
         accepted = self._answer(self._sfn.send_task_success, taskToken=token, output=json.dumps(output))
-        return WorkOutcome(job_id, "success", batches, records_done, accepted)
+        return WorkOutcome(job_id, "success", end - first, records_done, accepted)
+
+    def export(self, item: dict[str, Any]) -> WorkOutcome:
+        """Join the committed parts in batch order into one file and answer the final counts and cost."""
+        job_id, token = item["job_id"], item["task_token"]
+        if self.read_job(job_id).get("status", {}).get("S") != "RUNNING":
+            return WorkOutcome(job_id, "nothing", 0, 0)
+        deltas = self.deltas(job_id)
+        batches = sorted(int(rid) for rid in deltas if rid.isdigit())
+        expected = math.ceil(int(item["num_records"]) / int(item["batch_size"]))
+        if not item.get("partial") and batches != list(range(expected)):
+            accepted = self._fail(token, EXPORT_INCOMPLETE, f"{expected - len(batches)} batches missing")
+            return WorkOutcome(job_id, EXPORT_INCOMPLETE, 0, 0, accepted)
+        lines: list[str] = []
+        for batch_index in batches:
+            part = self._s3.get_object(Bucket=self._bucket, Key=self.part_key(job_id, batch_index))
+            lines += [line for line in part["Body"].read().decode().splitlines() if line]
+        key = self.export_key(job_id) if lines else ""
+        if lines:
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=("\n".join(lines) + "\n").encode())
+        cost = {
+            part: sum((Decimal(d["cost"][part]) for d in deltas.values()), Decimal(0)) for part in COST_PARTS
+        }
+        output = {
+            "records_generated": len(lines),
+            "output_key": key,
+            "files": 1 if lines else 0,
+            "tokens_used": sum(int(d["tokens"]) for d in deltas.values()),
+            "cost": {**{part: str(value) for part, value in cost.items()}, "total": str(sum(cost.values()))},
+        }
+        accepted = self._answer(self._sfn.send_task_success, taskToken=token, output=json.dumps(output))
+        return WorkOutcome(job_id, "exported", len(batches), len(lines), accepted)
+
+    def deltas(self, job_id: str) -> dict[str, dict[str, Any]]:
+        """The job's CostTracking deltas by record id (one page: the tests' jobs are small)."""
+        items = self._ddb.query(
+            TableName=self._costs,
+            KeyConditionExpression="job_id = :job",
+            ExpressionAttributeValues={":job": {"S": job_id}},
+            ConsistentRead=True,
+        )["Items"]
+        return {
+            item["record_id"]["S"]: {
+                "tokens": int(item["tokens_in"]["N"]) + int(item["tokens_out"]["N"]),
+                "cost": {part: item["cost"]["M"][part]["N"] for part in COST_PARTS},
+            }
+            for item in items
+        }
 
     # ------------------------------------------------------------------ contract steps
 
@@ -208,6 +266,14 @@ class LifecycleWorker:
     def output_prefix(job_id: str) -> str:
         return f"jobs/{job_id}/outputs/"
 
+    @classmethod
+    def part_key(cls, job_id: str, batch_index: int) -> str:
+        return f"{cls.output_prefix(job_id)}part-{batch_index:05d}.jsonl"
+
+    @staticmethod
+    def export_key(job_id: str) -> str:
+        return f"jobs/{job_id}/exports/dataset.jsonl"
+
     def write_batch(self, job_id: str, batch_index: int, first_record: int, count: int) -> None:
         lines = [
             json.dumps({"index": first_record + n, "text": f"placeholder record {first_record + n}"})
@@ -215,7 +281,7 @@ class LifecycleWorker:
         ]
         self._s3.put_object(
             Bucket=self._bucket,
-            Key=f"{self.output_prefix(job_id)}part-{batch_index:05d}.jsonl",
+            Key=self.part_key(job_id, batch_index),
             Body=("\n".join(lines) + "\n").encode(),
             ContentType="application/x-ndjson",
         )

@@ -1,8 +1,10 @@
 """The state machines of statemachines/ deployed on a real MiniStack, for tests/statemachines.
 
-``start_stack`` starts the emulator (through the shims of ``local/shims``), creates the tables, bucket,
-bus and event capture of tests/support/resources.py plus the work queue, substitutes every
-placeholder of the ASL files the way the CDK app does, and creates the three state machines.
+``start_stack`` synthesizes the CDK app's prod stage (tests/support/synthesized.py, cached), starts the
+emulator (through the shims of ``local/shims``), creates the tables, bucket, bus and event capture of
+tests/support/resources.py plus the work queue under the stage's names, and creates the three state
+machines with the template's names and ``DefinitionSubstitutions`` resolved against those resources.
+The definitions are the files of statemachines/ (tests/infra checks the template's assets are them).
 """
 
 from __future__ import annotations
@@ -15,26 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from functions.common import settings as s
 from local.emulator import ACCOUNT_ID, REGION, Emulator, start_emulator
+from stacks.names import Stage
 from tests.support.resources import EventCapture, create_resources
+from tests.support.synthesized import (
+    STATEMACHINES_DIR,
+    Cache,
+    Resolver,
+    SynthesizedMachines,
+    synthesize_machines,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-STATEMACHINES_DIR = REPO / "statemachines"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]*)\}")
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/plot-palette-state-machines"
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
-
-# file stem → the state machine's name in the emulator (and in the mock config).
-MACHINES = {
-    "job_lifecycle": "plot-palette-job-lifecycle",
-    "job_cancellation": "plot-palette-job-cancellation",
-    "job_cleanup": "plot-palette-job-cleanup",
-}
-
-
-def asl_files() -> list[Path]:
-    return sorted(STATEMACHINES_DIR.glob("*.asl.json"))
 
 
 def placeholders_in(text: str) -> set[str]:
@@ -96,7 +92,8 @@ class StateMachineStack:
     emulator: Emulator
     capture: EventCapture
     work_queue_url: str
-    substitutions: dict[str, str]
+    synthesized: SynthesizedMachines
+    resolver: Resolver
     arns: dict[str, str] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
@@ -104,33 +101,43 @@ class StateMachineStack:
 
     @property
     def jobs_table(self) -> str:
-        return self.substitutions["JobsTable"]
+        return self.synthesized.names.jobs_table
 
     @property
     def queue_table(self) -> str:
-        return self.substitutions["QueueTable"]
+        return self.synthesized.names.queue_table
 
     @property
     def cost_tracking_table(self) -> str:
-        return self.substitutions["CostTrackingTable"]
+        return self.synthesized.names.cost_tracking_table
 
     @property
     def templates_table(self) -> str:
-        return self.substitutions["TemplatesTable"]
+        return self.synthesized.names.templates_table
 
     @property
     def bucket(self) -> str:
-        return self.substitutions["BucketName"]
+        return self.synthesized.names.bucket(ACCOUNT_ID, REGION)
 
-    def deploy(self, key: str, stem: str, name: str, **overrides: str) -> str:
-        """Create state machine ``name`` from ``statemachines/{stem}.asl.json``, substituted like the
-        stack's (``overrides`` replace some values), and start it later as ``start(key, ...)``."""
+    def substitutions(self, stem: str) -> dict[str, str]:
+        """The synthesized ``DefinitionSubstitutions`` of ``statemachines/{stem}.asl.json``, resolved."""
+        raw = self.synthesized.machines[stem].substitutions
+        return {key: self.resolver.resolve(value) for key, value in raw.items()}
+
+    def deploy(self, key: str, stem: str, name: str | None = None, **overrides: str) -> str:
+        """Create a state machine from ``statemachines/{stem}.asl.json`` with the synthesized
+        substitutions (``overrides`` replace some of them), named as in the template unless ``name``
+        is given, and start it later as ``start(key, ...)``."""
+        substitutions = self.substitutions(stem)
+        unknown = set(overrides) - set(substitutions)
+        if unknown:
+            raise KeyError(f"the template substitutes no {sorted(unknown)} in {stem}")
         definition = substitute(
-            (STATEMACHINES_DIR / f"{stem}.asl.json").read_text(), {**self.substitutions, **overrides}
+            (STATEMACHINES_DIR / f"{stem}.asl.json").read_text(), {**substitutions, **overrides}
         )
         self.arns[key] = str(
             self.client("stepfunctions").create_state_machine(
-                name=name, definition=definition, roleArn=ROLE_ARN
+                name=name or self.synthesized.machines[stem].name, definition=definition, roleArn=ROLE_ARN
             )["stateMachineArn"]
         )
         return self.arns[key]
@@ -185,63 +192,51 @@ class StateMachineStack:
             kwargs["nextToken"] = page["nextToken"]
 
 
-def stack_substitutions(
-    *,
-    work_queue_url: str,
-    heartbeat_seconds: int,
-    job_timeout_seconds: int,
-    batch_size: int,
-    cleanup_rounds_per_execution: int = 200,
-) -> dict[str, str]:
-    """Every placeholder of the ASL files, the same names statemachines/README.md documents.
-
-    Resource names are the settings' (what tests/support/resources.py creates).
-    """
-    return {
-        "JobsTable": s.JobsTableSettings().jobs_table,
-        "QueueTable": s.QueueTableSettings().queue_table,
-        "CostTrackingTable": s.CostTrackingTableSettings().cost_tracking_table,
-        "TemplatesTable": s.TemplatesTableSettings().templates_table,
-        "BucketName": s.BucketSettings().bucket_name,
-        "EventBusName": s.EventBusSettings().event_bus_name,
-        "WorkQueueUrl": work_queue_url,
-        "HeartbeatSeconds": str(heartbeat_seconds),
-        "JobTimeoutSeconds": str(job_timeout_seconds),
-        "BatchSize": str(batch_size),
-        "CleanupRoundsPerExecution": str(cleanup_rounds_per_execution),
-    }
-
-
 def start_stack(
     mock_config_path: Path,
     *,
-    heartbeat_seconds: int = 3,
-    job_timeout_seconds: int = 60,
-    batch_size: int = 2,
-    cleanup_rounds_per_execution: int = 200,
+    context: Mapping[str, str],
+    cache: Cache | None = None,
     log_path: Path | None = None,
 ) -> StateMachineStack:
-    """Start MiniStack with ``SFN_WAIT_SCALE=0`` and the mock config, and deploy the state machines."""
+    """Start MiniStack with ``SFN_WAIT_SCALE=0`` and the mock config, create the resources under the
+    synthesized prod stage's names and deploy its state machines with their synthesized substitutions.
+
+    ``context`` is the app's context (docs/deploy.md) the stage is synthesized with.
+    """
+    machines = synthesize_machines(Stage.PROD, context, cache)
     emulator = start_emulator(
         extra_env={"SFN_WAIT_SCALE": "0", "SFN_MOCK_CONFIG": str(mock_config_path)}, log_path=log_path
     )
     try:
-        capture = create_resources(_EmulatorSession(emulator), region=REGION)
-        sqs = emulator.client("sqs")
-        work_queue_url = sqs.create_queue(
-            QueueName="plot-palette-work", Attributes={"VisibilityTimeout": "30"}
-        )["QueueUrl"]
-        substitutions = stack_substitutions(
-            work_queue_url=work_queue_url,
-            heartbeat_seconds=heartbeat_seconds,
-            job_timeout_seconds=job_timeout_seconds,
-            batch_size=batch_size,
-            cleanup_rounds_per_execution=cleanup_rounds_per_execution,
+        names = machines.names
+        capture = create_resources(
+            _EmulatorSession(emulator),
+            bucket=names.bucket(ACCOUNT_ID, REGION),
+            bus=names.event_bus,
+            region=REGION,
+            jobs=names.jobs_table,
+            queue=names.queue_table,
+            templates=names.templates_table,
+            cost_tracking=names.cost_tracking_table,
+            idempotency=names.idempotency_table,
         )
-        stack = StateMachineStack(emulator, capture, work_queue_url, substitutions)
-        for path in asl_files():
-            stem = path.name.removesuffix(".asl.json")
-            stack.deploy(stem, stem, MACHINES[stem])
+        sqs = emulator.client("sqs")
+        work_queue_url = sqs.create_queue(QueueName=names.work_queue, Attributes={"VisibilityTimeout": "30"})[
+            "QueueUrl"
+        ]
+        # The other task sizes' queues exist so their placeholders resolve; tests use the default size.
+        for size in ("small", "large", "xlarge"):
+            sqs.create_queue(QueueName=f"{names.work_queue}-{size}", Attributes={"VisibilityTimeout": "30"})
+        resolver = Resolver(
+            machines.resources,
+            account=ACCOUNT_ID,
+            region=REGION,
+            queue_url=lambda name: str(sqs.get_queue_url(QueueName=name)["QueueUrl"]),
+        )
+        stack = StateMachineStack(emulator, capture, work_queue_url, machines, resolver)
+        for stem in machines.machines:
+            stack.deploy(stem, stem)
         return stack
     except BaseException:
         emulator.stop()

@@ -55,8 +55,8 @@ def test_create_writes_job_queue_item_and_event(aws: Any) -> None:
         num_records=250,
         priority=8,
         task_size="large",
-        partition_strategy="by-author",
-        export_config={"delimiter": ";", "ratio": 0.25, "columns": ["a", "b"]},
+        partition_strategy="records:100",
+        export_config={"compression": "gzip", "include_prompts": False},
     )
 
     answer = jobs_api.post("/jobs", user="user-1", body=body)
@@ -79,8 +79,8 @@ def test_create_writes_job_queue_item_and_event(aws: Any) -> None:
     assert item["num_records"] == 250
     assert item["priority"] == 8
     assert item["task_size"] == "large"
-    assert item["partition_strategy"] == "by-author"
-    assert item["export_config"] == {"delimiter": ";", "ratio": Decimal("0.25"), "columns": ["a", "b"]}
+    assert item["partition_strategy"] == "records:100"
+    assert item["export_config"] == {"compression": "gzip", "include_prompts": False}
     assert item["created_at"] == item["updated_at"] == created_at
     assert item["records_generated"] == 0
     assert item["tokens_used"] == 0
@@ -170,10 +170,16 @@ def test_named_version_is_used_and_a_missing_version_is_404(aws: Any) -> None:
         ("template_id", ""),
         ("seed_data_path", ""),
         ("task_size", ""),
+        ("task_size", "huge"),
+        ("task_size", "SMALL"),
+        ("partition_strategy", "by-author"),
+        ("partition_strategy", "records:0"),
+        ("partition_strategy", "records:1000001"),
+        ("partition_strategy", "records:"),
         ("export_config", "not an object"),
-        ("export_config", {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": 1}}}}}}}}}}),
-        ("export_config", {"big": 1e300}),
-        ("export_config", {"blob": "x" * 9000}),
+        ("export_config", {"compression": "brotli"}),
+        ("export_config", {"include_prompts": "maybe"}),
+        ("export_config", {"delimiter": ";"}),
         ("unexpected", "field"),
     ],
 )
@@ -186,6 +192,69 @@ def test_invalid_body_is_422_and_writes_nothing(aws: Any, field: str, value: Any
     assert answer.status == 422
     assert answer.body["error"] == "Request validation failed"
     assert any(field in d["loc"] for d in answer.body["details"])
+    _assert_nothing_written(aws)
+
+
+def test_the_job_config_defaults_to_medium_one_file_and_prompts_kept(aws: Any) -> None:
+    answer = jobs_api.post(
+        "/jobs", user="user-1", body=job_body(make_template(aws, "user-1"), upload_seed(aws, "user-1"))
+    )
+
+    item = get_job_item(aws, answer.body["job_id"])
+    assert item is not None
+    assert (item["task_size"], item["partition_strategy"], item["export_config"]) == (
+        "medium",
+        "none",
+        {"include_prompts": True},
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [
+        ("task_size", "huge", ["small", "medium", "large", "xlarge"]),
+        ("export_config", {"compression": "brotli"}, ["none", "gzip", "snappy", "zstd"]),
+        ("partition_strategy", "by-author", ["none", "records:"]),
+    ],
+)
+def test_an_unknown_config_value_is_refused_naming_the_allowed_ones(
+    aws: Any, field: str, value: Any, allowed: list[str]
+) -> None:
+    body = job_body(make_template(aws, "user-1"), upload_seed(aws, "user-1"))
+    body[field] = value
+
+    answer = jobs_api.post("/jobs", body=body)
+
+    assert answer.status == 422  # 400 once every validation error answers 400 (issue 10)
+    (detail,) = [d for d in answer.body["details"] if field in d["loc"]]
+    assert all(name in detail["msg"] for name in allowed), detail["msg"]
+    _assert_nothing_written(aws)
+
+
+@pytest.mark.parametrize(
+    ("output_format", "compression", "allowed"),
+    [
+        ("PARQUET", "gzip", "snappy, zstd, none"),
+        ("JSONL", "zstd", "none, gzip"),
+        ("CSV", "snappy", "none, gzip"),
+    ],
+)
+def test_a_compression_the_output_format_cannot_use_is_400(
+    aws: Any, output_format: str, compression: str, allowed: str
+) -> None:
+    body = job_body(
+        make_template(aws, "user-1"),
+        upload_seed(aws, "user-1"),
+        output_format=output_format,
+        export_config={"compression": compression},
+    )
+
+    answer = jobs_api.post("/jobs", body=body)
+
+    assert answer.status == 400
+    assert answer.body["error"] == (
+        f"export_config.compression {compression!r} is not available for {output_format}; allowed: {allowed}"
+    )
     _assert_nothing_written(aws)
 
 

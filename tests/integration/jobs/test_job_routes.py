@@ -36,7 +36,9 @@ MISSING_ID = "00000000-0000-4000-8000-000000000000"
 
 
 def test_get_returns_the_whole_job_without_the_task_token(aws: Any) -> None:
-    job_id = create_job(aws, priority=9, task_size="small", export_config={"header": True, "n": 3})
+    job_id = create_job(
+        aws, priority=9, task_size="small", export_config={"compression": "gzip", "include_prompts": False}
+    )
     set_status(aws, job_id, "RUNNING", started_at="2026-11-28T15:00:00.000Z", task_token="SECRET-TOKEN")
 
     answer = jobs_api.get(f"/jobs/{job_id}")
@@ -60,8 +62,8 @@ def test_get_returns_the_whole_job_without_the_task_token(aws: Any) -> None:
     assert body["num_records"] == 100
     assert body["priority"] == 9
     assert body["task_size"] == "small"
-    assert body["partition_strategy"] is None
-    assert body["export_config"] == {"header": True, "n": 3}  # as sent: 3 stays an integer
+    assert body["partition_strategy"] == "none"
+    assert body["export_config"] == {"compression": "gzip", "include_prompts": False}
     assert body["started_at"] == "2026-11-28T15:00:00.000Z"
     assert body["cost"] == {"bedrock": "0", "fargate": "0", "s3": "0", "total": "0"}
     assert body["records_generated"] == 0
@@ -243,10 +245,60 @@ def test_download_of_a_completed_job_is_a_one_hour_presigned_get(aws: Any, fmt: 
     assert query["X-Amz-Expires"] == ["3600"]
     assert "X-Amz-Signature" in query
     assert query["response-content-disposition"] == [f'attachment; filename="{job_id}.{ext}"']
+    assert (answer.body["partial"], answer.body["records"]) == (False, 0)
+    assert answer.body["files"] == [{"s3_key": key, "download_url": answer.body["download_url"]}]
     # moto serves presigned URLs in-process: the link really fetches the export.
     fetched = requests.get(answer.body["download_url"], timeout=10)
     assert fetched.status_code == 200
     assert fetched.content == b"exported-bytes"
+
+
+def test_download_lists_every_numbered_file_in_order_with_a_link_each(aws: Any) -> None:
+    job_id = create_job(aws, partition_strategy="records:2", export_config={"compression": "gzip"})
+    keys = [f"jobs/{job_id}/exports/dataset-{n:05d}.jsonl.gz" for n in (1, 2, 3)]
+    for key in reversed(keys):
+        aws.client("s3").put_object(Bucket=BUCKET, Key=key, Body=key.encode())
+    set_status(
+        aws,
+        job_id,
+        "COMPLETED",
+        records_generated=5,
+        result={"records": 5, "output_key": keys[0], "files": 3},
+    )
+
+    answer = jobs_api.get(f"/jobs/{job_id}/download")
+
+    assert answer.status == 200
+    assert [f["s3_key"] for f in answer.body["files"]] == keys
+    assert (answer.body["s3_key"], answer.body["records"], answer.body["partial"]) == (keys[0], 5, False)
+    for key, file in zip(keys, answer.body["files"], strict=True):
+        query = parse_qs(urlparse(file["download_url"]).query)
+        assert query["response-content-disposition"] == [
+            f'attachment; filename="{job_id}{key.rsplit("/", 1)[-1].removeprefix("dataset")}"'
+        ]
+        assert requests.get(file["download_url"], timeout=10).content == key.encode()
+
+
+@pytest.mark.parametrize("status", ["FAILED", "BUDGET_EXCEEDED", "CANCELLED"])
+def test_download_of_a_stopped_job_with_a_partial_export_says_partial_and_counts(
+    aws: Any, status: str
+) -> None:
+    job_id = create_job(aws)
+    key = f"jobs/{job_id}/exports/dataset.jsonl"
+    aws.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b'{"id": 1}\n{"id": 2}\n')
+    set_status(
+        aws,
+        job_id,
+        status,
+        records_generated=2,
+        result={"records": 2, "output_key": key, "files": 1, "partial": True},
+    )
+
+    answer = jobs_api.get(f"/jobs/{job_id}/download")
+
+    assert answer.status == 200
+    assert (answer.body["partial"], answer.body["records"], answer.body["s3_key"]) == (True, 2, key)
+    assert jobs_api.get(f"/jobs/{job_id}").body["records_generated"] == 2
 
 
 @pytest.mark.parametrize("status", ["QUEUED", "RUNNING", "FAILED", "BUDGET_EXCEEDED", "CANCELLED"])

@@ -170,3 +170,41 @@ def test_a_delta_deleted_before_its_rollup_is_skipped(aws: Any, cost_stream: Str
 
     assert rolled_up(db, job_id)["cost"]["total"] == Decimal("0")
     assert cost_items(db) == []
+
+
+def test_deltas_arriving_after_the_final_totals_are_marked_but_not_added(
+    aws: Any, cost_stream: StreamTap
+) -> None:
+    """The lifecycle wrote COMPLETED with the export's summed totals (``totals_final_at``) before the
+    stream delivered the last deltas: they are marked rolled up and the final totals stay as written,
+    so the first COMPLETED read already showed the final numbers (issue 14 item 14)."""
+    db = aws.client("dynamodb")
+    job_id = queue_job(db, budget_limit=Decimal("100"))
+    put_delta(db, job_id, 0, bedrock="0.1", records=10)
+    deliver(lambda_handler, cost_stream.read(), cost_stream)
+    put_delta(db, job_id, 1, bedrock="0.2", records=7)
+    late = [r for r in cost_stream.read() if r["eventName"] == "INSERT"]
+    final = {"bedrock": Decimal("0.3"), "fargate": Decimal(0), "s3": Decimal(0), "total": Decimal("0.3")}
+    db.update_item(  # what "Mark job completed" writes with the status
+        TableName=JOBS_TABLE,
+        Key={"job_id": av(job_id)},
+        UpdateExpression="SET records_generated = :r, tokens_used = :t, #c = :c, totals_final_at = :at",
+        ExpressionAttributeNames={"#c": "cost"},
+        ExpressionAttributeValues={
+            ":r": av(17),
+            ":t": av(300),
+            ":c": av(final),
+            ":at": av("2026-11-28T15:10:00.000Z"),
+        },
+    )
+
+    for _ in range(2):  # and a replay
+        assert deliver(lambda_handler, late, cost_stream) == {"batchItemFailures": []}
+
+    assert rolled_up(db, job_id) == {
+        "records_generated": 17,
+        "tokens_used": 300,
+        "cost": final,
+        "budget_exceeded": None,
+    }
+    assert all("rolled_up_at" in item for item in cost_items(db))

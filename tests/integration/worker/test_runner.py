@@ -40,11 +40,23 @@ def test_a_work_item_is_generated_reported_and_deleted(world: World, make_servic
 
     assert loop.poll_once() == 1
 
+    spent = world.total_cost(item.job_id)  # every delta of the job, the export's too
     assert reporter.answers() == [
         (
             "success",
             item.task_token,
-            {"records_generated": 5, "output_key": f"jobs/{item.job_id}/exports/dataset.jsonl"},
+            {
+                "records_generated": 5,
+                "output_key": f"jobs/{item.job_id}/exports/dataset.jsonl",
+                "files": 1,
+                "tokens_used": spent["tokens_in"] + spent["tokens_out"],
+                "cost": {
+                    "bedrock": str(spent["bedrock"]),
+                    "fargate": str(spent["fargate"]),
+                    "s3": str(spent["s3"]),
+                    "total": str(spent["bedrock"] + spent["fargate"] + spent["s3"]),
+                },
+            },
         )
     ]
     assert world.job(item.job_id)["task_token"] == item.task_token

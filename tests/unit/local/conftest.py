@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from local.emulator import HOST, free_port, is_healthy
-from local.runtime import RuntimeInfo
+from local.runtime.state import RuntimeInfo
 from tests.conftest import EVENTS_DIR
 
 REPO = Path(__file__).resolve().parents[3]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from local.cli import build_parser, main, parse_context_item
+from local.cli import build_parser, main
+from local.commands.local import parse_context_item
 from local.emulator import HOST, free_port
 from tests.unit.local.conftest import REPO
 

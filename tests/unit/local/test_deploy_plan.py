@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from local.cli import _load_digests
+from local.commands.local import load_digests
 from local.deploy import DeployError, StackArtifact, plan_stack, read_assembly, template_digest
 
 pytestmark = pytest.mark.unit
@@ -109,10 +109,10 @@ def test_an_assembly_without_stacks_is_a_deploy_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["", "{", "[]", '"x"'])
 def test_an_unreadable_deploy_json_means_no_record(tmp_path: Path, text: str) -> None:
     (tmp_path / "deploy.json").write_text(text)
-    assert _load_digests(tmp_path) == {}
+    assert load_digests(tmp_path) == {}
 
 
 def test_deploy_json_is_read_back(tmp_path: Path) -> None:
     (tmp_path / "deploy.json").write_text(json.dumps({"PlotPalette-local": DIGEST}))
-    assert _load_digests(tmp_path) == {"PlotPalette-local": DIGEST}
-    assert _load_digests(tmp_path / "missing") == {}
+    assert load_digests(tmp_path) == {"PlotPalette-local": DIGEST}
+    assert load_digests(tmp_path / "missing") == {}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from local.cli import format_event
+from local.commands.events import format_event
 from tests.unit.local.conftest import REPO, append_events, bus_events
 
 pytestmark = pytest.mark.unit

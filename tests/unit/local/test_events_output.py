@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from local.cli import EventTail, format_event, main
+from local.cli import main
+from local.commands.events import EventTail, format_event
 from tests.unit.local.conftest import append_events, bus_events
 
 pytestmark = pytest.mark.unit

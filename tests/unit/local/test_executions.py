@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from local.cli import describe_history, execution_report
+from local.commands.executions import describe_history, execution_report
 from tests.unit.local.conftest import load_history
 
 pytestmark = pytest.mark.unit

@@ -17,7 +17,13 @@ import pytest
 
 from local.cli import main
 from local.emulator import free_port
-from local.runtime import RUNTIME_FILE, RuntimeInfo, RuntimeNotRunning, leftover_processes, running_runtime
+from local.runtime.state import (
+    RUNTIME_FILE,
+    RuntimeInfo,
+    RuntimeNotRunning,
+    leftover_processes,
+    running_runtime,
+)
 from tests.unit.local.conftest import HealthEndpoint, append_events, bus_events, dead_pid, runtime_info
 
 pytestmark = pytest.mark.unit
@@ -36,11 +42,12 @@ def test_runtime_json_round_trips_every_field(tmp_path: Path) -> None:
         port=4600,
         pid=123,
         outputs={"ApiUrl": "https://abc123.execute-api.localhost"},
-        resources={"JOBS_TABLE": "plot-palette-local-Jobs"},
+        environment={"JOBS_TABLE": "plot-palette-local-Jobs"},
         swagger_url="http://127.0.0.1:4600/_aws/execute-api/abc123/docs",
         started_at=1_764_345_600.5,
         emulator_pid=124,
         worker_pids=[125, 126],
+        ready_at=1_764_345_630.25,
     )
     info.save()
     saved = json.loads((tmp_path / RUNTIME_FILE).read_text())
@@ -52,11 +59,16 @@ def test_runtime_json_round_trips_every_field(tmp_path: Path) -> None:
 
 def test_a_runtime_json_written_before_the_pid_fields_still_loads(tmp_path: Path) -> None:
     older = runtime_info(tmp_path, port=4600, pid=123).to_json()
-    for key in ("emulator_pid", "worker_pids", "stopped_at"):
+    for key in ("emulator_pid", "worker_pids", "ready_at", "stopped_at"):
         del older[key]
     (tmp_path / RUNTIME_FILE).write_text(json.dumps(older))
     loaded = RuntimeInfo.load(tmp_path)
-    assert (loaded.emulator_pid, loaded.worker_pids, loaded.stopped_at) == (None, [], None)
+    assert (loaded.emulator_pid, loaded.worker_pids, loaded.ready_at, loaded.stopped_at) == (
+        None,
+        [],
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize("text", ["", "{", "[]", '{"port": 4600}', '{"port": "x", "pid": 1}'])

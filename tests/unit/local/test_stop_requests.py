@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from local.cli import StopRequests
-from local.runtime import Interrupted, synth_local_stage
+from local.runtime.stops import Interrupted, StopRequests
+from local.runtime.synth import synth_local_stage
 
 pytestmark = pytest.mark.unit
 
