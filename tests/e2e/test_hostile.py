@@ -8,7 +8,7 @@ import json
 import pytest
 import requests
 
-from local.runtime import DEMO_PASSWORD, cognito_username
+from local.runtime.tokens import DEMO_PASSWORD, cognito_username
 from tests.e2e.conftest import (
     TEMPLATE,
     TERMINAL,
