@@ -24,11 +24,13 @@ refuses integers of more than 4,300 digits) reports the same ``SeedDataError``.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
+import operator
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -159,53 +161,69 @@ def check_record(record: SeedRecord) -> SeedRecord:
 # ------------------------------------------------------------------ JSONL
 
 
-def _without_bom(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The non-empty chunks, minus a leading UTF-8 byte order mark (even one split across chunks)."""
-    head = b""
-    iterator = iter(chunks)
-    for chunk in iterator:
-        head += chunk
-        if len(head) >= len(_BOM):
-            break
-    if head.startswith(_BOM):
-        head = head[len(_BOM) :]
-    if head:
-        yield head
-    for chunk in iterator:
-        if chunk:
-            yield chunk
+def _decode(decoder: codecs.IncrementalDecoder, chunk: bytes, final: bool, line: int) -> str:
+    """A chunk's text; invalid UTF-8 names the line it is on (``line``: the chunk's first)."""
+    try:
+        return decoder.decode(chunk, final=final)
+    except UnicodeDecodeError as error:
+        where = line + chunk[: max(0, error.start)].count(b"\n")
+        raise SeedDataError("Not valid UTF-8", where) from None
 
 
-def _iter_lines(chunks: Iterable[bytes], max_line_bytes: int) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, line without its newline), streamed from chunks."""
-    pending = bytearray()
-    line_no = 1
-    for chunk in _without_bom(chunks):
-        start = 0
-        while True:
-            newline = chunk.find(b"\n", start)
-            if newline < 0:
-                pending += chunk[start:]
-                if len(pending) > max_line_bytes:
-                    raise SeedDataError(f"Line longer than {max_line_bytes} bytes", line_no)
-                break
-            pending += chunk[start:newline]
-            if len(pending) > max_line_bytes:
-                raise SeedDataError(f"Line longer than {max_line_bytes} bytes", line_no)
-            yield line_no, bytes(pending)
-            pending.clear()
-            line_no += 1
-            start = newline + 1
+def _split_lf(text: str) -> list[str]:
+    return text.split("\n")
+
+
+def _split_csv(text: str) -> list[str]:
+    """Lines with their ends, split where the csv module expects (``\n``, ``\r\n``, ``\r``), in
+    C; the last item is the unfinished line ("" when the text ends a line; a final ``\r`` waits
+    for a possible ``\n``)."""
+    lines = io.StringIO(text, newline="").readlines()
+    if not lines or lines[-1].endswith("\n"):
+        lines.append("")
+    return lines
+
+
+def _text_lines(
+    chunks: Iterable[bytes], max_line_chars: int, split: Callable[[str], list[str]] = _split_lf
+) -> Iterator[str]:
+    """The text's lines (``split`` decides where lines end and whether they keep their ends),
+    decoded per chunk (a leading BOM dropped) and split in C; a line longer than
+    ``max_line_chars`` is refused before more of it is buffered."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    pending = ""
+    line = 1
+    for chunk in chunks:
+        lines = split(pending + _decode(decoder, chunk, False, line))
+        pending = lines.pop()
+        if len(pending) > max_line_chars:
+            raise SeedDataError(f"Line longer than {max_line_chars} bytes", line + len(lines))
+        if lines and max(map(len, lines)) > max_line_chars:
+            longest = next(i for i, text in enumerate(lines) if len(text) > max_line_chars)
+            raise SeedDataError(f"Line longer than {max_line_chars} bytes", line + longest)
+        line += len(lines)
+        yield from lines
+    pending += _decode(decoder, b"", True, line)
     if pending:
-        yield line_no, bytes(pending)
+        yield pending
 
 
 def _iter_jsonl(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[SeedRecord]:
+    """One object per line. The stdlib's C scanner parses each line in place; anything unusual
+    (leading space, a blank line, trailing text, an error) goes through ``json.loads`` for its
+    exact verdict and message."""
     index = 0
-    for line_no, raw in _iter_lines(chunks, max_record_bytes):
-        if not raw.strip(_WHITESPACE):
-            continue
-        data = _loads(raw, line_no)
+    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner, without json.loads' wrapping
+    for line_no, line in enumerate(_text_lines(chunks, max_record_bytes), start=1):
+        try:
+            data, end = scan(line, 0)
+            clean = end == len(line)
+        except (StopIteration, ValueError, RecursionError):  # json.loads names the problem below
+            clean = False
+        if not clean:
+            if not line.strip(" \t\r\n"):
+                continue
+            data = _loads(line, line_no)
         if not isinstance(data, dict):
             raise SeedDataError(f"Expected a JSON object, found {_json_kind(data)}", line_no)
         yield SeedRecord(line=line_no, index=index, data=data)
@@ -215,7 +233,7 @@ def _iter_jsonl(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[Seed
 # ------------------------------------------------------------------- JSON
 
 
-def _loads(raw: bytes, first_line: int) -> Any:
+def _loads(raw: str, first_line: int) -> Any:
     try:
         return json.loads(raw)
     except UnicodeDecodeError:
@@ -240,15 +258,22 @@ def _json_kind(value: Any) -> str:
     return "a number"
 
 
-_STRUCTURAL = re.compile(rb'[{}\[\]"\n]')
-_IN_STRING = re.compile(rb'["\\\n]')
+_SPACE = re.compile(r"[ \t\r\n]*")
+_NEXT = re.compile(r"[ \t\r\n]*,[ \t\r\n]*(?=\{)")
+# How many characters a refill adds at least (or as many as the record so far: linear overall).
+_REFILL_CHARS = 64 * 1024
 
 
 class _JsonScanner:
-    """Splits a JSON object or array of objects into one object's bytes at a time.
+    """Splits a JSON object or an array of objects into records, parsed by the stdlib's C parser.
 
-    It tracks strings and nesting depth only (a compiled regex jumps between the interesting bytes);
-    each complete object goes through ``json.loads``, which reports errors inside it.
+    The framing (``[``, ``,``, ``]``, whitespace) is read here; each element is parsed in place by
+    the C scanner behind ``json.loads`` (``JSONDecoder.scan_once``), straight from the decoded
+    text buffer, so the cost per byte is that of ``json.loads``. The buffer holds the current
+    chunk and at most one record (``max_record_bytes``). An element cut by a chunk boundary fails
+    to parse at the end of the buffer (or inside an unterminated string): more text is read and it
+    is parsed again; at the end of the file the same failure is the file's error. Lines are counted
+    with ``str.count`` over the text consumed.
     """
 
     # top-level states
@@ -256,173 +281,181 @@ class _JsonScanner:
 
     def __init__(self, max_record_bytes: int) -> None:
         self._max = max_record_bytes
+        self._scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
-    # Exempt from the complexity gate: the hot loop of every seed read keeps its state in locals for
-    # speed, and issue 13 item 4 (branch w11-worker) replaces it with a C-speed reader.
-    def records(self, chunks: Iterable[bytes]) -> Iterator[SeedRecord]:  # noqa: C901, PLR0915
+    def records(self, chunks: Iterable[bytes]) -> Iterator[SeedRecord]:
+        self._chunks = iter(chunks)
+        self._utf8 = codecs.getincrementaldecoder("utf-8-sig")()
+        self._text = ""
+        self._pos = 0
+        self._line = 1  # the line of ``_text[_pos]``
+        self._eof = False
         state = self._START
-        line = 1
-        depth = 0  # inside an element when > 0
-        in_string = False
-        escaped = False
-        buffer = bytearray()
-        start_line = 1
         index = 0
-        single_object = False
-        for chunk in _without_bom(chunks):
-            pos = 0
-            size = len(chunk)
-            while pos < size:
-                if depth > 0:
-                    # Inside an object: jump to the next byte that matters.
-                    if escaped:
-                        escaped = False
-                        buffer += chunk[pos : pos + 1]
-                        pos += 1
-                        continue
-                    match = (_IN_STRING if in_string else _STRUCTURAL).search(chunk, pos)
-                    if match is None:
-                        buffer += chunk[pos:]
-                        pos = size
-                    else:
-                        end = match.end()
-                        char = chunk[match.start()]
-                        buffer += chunk[pos:end]
-                        pos = end
-                        if char == 0x0A:  # \n
-                            line += 1
-                        elif in_string:
-                            if char == 0x5C:  # backslash
-                                escaped = True
-                            else:
-                                in_string = False
-                        elif char == 0x22:  # "
-                            in_string = True
-                        elif char in (0x7B, 0x5B):  # { [
-                            depth += 1
-                        else:  # } ]
-                            depth -= 1
-                            if depth == 0:
-                                data = _loads(bytes(buffer), start_line)
-                                buffer.clear()
-                                yield SeedRecord(line=start_line, index=index, data=data)
-                                index += 1
-                                state = self._DONE if single_object else self._AFTER_ELEMENT
-                    if len(buffer) > self._max:
-                        raise SeedDataError(f"Record larger than {self._max} bytes", start_line)
-                    continue
-                char = chunk[pos]
-                if char in _WHITESPACE:
-                    if char == 0x0A:
-                        line += 1
-                    pos += 1
-                    continue
+        while True:
+            if not self._skip_space():
+                break
+            char = self._text[self._pos]
+            if state == self._AFTER_ELEMENT:
+                state = self._after_element(char)
+                self._pos += 1
+            elif state == self._START and char == "[":
+                state = self._ARRAY_FIRST
+                self._pos += 1
+            elif state == self._ARRAY_FIRST and char == "]":
+                state = self._DONE
+                self._pos += 1
+            elif char == "{" and state != self._DONE:
+                line, data = self._element()
+                yield SeedRecord(line=line, index=index, data=data)
+                index += 1
                 if state == self._START:
-                    if char == 0x5B:  # [
-                        state = self._ARRAY_FIRST
-                    elif char == 0x7B:  # {
-                        single_object = True
-                        depth, start_line = 1, line
-                        buffer += b"{"
-                    else:
-                        raise SeedDataError("Expected a JSON object or an array of objects", line)
-                elif state in (self._ARRAY_FIRST, self._ARRAY_NEXT):
-                    if char == 0x7B:
-                        depth, start_line = 1, line
-                        buffer += b"{"
-                    elif char == 0x5D and state == self._ARRAY_FIRST:  # ] of an empty array
-                        state = self._DONE
-                    else:
-                        what = "a trailing comma" if char == 0x5D else "an element that is not an object"
-                        raise SeedDataError(f"Malformed JSON array: {what}", line)
-                elif state == self._AFTER_ELEMENT:
-                    if char == 0x2C:  # ,
-                        state = self._ARRAY_NEXT
-                    elif char == 0x5D:
-                        state = self._DONE
-                    else:
-                        raise SeedDataError("Malformed JSON array: expected ',' or ']'", line)
-                else:  # _DONE
-                    raise SeedDataError("Unexpected data after the end of the JSON document", line)
-                pos += 1
-        if depth > 0:
-            raise SeedDataError("Unexpected end of file inside a JSON object", start_line)
+                    state = self._DONE
+                    continue
+                for record in self._burst(index):
+                    yield record
+                    index += 1
+                state = self._AFTER_ELEMENT
+            else:
+                raise SeedDataError(self._unexpected(state, char), self._line)
         if state in (self._ARRAY_FIRST, self._ARRAY_NEXT, self._AFTER_ELEMENT):
-            raise SeedDataError("Unexpected end of file: the JSON array is not closed", line)
+            raise SeedDataError("Unexpected end of file: the JSON array is not closed", self._line)
+
+    def _burst(self, index: int) -> Iterator[SeedRecord]:
+        """The elements that follow, comma after comma, parsed back to back while each is whole
+        in the buffer (the common case, kept to a few C calls per record). Anything else (the
+        buffer's end, an error, the array's end) is left to the careful path, at the last comma."""
+        text, pos, line = self._text, self._pos, self._line
+        scan, next_element, count, limit = self._scan, _NEXT.match, text.count, self._max
+        try:
+            while True:
+                found = next_element(text, pos)
+                if found is None:
+                    return
+                start = found.end()
+                try:
+                    data, end = scan(text, start)
+                except (StopIteration, ValueError, RecursionError):  # the careful path reports it
+                    return
+                if end - start > limit:
+                    return
+                line += count("\n", pos, start)
+                yield SeedRecord(line=line, index=index, data=data)
+                line += count("\n", start, end)
+                index += 1
+                pos = end
+        finally:
+            self._pos, self._line = pos, line
+
+    def _after_element(self, char: str) -> int:
+        if char == ",":
+            return self._ARRAY_NEXT
+        if char == "]":
+            return self._DONE
+        raise SeedDataError("Malformed JSON array: expected ',' or ']'", self._line)
+
+    def _unexpected(self, state: int, char: str) -> str:
+        if state == self._START:
+            return "Expected a JSON object or an array of objects"
+        if state == self._DONE:
+            return "Unexpected data after the end of the JSON document"
+        what = "a trailing comma" if char == "]" else "an element that is not an object"
+        return f"Malformed JSON array: {what}"
+
+    # ----------------------------------------------------------- buffer
+
+    def _refill(self, at_least: int) -> bool:
+        """Append at least ``at_least`` characters (fewer at the end of the file); False if none."""
+        parts: list[str] = []
+        added = 0
+        while added < at_least and not self._eof:
+            chunk = next(self._chunks, None)
+            self._eof = chunk is None
+            try:
+                text = self._utf8.decode(chunk or b"", final=self._eof)
+            except UnicodeDecodeError:
+                raise SeedDataError("Not valid UTF-8", self._line) from None
+            parts.append(text)
+            added += len(text)
+        if not added:
+            return False
+        self._text = self._text[self._pos :] + "".join(parts)
+        self._pos = 0
+        return True
+
+    def _skip_space(self) -> bool:
+        """Move to the next non-space character; False at the end of the file."""
+        while True:
+            end = _SPACE.match(self._text, self._pos).end()  # type: ignore[union-attr]
+            self._line += self._text.count("\n", self._pos, end)
+            self._pos = end
+            if end < len(self._text):
+                return True
+            if not self._refill(1):
+                return False
+
+    def _element(self) -> tuple[int, Any]:
+        """Parse the object at the cursor (reading more text as needed)."""
+        start_line = self._line
+        while True:
+            start = self._pos
+            try:
+                try:
+                    data, end = self._scan(self._text, start)
+                except StopIteration as stop:  # what raw_decode does: the value names the position
+                    raise json.JSONDecodeError("Expecting value", self._text, stop.value) from None
+            except json.JSONDecodeError as error:
+                if len(self._text) - start > self._max:
+                    raise SeedDataError(f"Record larger than {self._max} bytes", start_line) from None
+                if not self._cut_off(error) or not self._refill(max(_REFILL_CHARS, len(self._text) - start)):
+                    raise self._parse_error(error, start, start_line) from None
+                continue
+            except RecursionError:
+                raise SeedDataError(_DEPTH_MESSAGE, start_line) from None
+            except ValueError:  # int() of more than sys.get_int_max_str_digits() digits
+                raise SeedDataError(_NUMBER_MESSAGE, start_line) from None
+            if end - start > self._max:
+                raise SeedDataError(f"Record larger than {self._max} bytes", start_line)
+            self._line += self._text.count("\n", start, end)
+            self._pos = end
+            return start_line, data
+
+    def _cut_off(self, error: json.JSONDecodeError) -> bool:
+        """Whether the element may only be cut by the end of the buffer (then: read more)."""
+        return error.msg.startswith("Unterminated string") or error.pos >= len(self._text) - 8
+
+    def _parse_error(self, error: json.JSONDecodeError, start: int, start_line: int) -> SeedDataError:
+        if self._cut_off(error) and not self._text[error.pos :].strip():
+            return SeedDataError("Unexpected end of file inside a JSON object", start_line)
+        return SeedDataError(
+            f"Malformed JSON: {error.msg}", start_line + self._text.count("\n", start, error.pos)
+        )
 
 
 # -------------------------------------------------------------------- CSV
 
 
-class _ChunkStream(io.RawIOBase):
-    """A readable binary stream over an iterator of chunks (for TextIOWrapper)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        while not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                return 0
-        size = min(len(target), len(self._pending))
-        target[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-
-class _LineCounter:
-    """Iterates text lines, refusing overlong ones, counting them for error messages."""
-
-    def __init__(self, text: io.TextIOBase, max_line_chars: int) -> None:
-        self._text = text
-        self._max = max_line_chars
-        self.lines = 0
-
-    def __iter__(self) -> _LineCounter:
-        return self
-
-    def __next__(self) -> str:
-        line = self._text.readline(self._max + 1)
-        if not line:
-            raise StopIteration
-        self.lines += 1
-        if len(line) > self._max:
-            raise SeedDataError(f"Line longer than {self._max} characters", self.lines)
-        return line
-
-
 def _iter_csv(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[SeedRecord]:
-    text = io.TextIOWrapper(io.BufferedReader(_ChunkStream(chunks)), encoding="utf-8-sig", newline="")
-    counter = _LineCounter(text, max_record_bytes)
-    reader = csv.reader(counter, strict=True)
-    header: list[list[str]] | None = None
+    reader = csv.reader(_text_lines(chunks, max_record_bytes, _split_csv), strict=True)
+    build: _Builder | None = None
+    columns = 0
     index = 0
     last_line = 0
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except UnicodeDecodeError:
-            raise SeedDataError("Not valid UTF-8", counter.lines + 1) from None
-        except csv.Error as error:
-            raise SeedDataError(f"Malformed CSV: {error}", counter.lines) from None
-        first_line, last_line = last_line + 1, counter.lines
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        if header is None:
-            header = _csv_header(row, first_line)
-            continue
-        if len(row) != len(header):
-            raise SeedDataError(f"Expected {len(header)} columns, found {len(row)}", first_line)
-        yield SeedRecord(line=first_line, index=index, data=_nest(header, row))
-        index += 1
+    try:
+        for row in reader:
+            first_line, last_line = last_line + 1, reader.line_num
+            if len(row) != columns or build is None:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # a blank line
+                if build is None:
+                    header = _csv_header(row, first_line)
+                    build, columns = _builder(header), len(header)
+                    continue
+                raise SeedDataError(f"Expected {columns} columns, found {len(row)}", first_line)
+            yield SeedRecord(line=first_line, index=index, data=build(row))
+            index += 1
+    except csv.Error as error:
+        raise SeedDataError(f"Malformed CSV: {error}", reader.line_num) from None
 
 
 def _csv_header(row: list[str], line: int) -> list[list[str]]:
@@ -447,11 +480,35 @@ def _csv_header(row: list[str], line: int) -> list[list[str]]:
     return paths
 
 
-def _nest(header: list[list[str]], row: list[str]) -> dict[str, Any]:
-    record: dict[str, Any] = {}
-    for parts, value in zip(header, row, strict=True):
-        target = record
+_Builder = Callable[[list[str]], dict[str, Any]]
+
+
+def _builder(header: list[list[str]]) -> _Builder:
+    """A function from a row to its nested record, made once per file: an object whose fields are
+    all plain columns is built by ``dict(zip(names, itemgetter(*columns)(row)))`` in C; only an
+    object that mixes columns and nested objects is put together in Python."""
+    tree: dict[str, Any] = {}
+    for column, parts in enumerate(header):
+        target = tree
         for part in parts[:-1]:
             target = target.setdefault(part, {})
-        target[parts[-1]] = value
-    return record
+        target[parts[-1]] = column
+    return _node_builder(tree)
+
+
+def _node_builder(node: dict[str, Any]) -> _Builder:
+    names = tuple(node)
+    if all(isinstance(value, int) for value in node.values()):
+        columns = [node[name] for name in names]
+        if len(columns) == 1:
+            only, name = columns[0], names[0]
+            return lambda row: {name: row[only]}
+        if columns == list(range(columns[0], columns[0] + len(columns))):
+            first, stop = columns[0], columns[0] + len(columns)
+            return lambda row: dict(zip(names, row[first:stop], strict=True))
+        pick = operator.itemgetter(*columns)
+        return lambda row: dict(zip(names, pick(row), strict=True))
+    parts = [
+        (name, value if isinstance(value, int) else _node_builder(value)) for name, value in node.items()
+    ]
+    return lambda row: {name: row[part] if isinstance(part, int) else part(row) for name, part in parts}

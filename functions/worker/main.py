@@ -13,10 +13,11 @@ from functions.common.aws import client
 from functions.common.observability import logger
 from functions.common.settings import load_settings
 from functions.templates.repository import TemplateRepository
+from functions.worker.concurrency import AimdPolicy, ConcurrencyController, RateBudget
 from functions.worker.exporters import Exporter
 from functions.worker.pricing import FargatePrice
 from functions.worker.protection import EcsAgentTaskProtection, NoTaskProtection, TaskProtection
-from functions.worker.providers import BedrockProvider, ModelProvider, OfflineProvider
+from functions.worker.providers import BedrockProvider, ModelProvider, OfflineBehaviour, OfflineProvider
 from functions.worker.rendering import PromptRenderer, RenderLimits
 from functions.worker.reporter import StepFunctionsTaskReporter
 from functions.worker.repository import CostStore, JobStore, OutputStore, S3SeedSource
@@ -27,8 +28,24 @@ from functions.worker.settings import WorkerSettings
 
 def build_provider(settings: WorkerSettings) -> ModelProvider:
     if settings.model_provider == "offline":
-        return OfflineProvider()
+        return OfflineProvider(
+            OfflineBehaviour(
+                latency_ms=settings.offline_latency_ms,
+                jitter_ms=settings.offline_jitter_ms,
+                rpm=settings.offline_rpm,
+            )
+        )
     return BedrockProvider(client("bedrock-runtime"), max_tokens=settings.bedrock_max_tokens)
+
+
+def build_controller(settings: WorkerSettings, provider: ModelProvider) -> ConcurrencyController:
+    budgets = {
+        model_id: RateBudget(requests_per_minute=limit.rpm, tokens_per_minute=limit.tpm)
+        for model_id, limit in settings.model_rate_limits.items()
+    }
+    return ConcurrencyController(
+        provider, policy=AimdPolicy(max_limit=settings.model_max_concurrency), budgets=budgets
+    )
 
 
 def build_protection(settings: WorkerSettings) -> TaskProtection:
@@ -43,13 +60,15 @@ def build_worker(settings: WorkerSettings) -> WorkerLoop:
     outputs = OutputStore(s3, settings.bucket_name)
     jobs = JobStore(dynamodb, settings.jobs_table)
     progress = Progress()
+    provider = build_provider(settings)
     service = GenerationService(
         jobs=jobs,
         costs=CostStore(dynamodb, settings.cost_tracking_table),
         outputs=outputs,
         seeds=S3SeedSource(s3, settings.bucket_name),
         templates=TemplateRepository(dynamodb, settings.templates_table),
-        provider=build_provider(settings),
+        provider=provider,
+        calls=build_controller(settings, provider),
         renderer=PromptRenderer(RenderLimits(settings.prompt_max_chars, settings.prompt_render_seconds)),
         exporter=Exporter(outputs),
         fargate=FargatePrice.for_task(settings.task_cpu, settings.task_memory_mib),

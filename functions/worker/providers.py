@@ -3,7 +3,13 @@
 ``MODEL_PROVIDER=bedrock`` (AWS) calls Bedrock; ``MODEL_PROVIDER=offline`` (the local runtime and
 tests) answers with deterministic text derived from the prompt and the seed record, counts tokens
 from the text and is billed at the prices of the model it stands in for, so budgets and the
-dashboard behave as in AWS.
+dashboard behave as in AWS. The offline provider can also behave like a model *service*: a latency
+per call (fixed + uniform jitter) and a requests-per-minute quota beyond which it answers
+``ThrottlingException``, so adaptive concurrency can be exercised without AWS.
+
+Throttling (``ThrottlingException``, ``ServiceUnavailableException``) is raised at once as
+``ModelThrottled``: the caller (functions/worker/concurrency.py) backs off, retries and shrinks its
+concurrency window, which it could not do if the provider waited it out silently.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,6 +49,19 @@ class ProviderUnavailable(Exception):
 
     Fails the batch, not a record: the worker stops and the job is retried or failed as a whole.
     """
+
+
+class ModelThrottled(ProviderUnavailable):
+    """The model service asked us to slow down (``code`` names how). Retry later, with less
+    concurrency; past every retry it is a ``ProviderUnavailable``."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+
+
+THROTTLING = "ThrottlingException"
+SERVICE_UNAVAILABLE = "ServiceUnavailableException"
 
 
 class ModelProvider(Protocol):
@@ -79,10 +100,65 @@ _WORDS = [
 ]
 
 
+@dataclass(frozen=True)
+class OfflineBehaviour:
+    """How the offline model service behaves: each call takes ``latency_ms`` plus a uniform
+    ``[0, jitter_ms]``; with ``rpm`` set, calls beyond a token bucket refilled at ``rpm / 60`` a
+    second (holding one second's worth, at least 1) are refused with ``ThrottlingException``, as a
+    quota would. The quota is per provider, so per worker process."""
+
+    latency_ms: float = 0
+    jitter_ms: float = 0
+    rpm: int | None = None
+
+
 class OfflineProvider:
-    """Deterministic, free-running stand-in for a model: same prompt and seed, same text."""
+    """Deterministic stand-in for a model: same prompt and seed, same text; optionally slow and
+    rate-limited like a model service (``OfflineBehaviour``)."""
+
+    def __init__(
+        self,
+        behaviour: OfflineBehaviour | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        self.behaviour = behaviour or OfflineBehaviour()
+        self._clock = clock
+        self._sleep = sleep
+        self._jitter = jitter
+        self._lock = threading.Lock()
+        rpm = self.behaviour.rpm
+        self._rate = rpm / 60 if rpm else 0.0
+        self._capacity = max(1.0, self._rate)
+        self._level = self._capacity
+        self._updated = clock()
+        self.calls = 0
+        self.throttled = 0
+
+    def _admit(self) -> None:
+        if not self._rate:
+            return
+        with self._lock:
+            now = self._clock()
+            self._level = min(self._capacity, self._level + (now - self._updated) * self._rate)
+            self._updated = now
+            self.calls += 1
+            if self._level < 1:
+                self.throttled += 1
+                raise ModelThrottled(THROTTLING, f"offline quota of {self.behaviour.rpm} requests per minute")
+            self._level -= 1
 
     def complete(self, model: ModelPrice, prompt: str, seed_record: Mapping[str, Any]) -> Completion:
+        self._admit()
+        behaviour = self.behaviour
+        if behaviour.latency_ms or behaviour.jitter_ms:
+            self._sleep((behaviour.latency_ms + self._jitter(0, behaviour.jitter_ms)) / 1000)
+        return self.text(model, prompt, seed_record)
+
+    @staticmethod
+    def text(model: ModelPrice, prompt: str, seed_record: Mapping[str, Any]) -> Completion:
         seed_json = json.dumps(seed_record, sort_keys=True, default=str)
         digest = hashlib.sha256(f"{model.model_id}\n{prompt}\n{seed_json}".encode()).digest()
         generator = random.Random(digest)  # noqa: S311 - text generation, not security
@@ -91,37 +167,34 @@ class OfflineProvider:
         return Completion(text=text, tokens_in=estimate_tokens(prompt), tokens_out=estimate_tokens(text))
 
 
-# Converse errors worth waiting out; everything else is decided at once.
-RETRYABLE = frozenset(
-    {
-        "ThrottlingException",
-        "ServiceUnavailableException",
-        "ModelNotReadyException",
-        "InternalServerException",
-    }
-)
+# Converse errors that mean "slow down": raised at once for the concurrency controller.
+THROTTLES = frozenset({THROTTLING, SERVICE_UNAVAILABLE})
+# Other Converse errors worth waiting out here; everything else is decided at once.
+RETRYABLE = frozenset({"ModelNotReadyException", "InternalServerException"})
 # The prompt itself is the problem: fail the record.
 RECORD_ERRORS = frozenset({"ValidationException", "ModelErrorException"})
 
 
-# Bedrock throttles per account and model: back off up to 20 s, six attempts in all.
-THROTTLING_RETRY = RetryPolicy(attempts=6, base_delay=0.5, max_delay=20.0)
+# A model not ready or an internal error: back off up to 20 s, six attempts in all. (Throttling
+# is the concurrency controller's to wait out: functions/worker/concurrency.py.)
+NOT_READY_RETRY = RetryPolicy(attempts=6, base_delay=0.5, max_delay=20.0)
 
 
-class _Throttled(Exception):
-    """A retryable Bedrock answer (its code is the message)."""
+class _NotReady(Exception):
+    """A retryable Bedrock answer other than throttling (its code is the message)."""
 
 
 class BedrockProvider:
-    """Converse through boto3 ``bedrock-runtime``, with exponential backoff and full jitter on
-    throttling; token usage comes from the response's ``usage``."""
+    """Converse through boto3 ``bedrock-runtime``; token usage comes from the response's ``usage``.
+    Throttling raises ``ModelThrottled`` at once; a model not ready or an internal error is retried
+    here with exponential backoff and full jitter."""
 
     def __init__(
         self,
         client: Any,
         *,
         max_tokens: int = DEFAULT_MAX_TOKENS,
-        retry: RetryPolicy = THROTTLING_RETRY,
+        retry: RetryPolicy = NOT_READY_RETRY,
     ) -> None:
         self._client = client
         self._max_tokens = max_tokens
@@ -134,11 +207,11 @@ class BedrockProvider:
             "inferenceConfig": {"maxTokens": self._max_tokens},
         }
         try:
-            return self._retry.call(lambda: self._converse(model, request), retry_on=_Throttled)
-        except _Throttled as throttled:
+            return self._retry.call(lambda: self._converse(model, request), retry_on=_NotReady)
+        except _NotReady as not_ready:
             raise ProviderUnavailable(
-                f"{model.model_id}: {throttled} after {self._retry.attempts} attempts"
-            ) from throttled.__cause__
+                f"{model.model_id}: {not_ready} after {self._retry.attempts} attempts"
+            ) from not_ready.__cause__
 
     def _converse(self, model: ModelPrice, request: dict[str, Any]) -> Completion:
         try:
@@ -146,10 +219,12 @@ class BedrockProvider:
         except ClientError as error:
             code = error_code(error)
             message = error.response.get("Error", {}).get("Message", "")
+            if code in THROTTLES:
+                raise ModelThrottled(code, message) from error
             if code in RECORD_ERRORS:
                 raise ModelCallError(f"{model.model_id} refused the prompt: {code}: {message}") from error
             if code in RETRYABLE:
-                raise _Throttled(code) from error
+                raise _NotReady(code) from error
             raise ProviderUnavailable(f"{model.model_id}: {code}: {message}") from error
 
 

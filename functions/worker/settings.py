@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from functions.common.settings import (
     BucketSettings,
@@ -12,6 +12,15 @@ from functions.common.settings import (
     JobsTableSettings,
     TemplatesTableSettings,
 )
+
+
+class ModelRateLimit(BaseModel):
+    """One model's budget for one worker process (its share of the account's Bedrock quota)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
 
 
 class WorkerSettings(JobsTableSettings, TemplatesTableSettings, CostTrackingTableSettings, BucketSettings):
@@ -35,6 +44,16 @@ class WorkerSettings(JobsTableSettings, TemplatesTableSettings, CostTrackingTabl
     max_attempts: int = Field(default=3, ge=1, validation_alias="WORKER_MAX_ATTEMPTS")
     prompt_max_chars: int = Field(default=200_000, ge=1000, validation_alias="PROMPT_MAX_CHARS")
     prompt_render_seconds: float = Field(default=2.0, gt=0, validation_alias="PROMPT_RENDER_SECONDS")
+    # Records in flight at once (functions/worker/concurrency.py): the ceiling of the adaptive window.
+    model_max_concurrency: int = Field(default=16, ge=1, le=256, validation_alias="MODEL_MAX_CONCURRENCY")
+    # JSON {"<model id>": {"rpm": N, "tpm": N}}: per-model request/token budgets of this process.
+    model_rate_limits: dict[str, ModelRateLimit] = Field(
+        default_factory=dict, validation_alias="MODEL_RATE_LIMITS"
+    )
+    # The offline model service (MODEL_PROVIDER=offline): latency per call and a quota that throttles.
+    offline_latency_ms: float = Field(default=0, ge=0, le=600_000, validation_alias="OFFLINE_LATENCY_MS")
+    offline_jitter_ms: float = Field(default=0, ge=0, le=600_000, validation_alias="OFFLINE_JITTER_MS")
+    offline_rpm: int | None = Field(default=None, ge=1, validation_alias="OFFLINE_RPM")
     bedrock_max_tokens: int = Field(default=1024, ge=1, validation_alias="BEDROCK_MAX_TOKENS")
     cost_ttl_days: int = Field(default=90, ge=1, validation_alias="COST_TTL_DAYS")
     # Set by ECS inside a task (the container agent's endpoint); absent locally, where task

@@ -48,6 +48,21 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 _CONTEXT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_:.-]*")
 
 
+# Context values that configure the local worker processes (WorkerSettings), not the CDK app.
+WORKER_CONTEXT = {
+    "offline_latency_ms": "OFFLINE_LATENCY_MS",
+    "offline_jitter_ms": "OFFLINE_JITTER_MS",
+    "offline_rpm": "OFFLINE_RPM",
+    "model_max_concurrency": "MODEL_MAX_CONCURRENCY",
+}
+
+
+def split_worker_context(context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(the CDK context, the worker environment): worker keys become the workers' env vars."""
+    worker = {WORKER_CONTEXT[k]: str(v) for k, v in context.items() if k in WORKER_CONTEXT}
+    return {k: v for k, v in context.items() if k not in WORKER_CONTEXT}, worker
+
+
 def parse_context_item(item: str) -> tuple[str, Any]:
     """One ``-c KEY=VALUE``: a whole number becomes an int, anything else stays a string.
 
@@ -109,7 +124,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         action="append",
         type=parse_context_item,
         metavar="KEY=VALUE",
-        help="a CDK context value for the local stage, e.g. -c max_running_jobs=3 (see docs/deploy.md)",
+        help="a CDK context value for the local stage, e.g. -c max_running_jobs=3 (see docs/deploy.md);"
+        " offline_latency_ms, offline_jitter_ms, offline_rpm and model_max_concurrency set the workers"
+        " (see docs/local.md)",
     )
     local.add_argument("--assembly", type=Path, help="deploy this synthesized cloud assembly (skip synth)")
     local.set_defaults(handler=run)
@@ -205,7 +222,7 @@ class LocalRun:
 
     def __init__(self, args: argparse.Namespace, state_dir: Path) -> None:
         self.args, self.state_dir, self.port = args, state_dir, args.port
-        self.context: dict[str, Any] = dict(args.context or [])
+        self.context, self.worker_env = split_worker_context(dict(args.context or []))
         self.stops = StopRequests()
         self.workers = WorkerPool()
         self.drain: EventDrain | None = None
@@ -290,7 +307,7 @@ class LocalRun:
     def start_workers(self, info: RuntimeInfo) -> None:
         self.drain = EventDrain(info, ensure_event_capture(info))
         self.drain.start()
-        self.workers.start(info, self.args.workers, say)
+        self.workers.start(info, self.args.workers, say, self.worker_env)
         info.worker_pids = self.workers.pids
         info.save()
 
@@ -346,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir.resolve()
     _prepare_state_dir(state_dir)
     _refuse_if_taken(state_dir, args.port)
-    if args.context and args.assembly:
+    if split_worker_context(dict(args.context or []))[0] and args.assembly:
         raise CliError("-c/--context has no effect with --assembly (the assembly is already synthesized)", 2)
     runtime = LocalRun(args, state_dir)
     restore_signals = runtime.stops.install()

@@ -45,8 +45,10 @@ class WorkerPool:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[IO[bytes]] = field(default_factory=list)
 
-    def start(self, info: RuntimeInfo, count: int, progress: Progress) -> None:
-        env = worker_environment(info)
+    def start(
+        self, info: RuntimeInfo, count: int, progress: Progress, extra: dict[str, str] | None = None
+    ) -> None:
+        env = worker_environment(info, extra)
         for index in range(count):
             log = open(info.state_dir / "logs" / f"worker-{index + 1}.log", "ab")  # noqa: SIM115 - closed in stop()
             self.logs.append(log)

@@ -26,6 +26,7 @@ from functions.common import settings as s
 from functions.common.clock import now_iso
 from functions.templates.models import TemplateDefinition, TemplateStep, TemplateVersion
 from functions.templates.repository import TemplateRepository
+from functions.worker.concurrency import ConcurrencyController
 from functions.worker.exporters import Exporter
 from functions.worker.models import OutputFormat, WorkItem
 from functions.worker.pricing import FargatePrice, ModelPrice
@@ -233,6 +234,7 @@ def make_service(world: World) -> ServiceFactory:
         monotonic: Callable[[], float] | None = None,
         on_progress: Callable[[], None] = lambda: None,
         on_batch: Callable[[], None] = lambda: None,
+        calls: ConcurrencyController | None = None,
     ) -> GenerationService:
         ddb, s3 = world.session.client("dynamodb"), world.session.client("s3")
         outputs = outputs or OutputStore(s3, BUCKET)
@@ -249,6 +251,7 @@ def make_service(world: World) -> ServiceFactory:
             monotonic=monotonic or SteppingClock(),
             on_progress=on_progress,
             on_batch=on_batch,
+            calls=calls,
         )
 
     return build

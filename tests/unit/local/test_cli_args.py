@@ -172,3 +172,31 @@ def test_an_unknown_job_id_form_is_refused_before_looking_for_a_runtime(
 ) -> None:
     assert main(["executions", "job 42", "--state-dir", str(tmp_path)]) == 2
     assert "'job 42' is not a job id (a job id is a UUID" in capsys.readouterr().err
+
+
+def test_worker_context_values_go_to_the_workers_environment_not_to_cdk():
+    from functions.worker.settings import WorkerSettings
+    from local.commands.local import split_worker_context
+    from local.runtime.state import RuntimeInfo
+    from local.runtime.workers import worker_environment
+
+    parser = build_parser()
+    args = parser.parse_args(
+        ["local", "-c", "offline_latency_ms=200", "-c", "offline_rpm=600", "-c", "max_running_jobs=3"]
+    )
+    context, worker_env = split_worker_context(dict(args.context))
+
+    assert context == {"max_running_jobs": 3}
+    assert worker_env == {"OFFLINE_LATENCY_MS": "200", "OFFLINE_RPM": "600"}
+    info = RuntimeInfo(
+        state_dir=Path("/nonexistent"),
+        port=4566,
+        pid=1,
+        api_url="http://api",
+        api_id="api",
+        user_pool_id="pool",
+        user_pool_client_id="client",
+        environment={"WORK_QUEUE_URL": "http://q"},
+    )
+    settings = WorkerSettings.model_validate(worker_environment(info, worker_env))
+    assert (settings.offline_latency_ms, settings.offline_rpm) == (200, 600)

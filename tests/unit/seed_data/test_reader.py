@@ -110,7 +110,9 @@ def test_empty_json_yields_no_records(content: str) -> None:
         ('[\n{"a": 1},\n42\n]', 3, "not an object"),
         ('[\n{"a": 1}\n{"b": 2}\n]', 3, "expected ',' or ']'"),
         ('[\n{"a": 1}\n', 3, "not closed"),
-        ('[\n{"a": [1, 2}\n', 2, "end of file inside a JSON object"),
+        ('[\n{"a": [1, 2}\n', 2, "Malformed JSON: Expecting ',' delimiter"),
+        ('[\n{"a": [1, 2]\n', 2, "end of file inside a JSON object"),
+        ('[\n{"a": "never closed\n', 2, "end of file inside a JSON object"),
         ('{"a": 1}\n{"b": 2}\n', 2, "after the end"),
         ('"just a string"', 1, "Expected a JSON object"),
     ],
@@ -258,3 +260,19 @@ def test_records_at_the_limits_are_read() -> None:
     record = '{"a": ' * 63 + '{"n": ' + "9" * 100 + ', "f": 1.' + "5" * 200 + "}" + "}" * 63
     (record_read,) = read(record, "a.jsonl")
     assert record_read.line == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "expected"),
+    [
+        ("a,b,c", "1,2,3", {"a": "1", "b": "2", "c": "3"}),
+        (
+            "author.name,title,author.bio",
+            "Ada,Notes,Maths",
+            {"author": {"name": "Ada", "bio": "Maths"}, "title": "Notes"},
+        ),
+        ("x.y.z", "deep", {"x": {"y": {"z": "deep"}}}),
+    ],
+)
+def test_csv_records_take_the_shape_of_their_header(header: str, row: str, expected: dict) -> None:
+    assert [r.data for r in read(f"{header}\n{row}\n", "x.csv")] == [expected]

@@ -13,6 +13,8 @@ from functions.worker.pricing import CLAUDE_3_5_SONNET, LLAMA_3_1_8B, MISTRAL_7B
 from functions.worker.providers import (
     BedrockProvider,
     ModelCallError,
+    ModelThrottled,
+    OfflineBehaviour,
     OfflineProvider,
     ProviderUnavailable,
     estimate_tokens,
@@ -62,10 +64,25 @@ def test_converse_text_and_token_usage_come_from_the_response(bedrock):
     assert (completion.text, completion.tokens_in, completion.tokens_out) == ("A poem.", 21, 7)
 
 
-def test_throttling_is_retried_with_exponential_backoff(bedrock):
+@pytest.mark.parametrize("code", ["ThrottlingException", "ServiceUnavailableException"])
+def test_throttling_is_raised_at_once_for_the_concurrency_controller(bedrock, code):
     client, stubber = bedrock
-    for _ in range(3):
-        stubber.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
+    stubber.add_client_error("converse", code, "Too many requests", 429)
+    waits: list[float] = []
+    provider = BedrockProvider(client, max_tokens=256, retry=RetryPolicy(sleep=waits.append))
+
+    with pytest.raises(ModelThrottled) as raised:
+        provider.complete(SONNET, "p", {})
+
+    assert raised.value.code == code
+    assert isinstance(raised.value, ProviderUnavailable)  # past every retry it stops the batch
+    assert waits == []
+
+
+def test_a_model_not_ready_is_retried_with_exponential_backoff(bedrock):
+    client, stubber = bedrock
+    for code in ("ModelNotReadyException", "InternalServerException", "ModelNotReadyException"):
+        stubber.add_client_error("converse", code, "warming up", 500)
     stubber.add_response("converse", converse_answer("ok", 3, 1), expected_request("p"))
     waits: list[float] = []
     retry = RetryPolicy(attempts=6, base_delay=0.5, sleep=waits.append, jitter=lambda low, high: high)
@@ -77,14 +94,14 @@ def test_throttling_is_retried_with_exponential_backoff(bedrock):
     assert waits == [0.5, 1.0, 2.0]
 
 
-def test_throttling_past_every_attempt_makes_the_provider_unavailable(bedrock):
+def test_an_internal_error_past_every_attempt_makes_the_provider_unavailable(bedrock):
     client, stubber = bedrock
     for _ in range(4):
-        stubber.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
+        stubber.add_client_error("converse", "InternalServerException", "oops", 500)
     waits: list[float] = []
     provider = BedrockProvider(client, max_tokens=256, retry=RetryPolicy(attempts=4, sleep=waits.append))
 
-    with pytest.raises(ProviderUnavailable, match="ThrottlingException after 4 attempts"):
+    with pytest.raises(ProviderUnavailable, match="InternalServerException after 4 attempts"):
         provider.complete(SONNET, "p", {})
     assert len(waits) == 3
 
@@ -127,3 +144,54 @@ def test_offline_text_is_deterministic_per_prompt_seed_and_model():
     assert llama.cost(first.tokens_in, first.tokens_out) == (
         Decimal(first.tokens_in + first.tokens_out) * Decimal("0.22") / 1_000_000
     )
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_offline_latency_is_fixed_plus_jitter_and_the_text_does_not_change():
+    clock = FakeClock()
+    slow = OfflineProvider(
+        OfflineBehaviour(latency_ms=200, jitter_ms=50),
+        clock=clock,
+        sleep=clock.sleep,
+        jitter=lambda low, high: high * 0.5,
+    )
+    llama = MODELS[LLAMA_3_1_8B]
+
+    completion = slow.complete(llama, "Write about Ada", {"name": "Ada"})
+
+    assert clock.slept == [pytest.approx(0.225)]
+    assert completion == OfflineProvider().complete(llama, "Write about Ada", {"name": "Ada"})
+
+
+def test_offline_quota_throttles_beyond_its_requests_per_minute_and_refills_with_time():
+    clock = FakeClock()
+    quota = OfflineProvider(OfflineBehaviour(rpm=120), clock=clock, sleep=clock.sleep)  # 2 a second
+    llama = MODELS[LLAMA_3_1_8B]
+
+    quota.complete(llama, "a", {})
+    quota.complete(llama, "b", {})  # one second's worth: a burst of 2
+    with pytest.raises(ModelThrottled) as raised:
+        quota.complete(llama, "c", {})
+    assert raised.value.code == "ThrottlingException"
+    clock.now += 0.5  # one request's worth refilled
+    quota.complete(llama, "c", {})
+    with pytest.raises(ModelThrottled):
+        quota.complete(llama, "d", {})
+    clock.now += 60  # never more than one second's worth saved up
+    quota.complete(llama, "e", {})
+    quota.complete(llama, "f", {})
+    with pytest.raises(ModelThrottled):
+        quota.complete(llama, "g", {})
+    assert (quota.calls, quota.throttled) == (8, 3)
