@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: venv local test test-fast fuzz lint format openapi schemas synth bench clean
+.PHONY: venv local test test-fast test-deployed fuzz lint format openapi schemas synth bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,8 +17,16 @@ venv: $(VENV)/.installed
 local: venv
 	$(VENV)/bin/plot-palette local
 
+# The black-box tier (tests/blackbox) runs against the local runtime here, never a deployment.
 test: venv
-	$(PY) -m pytest -n 2 --dist loadgroup
+	env -u API_ENDPOINT -u USER_POOL_ID -u CLIENT_ID $(PY) -m pytest -n 2 --dist loadgroup
+
+# The black-box tier against a deployment: API_ENDPOINT, USER_POOL_ID and CLIENT_ID (docs/deploy.md).
+# --confcutdir keeps tests/conftest.py (moto's fake credentials) out: this run uses real AWS.
+test-deployed: venv
+	@test -n "$$API_ENDPOINT" -a -n "$$USER_POOL_ID" -a -n "$$CLIENT_ID" || \
+		{ echo "set API_ENDPOINT, USER_POOL_ID and CLIENT_ID (see docs/deploy.md)"; exit 2; }
+	$(PY) -m pytest tests/blackbox --confcutdir=tests/blackbox -v
 
 # The fuzz tier with thousands of cases (make test runs it bounded: FUZZ_EXAMPLES=12, fixed seed).
 fuzz: venv

@@ -52,9 +52,9 @@ import boto3
 from moto import mock_aws
 
 from functions.common.aws import reset_clients
+from functions.common.catalogue import ModelPrice
 from functions.worker.concurrency import AimdPolicy, ConcurrencyController
 from functions.worker.models import Outcome, WorkItem
-from functions.worker.pricing import ModelPrice
 from functions.worker.providers import Completion, ModelThrottled, OfflineBehaviour, OfflineProvider
 from functions.worker.service import GenerationService
 from tests.integration.worker.conftest import AUTHORS, World, start

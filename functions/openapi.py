@@ -15,6 +15,7 @@ from pathlib import Path
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 
 from functions.common.api import API_DOMAINS, OPENAPI_TITLE, OPENAPI_VERSION, PUBLIC_PATHS, build_resolver
+from functions.common.money import raw_numbers
 from functions.openapi_contract import complete_contract
 
 DOCUMENT = Path(__file__).resolve().parent / "health" / "openapi.json"
@@ -37,11 +38,40 @@ def openapi_document() -> dict:
     for path in PUBLIC_PATHS & document["paths"].keys():
         for operation in document["paths"][path].values():
             operation["security"] = []
+    _document_bad_requests(document)
     return complete_contract(document)
 
 
+BAD_REQUEST = (
+    "The request cannot be accepted as sent: malformed JSON, a missing field, a wrong type or an "
+    "out-of-range value (`details` lists each problem: `loc`, `msg`)"
+)
+UNSUPPORTED_MEDIA_TYPE = "The body is not JSON: send it with `Content-Type: application/json`"
+
+
+def _document_bad_requests(document: dict) -> None:
+    """Powertools documents request validation as 422 with its own schema; this API answers 400 with
+    the error body (functions.common.api), and 415 for a body that is not JSON."""
+    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for operation in (op for item in document["paths"].values() for op in item.values()):
+        responses = operation["responses"]
+        validation = responses.pop("422", None)
+        if validation is None or operation.get("security") == []:
+            continue
+        own = responses.get("400", {}).get("description")
+        description = f"{own}; or {BAD_REQUEST[0].lower()}{BAD_REQUEST[1:]}" if own else BAD_REQUEST
+        responses["400"] = {"description": description, "content": error_ref}
+        if "requestBody" in operation:
+            responses["415"] = {"description": UNSUPPORTED_MEDIA_TYPE, "content": error_ref}
+    schemas = document.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+
+
 def render() -> str:
-    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+    # Schema defaults are dumped by pydantic: never as the markers of an answer being written.
+    with raw_numbers(False):
+        return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
 
 
 def main() -> None:

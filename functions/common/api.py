@@ -13,6 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
@@ -25,6 +26,7 @@ from pydantic import BaseModel
 from functions.common.auth import Caller, caller_from_event
 from functions.common.body_guard import UNSUPPORTED_MEDIA_TYPE_MESSAGE, BodyRejection, body_rejection
 from functions.common.errors import DomainError, UnauthorizedError
+from functions.common.money import dumps, raw_numbers
 from functions.common.observability import logger
 
 OPENAPI_TITLE = "plot-palette API"
@@ -130,12 +132,20 @@ def _invalid_request(app: APIGatewayHttpResolver, error: RequestValidationError)
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in error.errors()
     ]
-    return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "Request validation failed", details)
+    # 400, as the spec answers missing fields and malformed JSON (Powertools' default is 422).
+    return error_response(HTTPStatus.BAD_REQUEST, "Request validation failed", details)
+
+
+def _exact_numbers(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+    # Money and percentages leave as exact JSON numbers (functions.common.money).
+    with raw_numbers():
+        return next_middleware(app)
 
 
 def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
     """A validating HTTP API resolver with the shared error mapping and the given domain routers."""
-    app = JsonApiResolver(enable_validation=True)
+    app = JsonApiResolver(enable_validation=True, serializer=dumps)
+    app.use(middlewares=[_exact_numbers])
     for router in routers:
         app.include_router(router)
 

@@ -1,32 +1,32 @@
-"""Dashboard response models. Every ``Decimal`` (money, percentages) is a JSON string, as in the jobs
-API (see ``functions.jobs.models``); counts are JSON integers."""
+"""Dashboard response models. Every ``Decimal`` (money, percentages) is an exact JSON number, as in
+the jobs API (see ``functions.common.money``); counts are JSON integers."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from functions.common.money import DecimalString
+from functions.common.money import DecimalNumber
 from functions.common.status import JobStatus
 
 
 class Progress(BaseModel):
     records_generated: int
     target_records: int
-    percentage: DecimalString = Field(description="0..100, two decimals.")
+    percentage: DecimalNumber = Field(description="0..100, two decimals.")
 
 
 class CostBreakdown(BaseModel):
-    bedrock: DecimalString
-    fargate: DecimalString
-    s3: DecimalString
-    total: DecimalString
+    bedrock: DecimalNumber
+    fargate: DecimalNumber
+    s3: DecimalNumber
+    total: DecimalNumber
 
 
 class Budget(BaseModel):
-    limit: DecimalString
-    used: DecimalString
-    remaining: DecimalString = Field(description="limit - used, never below 0.")
-    percentage_used: DecimalString = Field(
+    limit: DecimalNumber
+    used: DecimalNumber
+    remaining: DecimalNumber = Field(description="limit - used, never below 0.")
+    percentage_used: DecimalNumber = Field(
         description="used / limit * 100, two decimals; may pass 100 by at most one unit of work."
     )
 

@@ -89,14 +89,15 @@ def _json(status: int, body: Any) -> Response:
     description=(
         "Queues a job for a template version readable by you and one of your seed-data uploads. "
         "With an `Idempotency-Key` header a retry answers the first answer and creates nothing; the "
-        "same key with a different body is a 422, a retry while the first is still running a 409, and "
+        "same key with a different body is a 400, a retry while the first is still running a 409, and "
         "a retry after its job was deleted a 409 too."
     ),
     responses=api_responses(
         (201, "Queued"),
         e400=(
-            "Malformed Idempotency-Key, an export_config.compression the output_format cannot use, "
-            "or a seed file larger than the upload limit"
+            "Malformed Idempotency-Key, or one already used with a different body, an "
+            "export_config.compression the output_format cannot use, or a seed file larger than the "
+            "upload limit"
         ),
         e401="No JWT claims",
         e403="seed_data_path is not under seed-data/{you}/",

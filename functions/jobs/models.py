@@ -1,9 +1,9 @@
 """Jobs: request, response, domain and stored-row models.
 
 The stored row (``JobRecord``) follows docs/data-model.md (Jobs table) verbatim. Money is
-``Decimal`` end to end; in JSON answers every ``Decimal`` field is a **string** (``"12.50"``), which
-is what pydantic's JSON mode (and so the Powertools resolver) writes, so no float ever rounds a
-dollar amount. Counts (records, tokens, priority, versions) are JSON integers.
+``Decimal`` end to end; JSON answers write every amount as an exact JSON number (``0.000000461``,
+see ``functions.common.money``) and requests take ``budget_limit`` as a number or a numeric string.
+Counts (records, tokens, priority, versions) are JSON integers.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import re
 from decimal import ROUND_UP, Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 from functions.common.exports import PARTITION_STRATEGIES, PARTITION_STRATEGY_PATTERN, ExportConfig
 from functions.common.json_types import json_int
-from functions.common.money import DecimalString
+from functions.common.money import DecimalNumber
 from functions.common.sizes import DEFAULT_TASK_SIZE, TaskSize
 from functions.common.status import JobStatus
 from functions.common.storage import OutputFormat
@@ -39,7 +39,12 @@ def _budget_schema(schema: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------- requests
 
-Money = Annotated[Decimal, Field(gt=0, le=1000, max_digits=12, decimal_places=6, allow_inf_nan=False)]
+Money = Annotated[
+    Decimal,
+    Field(gt=0, le=1000, max_digits=12, decimal_places=6, allow_inf_nan=False),
+    # A JSON number, as the spec writes it; a numeric string ("50.0") is accepted too.
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1000}),
+]
 
 
 class CreateJobRequest(BaseModel):
@@ -50,7 +55,14 @@ class CreateJobRequest(BaseModel):
         default=None, description="Default: the template's latest version."
     )
     seed_data_path: str = Field(
-        min_length=1, max_length=1024, description="An uploaded object's key, under `seed-data/{you}/`."
+        min_length=1,
+        max_length=1024,
+        description=(
+            "Your seed data, under `seed-data/{you}/`: an uploaded object's key "
+            "(`seed-data/{you}/authors.jsonl`), the same as an `s3://{bucket}/{key}` URI of this "
+            "deployment's bucket, or a folder ending in `/` (`seed-data/{you}/batch-1/`): every seed "
+            "file in it, in key order, read as one stream of records."
+        ),
     )
     budget_limit: Money = Field(
         description=(
@@ -100,13 +112,18 @@ class ListJobsQuery(BaseModel):
 # ---------------------------------------------------------------- stored row / domain
 
 
+def _zero() -> Any:
+    # Documented as the number 0 (pydantic would write the Decimal default as the string "0").
+    return Field(default=Decimal(0), json_schema_extra={"default": 0})
+
+
 class Cost(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    bedrock: DecimalString = Decimal(0)
-    fargate: DecimalString = Decimal(0)
-    s3: DecimalString = Decimal(0)
-    total: DecimalString = Decimal(0)
+    bedrock: DecimalNumber = _zero()
+    fargate: DecimalNumber = _zero()
+    s3: DecimalNumber = _zero()
+    total: DecimalNumber = _zero()
 
 
 class JobResult(BaseModel):
@@ -131,7 +148,7 @@ class _JobFields(BaseModel):
     template_id: str
     template_version: int
     seed_data_path: str
-    budget_limit: DecimalString
+    budget_limit: DecimalNumber
     output_format: OutputFormat
     num_records: int
     priority: int
@@ -175,8 +192,8 @@ class JobSummary(BaseModel):
     created_at: str
     updated_at: str
     records_generated: int
-    cost_estimate: DecimalString = Field(description="Dollars spent so far (the rolled-up `cost.total`).")
-    budget_limit: DecimalString
+    cost_estimate: DecimalNumber = Field(description="Dollars spent so far (the rolled-up `cost.total`).")
+    budget_limit: DecimalNumber
 
     @classmethod
     def of(cls, job: JobRecord) -> JobSummary:
@@ -210,9 +227,27 @@ def _plain_json(value: Any) -> Any:
     return value
 
 
-class JobDetail(_JobFields):
-    """The whole job: its config, progress, cost and outcome (never the lifecycle's task token)."""
+class JobConfig(BaseModel):
+    """What the job was created with (the spec's ``job['config']``), as the job runs it: the template
+    version is the one resolved at create time."""
 
+    template_id: str
+    template_version: int
+    seed_data_path: str
+    budget_limit: DecimalNumber
+    output_format: OutputFormat
+    num_records: int
+    task_size: str | None = None
+    partition_strategy: str | None = None
+    export_config: dict[str, Any] | None = None
+    priority: int
+
+
+class JobDetail(_JobFields):
+    """The whole job: its ``config``, progress, cost and outcome (never the lifecycle's task token).
+    The config fields are also at the top level, as before ``config`` existed."""
+
+    config: JobConfig
     # Always in the answer: required in the schema, unlike the stored row's defaults.
     records_generated: int
     tokens_used: int
@@ -223,6 +258,7 @@ class JobDetail(_JobFields):
     def of(cls, job: JobRecord) -> JobDetail:
         data = job.model_dump()
         data["export_config"] = _plain_json(job.export_config)
+        data["config"] = {name: data[name] for name in JobConfig.model_fields}
         return cls.model_validate(data)
 
 

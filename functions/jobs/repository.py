@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from functions.common.dynamo import TransactionConflictError, cancellation_codes, from_item, to_item
 from functions.common.retry import RetryPolicy
 from functions.common.status import JobStatus
+from functions.common.storage import list_seed_files
 from functions.jobs.models import JobRecord
 
 USER_ID_INDEX = "user-id-index"
@@ -222,6 +223,13 @@ class JobFiles:
         self._s3 = s3_client
         self._presign = presign_client or s3_client
         self._bucket = bucket
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    def seed_files(self, folder: str) -> list[str]:
+        return list_seed_files(self._s3, self._bucket, folder)
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None

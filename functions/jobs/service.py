@@ -6,7 +6,8 @@ Decisions where the issue is silent (also in the route descriptions):
 
 * ``Idempotency-Key``: the idempotency record is keyed by the caller **and** the key, so two users'
   identical keys never collide. A retry with the same key and the same body answers the first
-  answer (201, same ``job_id``) and writes nothing. The same key with a *different* body is a 422;
+  answer (201, same ``job_id``) and writes nothing. The same key with a *different* body is a 400
+  (as Stripe answers it; the API answers 400 for every request it cannot accept as sent);
   while the first request is still running, a retry is a 409. Keys are 1..128 printable ASCII
   characters and are remembered for ``IDEMPOTENCY_TTL_SECONDS`` (default one hour). A retry whose
   job has been deleted since is a 409 saying so (never 201 with the id of a job that 404s).
@@ -43,7 +44,6 @@ from functions.common.cursor import decode_cursor, encode_cursor
 from functions.common.errors import (
     BadRequestError,
     ConflictError,
-    DomainError,
     ForbiddenError,
     NotFoundError,
 )
@@ -55,7 +55,12 @@ from functions.common.events import (
 )
 from functions.common.exports import compression_error, exports_prefix
 from functions.common.observability import logger
-from functions.common.storage import seed_prefix
+from functions.common.storage import (
+    SeedFolderTooLargeError,
+    SeedPathError,
+    is_seed_folder,
+    seed_location,
+)
 from functions.jobs.models import (
     CreateJobRequest,
     CreateJobResponse,
@@ -83,10 +88,6 @@ STOPPED = frozenset({JobStatus.BUDGET_EXCEEDED, JobStatus.CANCELLED, JobStatus.F
 IDEMPOTENCY_KEY_PREFIX = "plot-palette.jobs.create"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-class UnprocessableError(DomainError):
-    status_code = 422
 
 
 class ReadableTemplate(Protocol):
@@ -183,9 +184,7 @@ class JobsService:
         try:
             answer = self._idempotent_create(user_id=user_id, request=request, idempotency=payload)
         except IdempotencyValidationError:
-            raise UnprocessableError(
-                "Idempotency-Key was already used with a different request body"
-            ) from None
+            raise BadRequestError("Idempotency-Key was already used with a different request body") from None
         except IdempotencyAlreadyInProgressError:
             raise ConflictError("A request with this Idempotency-Key is still in progress") from None
         if self._jobs.get(answer.job_id) is None:
@@ -208,12 +207,7 @@ class JobsService:
         if template is None or not template.is_readable_by(user_id):
             # Another user's private template answers like a missing one: no existence leak.
             raise NotFoundError("Template version not found")
-        prefix = seed_prefix(user_id)
-        if not request.seed_data_path.startswith(prefix) or len(request.seed_data_path) == len(prefix):
-            raise ForbiddenError(
-                "seed_data_path must be one of your uploads, under seed-data/{your user id}/"
-            )
-        self._check_seed_size(request.seed_data_path)
+        seed_key = self._seed_key(user_id, request.seed_data_path)
 
         job_id = self._new_id()
         created_at = self._clock()
@@ -224,7 +218,7 @@ class JobsService:
             "user_status": user_status_key(user_id, JobStatus.QUEUED),
             "template_id": template.template_id,
             "template_version": template.version,
-            "seed_data_path": request.seed_data_path,
+            "seed_data_path": seed_key,
             "budget_limit": request.budget_limit,
             "output_format": request.output_format.value,
             "num_records": request.num_records,
@@ -261,6 +255,24 @@ class JobsService:
             logger.exception("Job Queued not published; the job is committed", extra={"job_id": job_id})
         logger.info("Job queued", extra={"job_id": job_id, "template_id": template.template_id})
         return CreateJobResponse(job_id=job_id, status=JobStatus.QUEUED, created_at=created_at)
+
+    def _seed_key(self, user_id: str, path: str) -> str:
+        """The key or folder the job reads (an ``s3://`` URI is stored as its key): 403 when it is
+        not the caller's, 404 when there is no such object or no file in the folder."""
+        try:
+            key = seed_location(path, user_id, self._files.bucket)
+        except SeedPathError as error:
+            raise ForbiddenError(f"{error}: one of your uploads, or a folder of them") from None
+        if is_seed_folder(key):
+            try:
+                found = bool(self._files.seed_files(key))
+            except SeedFolderTooLargeError as error:
+                raise BadRequestError(str(error)) from None
+            if not found:
+                raise NotFoundError("Seed data not found")
+        else:
+            self._check_seed_size(key)
+        return key
 
     def _check_seed_size(self, key: str) -> None:
         """404 without the object; 400 when it is larger than an upload may be (a presigned PUT

@@ -112,20 +112,31 @@ class UploadResponse(BaseModel):
 class ValidateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    s3_key: str = Field(min_length=1, max_length=1024)
+    s3_key: str = Field(
+        min_length=1,
+        max_length=1024,
+        description=(
+            "Your upload's key, the same as an `s3://{bucket}/{key}` URI, or a folder of your uploads "
+            "ending in `/`: every file in it, in key order, checked as one stream of records."
+        ),
+    )
     template_id: str = Field(min_length=1, max_length=256)
     template_version: json_int(1, 1_000_000) | None = None  # type: ignore[valid-type]
 
 
 class RecordError(BaseModel):
-    record: int | None = Field(description="1-based position of the record in the file.")
-    line: int | None = Field(description="1-based line where the record (or the malformed data) is.")
+    record: int | None = Field(
+        description="1-based position of the record in the file (in a folder: across its files)."
+    )
+    line: int | None = Field(
+        description="1-based line where the record (or the malformed data) is, in its file."
+    )
     message: str
 
 
 class ValidationSuccess(BaseModel):
     valid: Literal[True] = True
-    format: str
+    format: str = Field(description="json, jsonl or csv; `mixed` for a folder of several formats.")
     records_checked: int
 
 

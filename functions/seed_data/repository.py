@@ -8,6 +8,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from functions.common.storage import list_seed_files
+
 READ_CHUNK_BYTES = 256 * 1024
 
 
@@ -27,6 +29,14 @@ class SeedStore:
         self._s3 = s3_client
         self._presign = presign_client
         self._bucket = bucket
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    def list_keys(self, folder: str) -> list[str]:
+        """The seed files of a folder, in key order."""
+        return list_seed_files(self._s3, self._bucket, folder)
 
     def presigned_put(self, key: str, content_type: str, expires_in: int) -> str:
         url: str = self._presign.generate_presigned_url(

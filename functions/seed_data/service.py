@@ -8,7 +8,13 @@ from typing import Any
 
 from functions.common.errors import BadRequestError, ForbiddenError, NotFoundError
 from functions.common.observability import logger
-from functions.common.storage import seed_prefix
+from functions.common.storage import (
+    SeedFolderTooLargeError,
+    SeedPathError,
+    is_seed_folder,
+    seed_location,
+    seed_prefix,
+)
 from functions.seed_data.models import (
     FILENAME_PATTERN,
     MAX_FILENAME_CHARS,
@@ -64,6 +70,15 @@ def seed_filename(filename: str) -> str:
     return name
 
 
+def _too_large(size: int, limit: int) -> ValidationFailure:
+    return ValidationFailure(
+        error=f"The seed file is {size} bytes; the upload limit is {limit} bytes",
+        records_checked=0,
+        missing_fields=[],
+        errors=[],
+    )
+
+
 def has_path(record: dict[str, Any], path: str) -> bool:
     value: Any = record
     for part in path.split("."):
@@ -114,84 +129,112 @@ class SeedDataService:
         )
 
     def validate(self, caller: str, request: ValidateRequest) -> ValidationSuccess | ValidationFailure:
-        key = request.s3_key
-        prefix = seed_prefix(caller)
-        rest = key[len(prefix) :] if key.startswith(prefix) else ""
-        if not rest or ".." in rest.split("/") or "//" in key:
-            raise ForbiddenError("Forbidden")
+        """Check every record against the template: one file, or every file of a folder in key order
+        as one stream (records numbered across the files, lines within each)."""
+        try:
+            key = seed_location(request.s3_key, caller, self._store.bucket)
+        except SeedPathError:
+            raise ForbiddenError("Forbidden") from None
         template = self._templates.get_version(request.template_id, request.template_version)
         if template is None:
             raise NotFoundError("Template not found")
         if not template.is_readable_by(caller):
             raise ForbiddenError("Forbidden")
-        seed = self._store.open(key)
-        if seed is None:
-            raise NotFoundError("Seed data not found")
-        if seed.size > self._max_bytes:
-            # A presigned PUT cannot bound the size it accepts, so the object's own size decides.
-            seed.close()
-            return ValidationFailure(
-                error=f"The seed file is {seed.size} bytes; the upload limit is {self._max_bytes} bytes",
-                records_checked=0,
-                missing_fields=[],
-                errors=[],
-            )
-        try:
-            return self._check(seed.chunks, key, seed.content_type, seed.size, template.schema_requirements)
-        finally:
-            seed.close()
+        keys = self._files(key)
+        check = _Check(template.schema_requirements, folder=is_seed_folder(key))
+        for file_key in keys:
+            seed = self._store.open(file_key)
+            if seed is None:
+                raise NotFoundError("Seed data not found")
+            if seed.size > self._max_bytes:
+                # A presigned PUT cannot bound the size it accepts, so the object's own size decides.
+                seed.close()
+                return _too_large(seed.size, self._max_bytes)
+            try:
+                failure = check.file(seed.chunks, file_key, seed.content_type, seed.size)
+            finally:
+                seed.close()
+            if failure is not None:
+                return failure
+        return check.result(key)
 
-    @staticmethod
-    def _check(
-        chunks: Any, key: str, content_type: str | None, size: int, requirements: list[str]
-    ) -> ValidationSuccess | ValidationFailure:
+    def _files(self, key: str) -> list[str]:
+        if not is_seed_folder(key):
+            return [key]
+        try:
+            keys = self._store.list_keys(key)
+        except SeedFolderTooLargeError as error:
+            raise BadRequestError(str(error)) from None
+        if not keys:
+            raise NotFoundError("Seed data not found")
+        return keys
+
+
+class _Check:
+    """Records checked so far, across the files of one validation."""
+
+    def __init__(self, requirements: list[str], *, folder: bool) -> None:
+        self._requirements = requirements
+        self._folder = folder
+        self.missing_fields: set[str] = set()
+        self.errors: list[RecordError] = []
+        self.checked = 0
+        self.invalid = 0
+        self.size = 0
+        self.format: str | None = None
+
+    def file(self, chunks: Any, key: str, content_type: str | None, size: int) -> ValidationFailure | None:
+        """Check one file's records; a failure that ends the validation (unreadable, malformed)."""
+        self.size += size
         try:
             fmt = detect_format(key, content_type)
         except SeedDataError as error:
-            return ValidationFailure(error=error.message, records_checked=0, missing_fields=[], errors=[])
-        missing_fields: set[str] = set()
-        errors: list[RecordError] = []
-        checked = 0
-        invalid = 0
+            return self._failure(error.message)
+        self.format = fmt.value if self.format in (None, fmt.value) else "mixed"
         try:
             for record in iter_seed_records(chunks, fmt):
-                checked += 1
-                missing = [path for path in requirements if not has_path(record.data, path)]
-                if missing:
-                    invalid += 1
-                    missing_fields.update(missing)
-                    if len(errors) < MAX_REPORTED_ERRORS:
-                        errors.append(
-                            RecordError(
-                                record=record.index + 1,
-                                line=record.line,
-                                message="Missing required field(s): " + ", ".join(missing),
-                            )
-                        )
+                self._record(record.data, record.line)
         except SeedDataError as error:
             where = f" on line {error.line}" if error.line is not None else ""
-            errors = errors[: MAX_REPORTED_ERRORS - 1]
-            errors.append(RecordError(record=checked + 1, line=error.line, message=error.message))
+            where += f" of {key}" if self._folder else ""
+            self.errors = self.errors[: MAX_REPORTED_ERRORS - 1]
+            self.errors.append(RecordError(record=self.checked + 1, line=error.line, message=error.message))
             logger.info("Seed data malformed", extra={"s3_key": key, "line": error.line})
-            return ValidationFailure(
-                error=f"Malformed {fmt.value.upper()}{where}: {error.message}",
-                format=fmt.value,
-                records_checked=checked,
-                missing_fields=sorted(missing_fields),
-                errors=errors,
+            return self._failure(f"Malformed {fmt.value.upper()}{where}: {error.message}")
+        return None
+
+    def _record(self, data: dict[str, Any], line: int) -> None:
+        self.checked += 1
+        missing = [path for path in self._requirements if not has_path(data, path)]
+        if not missing:
+            return
+        self.invalid += 1
+        self.missing_fields.update(missing)
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(
+                RecordError(
+                    record=self.checked, line=line, message="Missing required field(s): " + ", ".join(missing)
+                )
             )
-        if checked == 0:
-            message = "The seed data file is empty" if size == 0 else "The seed data file has no records"
-            return ValidationFailure(
-                error=message, format=fmt.value, records_checked=0, missing_fields=[], errors=[]
+
+    def _failure(self, message: str) -> ValidationFailure:
+        return ValidationFailure(
+            error=message,
+            format=self.format,
+            records_checked=self.checked,
+            missing_fields=sorted(self.missing_fields),
+            errors=self.errors,
+        )
+
+    def result(self, key: str) -> ValidationSuccess | ValidationFailure:
+        if self.checked == 0:
+            self.errors = []
+            return self._failure(
+                "The seed data file is empty" if self.size == 0 else "The seed data file has no records"
             )
-        logger.info("Seed data checked", extra={"s3_key": key, "records": checked, "invalid": invalid})
-        if invalid:
-            return ValidationFailure(
-                error=f"{invalid} of {checked} records lack fields the template reads",
-                format=fmt.value,
-                records_checked=checked,
-                missing_fields=sorted(missing_fields),
-                errors=errors,
-            )
-        return ValidationSuccess(format=fmt.value, records_checked=checked)
+        logger.info(
+            "Seed data checked", extra={"s3_key": key, "records": self.checked, "invalid": self.invalid}
+        )
+        if self.invalid:
+            return self._failure(f"{self.invalid} of {self.checked} records lack fields the template reads")
+        return ValidationSuccess(format=self.format or "", records_checked=self.checked)

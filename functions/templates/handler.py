@@ -24,6 +24,7 @@ from functions.common.settings import (
 )
 from functions.templates.models import (
     CreateTemplateRequest,
+    ModelListResponse,
     TemplateDeleteResponse,
     TemplateListResponse,
     TemplateResponse,
@@ -76,16 +77,22 @@ def create_template(request: CreateTemplateRequest) -> Response[TemplateWriteRes
     "/templates",
     tags=["templates"],
     summary="Your templates (latest versions, newest update first), then others' public ones",
+    description=(
+        "`is_public=true`: every public template (yours too); `is_public=false`: your private ones; "
+        "absent: yours, then others' public ones. Each item has the latest version's "
+        "`schema_requirements`."
+    ),
     responses={200: {"description": "A page"}, 400: error_doc("Invalid cursor")},
 )
 def list_templates(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    is_public: Annotated[bool | None, Query(description="Filter by visibility.")] = None,
     last_key: Annotated[
         str | None, Query(max_length=2048, description="Cursor from the previous page.")
     ] = None,
 ) -> TemplateListResponse:
     caller = current_caller(router)
-    return _service().list(caller.user_id, limit, last_key)
+    return _service().list(caller.user_id, limit, last_key, is_public)
 
 
 @router.get(
@@ -143,6 +150,21 @@ def update_template(template_id: str, request: UpdateTemplateRequest) -> Templat
 def delete_template(template_id: str) -> TemplateDeleteResponse:
     caller = current_caller(router)
     return _service().delete(caller.user_id, template_id)
+
+
+@router.get(
+    "/models",
+    tags=["templates"],
+    summary="The models a template step may name, with prices per million tokens",
+    description=(
+        "A step's `model` is one of these aliases (or Bedrock ids, or a tier name), its `model_tier` "
+        "one of the tiers; `POST`/`PUT /templates` refuse any other name with a 400."
+    ),
+    responses={200: {"description": "The catalogue"}, 401: error_doc("No JWT claims")},
+)
+def list_models() -> ModelListResponse:
+    current_caller(router)
+    return ModelListResponse.catalogue()
 
 
 app = build_resolver(router)

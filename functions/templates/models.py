@@ -11,6 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.common.catalogue import DEFAULT_TIER, MODELS, TIERS, tiers_of
+from functions.common.money import DecimalNumber
+
 MAX_STEPS = 10
 MAX_DEFINITION_BYTES = 50 * 1024
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -31,8 +34,18 @@ class TemplateStep(BaseModel):
         ),
         json_schema_extra={"pattern": r"\S"},
     )
-    model: str | None = Field(default=None, max_length=256)
-    model_tier: str | None = Field(default=None, max_length=64)
+    model: str | None = Field(
+        default=None,
+        max_length=256,
+        description="A model of `GET /models`: its alias (`llama-3.1-8b`), Bedrock id or a tier name.",
+    )
+    model_tier: str | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "`tier-1`/`cheap`, `tier-2`/`balanced`, `tier-3`/`premium`; `model` wins. Default: tier-1."
+        ),
+    )
 
 
 class TemplateDefinition(BaseModel):
@@ -81,6 +94,9 @@ class TemplateHead(BaseModel):
     name: str
     description: str | None = None
     is_public: bool = False
+    schema_requirements: list[str] | None = Field(
+        default=None, description="The latest version's; None on heads written before it was kept there."
+    )
     created_at: str
     updated_at: str
 
@@ -151,6 +167,7 @@ class TemplateSummary(BaseModel):
     description: str | None = None
     is_public: bool
     is_owner: bool
+    schema_requirements: list[str] = Field(description="The seed fields the latest version reads.")
     created_at: str
     updated_at: str
 
@@ -171,3 +188,37 @@ class TemplateDeleteResponse(BaseModel):
 def definition_to_dict(definition: TemplateDefinition) -> dict[str, Any]:
     """The definition as stored and as measured for the size limit (no null optional fields)."""
     return definition.model_dump(exclude_none=True)
+
+
+class CatalogueModel(BaseModel):
+    alias: str = Field(description="What a step's `model` may say, e.g. `llama-3.1-8b`.")
+    model_id: str = Field(description="The Bedrock model id the worker invokes and bills (also accepted).")
+    name: str
+    tiers: list[str] = Field(description="The tier names that choose this model.")
+    input_per_million: DecimalNumber = Field(description="US dollars per million input tokens.")
+    output_per_million: DecimalNumber = Field(description="US dollars per million output tokens.")
+
+
+class ModelListResponse(BaseModel):
+    models: list[CatalogueModel]
+    tiers: dict[str, str] = Field(description="Tier name -> the alias of the model it chooses.")
+    default_tier: str = Field(description="The tier of a step that names neither model nor tier.")
+    currency: str = "USD"
+
+    @classmethod
+    def catalogue(cls) -> ModelListResponse:
+        return cls(
+            models=[
+                CatalogueModel(
+                    alias=price.alias,
+                    model_id=price.model_id,
+                    name=price.name,
+                    tiers=tiers_of(price.model_id),
+                    input_per_million=price.input_per_million,
+                    output_per_million=price.output_per_million,
+                )
+                for price in MODELS.values()
+            ],
+            tiers={tier: MODELS[model_id].alias for tier, model_id in TIERS.items()},
+            default_tier=DEFAULT_TIER,
+        )

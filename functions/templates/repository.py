@@ -114,10 +114,12 @@ class TemplateRepository:
         owner_id: str | None = None,
         public: bool = False,
         exclude_user_id: str | None = None,
+        private_only: bool = False,
         limit: int,
         exclusive_start_key: dict[str, Any] | None = None,
     ) -> HeadPage:
-        """Newest-updated-first head items of one owner, or public ones (minus one user's)."""
+        """Newest-updated-first head items of one owner (only the private ones with ``private_only``),
+        or public ones (minus one user's)."""
         if (owner_id is None) == (not public):
             raise ValueError("give exactly one of owner_id or public=True")
         args: dict[str, Any] = {"TableName": self._table, "Limit": limit, "ScanIndexForward": False}
@@ -132,6 +134,9 @@ class TemplateRepository:
             args["IndexName"] = USER_TEMPLATES_INDEX
             args["KeyConditionExpression"] = "owner_id = :o"
             values = {":o": owner_id}
+            if private_only:
+                args["FilterExpression"] = "is_public = :false"
+                values[":false"] = False
         args["ExpressionAttributeValues"] = to_item(values)
         if exclusive_start_key is not None:
             args["ExclusiveStartKey"] = to_item(exclusive_start_key)
@@ -324,6 +329,8 @@ def _head_values(template: TemplateVersion, *, created_at: str) -> dict[str, Any
         "name": template.name,
         "description": template.description,
         "is_public": template.is_public,
+        # The list shows each template's requirements without reading its latest version.
+        "schema_requirements": list(template.schema_requirements),
         "created_at": created_at,
         "updated_at": template.created_at,
     }

@@ -6,15 +6,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from functions.common.catalogue import UnknownModelError, resolve_model
 from functions.common.clock import now_iso
 from functions.common.cursor import decode_cursor, encode_cursor
 from functions.common.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
 from functions.common.events import EventPublisher, TemplateCreated, TemplateDeleted, TemplateVersionCreated
 from functions.common.observability import logger
 from functions.common.retry import RetryPolicy
-from functions.templates.analysis import analyze_definition
+from functions.templates.analysis import TemplateDefinitionError, analyze_definition
 from functions.templates.models import (
     CreateTemplateRequest,
+    TemplateDefinition,
     TemplateDeleteResponse,
     TemplateHead,
     TemplateListResponse,
@@ -37,6 +39,30 @@ _PHASE_PUBLIC = "public"
 _CURSOR_KEYS = ("phase", "template_id", "updated_at")
 
 
+def check_models(definition: TemplateDefinition) -> None:
+    """Every step's ``model``/``model_tier`` must be in the catalogue (``functions.common.catalogue``):
+    a 400 naming the step and the known names, so no job of an accepted template fails on its model.
+    The definition is stored as written; the worker resolves the names to Bedrock ids."""
+    for step in definition.steps:
+        try:
+            resolve_model(step.model, step.model_tier)
+        except UnknownModelError as error:
+            message = (
+                f"Step {step.id!r}: unknown {error.field} {error.name!r}; known: {', '.join(error.known)}"
+            )
+            raise TemplateDefinitionError(
+                message, details={"step": step.id, "field": error.field, "known": error.known}
+            ) from None
+
+
+def _requirements(repo: TemplateRepository, head: TemplateHead) -> list[str]:
+    if head.schema_requirements is not None:
+        return head.schema_requirements
+    # A head written before it kept the requirements: read them from its latest version.
+    latest = repo.get_version(head.template_id, head.latest_version)
+    return list(latest.schema_requirements) if latest is not None else []
+
+
 class TemplateService:
     def __init__(
         self,
@@ -57,6 +83,7 @@ class TemplateService:
 
     def create(self, caller: str, request: CreateTemplateRequest) -> TemplateWriteResponse:
         requirements = analyze_definition(request.template_definition)
+        check_models(request.template_definition)
         template = TemplateVersion(
             template_id=self._new_id(),
             version=1,
@@ -79,6 +106,7 @@ class TemplateService:
 
     def update(self, caller: str, template_id: str, request: UpdateTemplateRequest) -> TemplateWriteResponse:
         requirements = analyze_definition(request.template_definition)
+        check_models(request.template_definition)
         for attempt in range(self._retry.attempts):
             head = self._owned_head(caller, template_id)
             template = TemplateVersion(
@@ -139,30 +167,41 @@ class TemplateService:
             raise ForbiddenError("Forbidden")
         return template
 
-    def list(self, caller: str, limit: int, cursor: str | None) -> TemplateListResponse:
+    def list(
+        self, caller: str, limit: int, cursor: str | None, is_public: bool | None = None
+    ) -> TemplateListResponse:
         """The caller's templates (newest update first), then others' public ones, one cursor across both.
 
-        It reads up to ``limit + 1`` heads so the cursor is present only while more remain; the
+        ``is_public=True``: every public template (the caller's too); ``False``: the caller's private
+        ones. It reads up to ``limit + 1`` heads so the cursor is present only while more remain; the
         cursor is the position of the page's last head in its phase.
         """
-        phase, start = _PHASE_OWN, None
+        phase, start = (_PHASE_PUBLIC if is_public else _PHASE_OWN), None
         if cursor is not None:
             phase, start = self._decode_cursor(caller, cursor)
+            if is_public is not None and phase != (_PHASE_PUBLIC if is_public else _PHASE_OWN):
+                raise BadRequestError("Invalid pagination cursor")
         found: list[tuple[str, TemplateHead]] = []
         while len(found) <= limit:
             if phase == _PHASE_OWN:
                 page = self._repo.query_heads(
-                    owner_id=caller, limit=limit + 1 - len(found), exclusive_start_key=start
+                    owner_id=caller,
+                    private_only=is_public is False,
+                    limit=limit + 1 - len(found),
+                    exclusive_start_key=start,
                 )
             else:
                 page = self._repo.query_heads(
-                    public=True, exclude_user_id=caller, limit=limit + 1, exclusive_start_key=start
+                    public=True,
+                    exclude_user_id=None if is_public else caller,
+                    limit=limit + 1,
+                    exclusive_start_key=start,
                 )
             found.extend((phase, head) for head in page.heads)
             if page.last_evaluated_key is not None:
                 start = page.last_evaluated_key
                 continue
-            if phase == _PHASE_PUBLIC:
+            if phase == _PHASE_PUBLIC or is_public is not None:
                 break
             phase, start = _PHASE_PUBLIC, None
         page_items = found[:limit]
@@ -181,6 +220,7 @@ class TemplateService:
                     description=head.description,
                     is_public=head.is_public,
                     is_owner=head.user_id == caller,
+                    schema_requirements=_requirements(self._repo, head),
                     created_at=head.created_at,
                     updated_at=head.updated_at,
                 )

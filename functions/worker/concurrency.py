@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from functions.common.catalogue import ModelPrice
 from functions.common.retry import RetryPolicy
-from functions.worker.pricing import ModelPrice
 from functions.worker.providers import Completion, ModelProvider, ModelThrottled, ProviderUnavailable
 
 DEFAULT_MAX_CONCURRENCY = 16

@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from functions.common.catalogue import ModelPrice
 from functions.common.dynamo import error_code
 from functions.common.retry import RetryPolicy
-from functions.worker.pricing import ModelPrice
 
 DEFAULT_MAX_TOKENS = 1024
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text

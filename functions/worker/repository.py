@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from functions.common.dynamo import error_code, from_item, to_item
 from functions.common.status import JobStatus
-from functions.common.storage import job_prefix
+from functions.common.storage import SeedFolderTooLargeError, job_prefix, list_seed_files
 from functions.seed_data.reader import SeedDataError, detect_format, iter_seed_records
 from functions.worker.models import Checkpoint, GeneratedRecord, JobControl, RecordFailure, Usage
 
@@ -260,6 +260,12 @@ class S3SeedSource:
     def __init__(self, s3_client: Any, bucket: str) -> None:
         self._bucket = bucket
         self._s3 = s3_client
+
+    def list_keys(self, folder: str) -> list[str]:
+        try:
+            return list_seed_files(self._s3, self._bucket, folder)
+        except SeedFolderTooLargeError as error:
+            raise SeedFileError(f"the seed folder {folder}: {error}") from error
 
     def open(self, key: str) -> Iterator[dict[str, Any]]:
         try:

@@ -1,5 +1,8 @@
 """Seed records in order, cycling when the job needs more records than the file holds.
 
+A job's ``seed_data_path`` is one file, or a folder (ending in ``/``): every file in it, in key
+order (listed once per job), read as one stream of records, each file opened as the stream reaches it.
+
 Record position ``p`` of a job uses seed record ``p % n``. The file is streamed, never held in
 memory: each pass over it is a fresh streamed read (one S3 GET, counted in ``opens`` so the
 batch that started the pass is billed for it). A restarted worker ``skip``s to where it left off;
@@ -11,9 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from functions.common.storage import is_seed_folder
+
 
 class SeedSource(Protocol):
     def open(self, key: str) -> Iterator[dict[str, Any]]: ...
+
+    def list_keys(self, folder: str) -> list[str]: ...
 
 
 class EmptySeedFileError(Exception):
@@ -28,11 +35,23 @@ class SeedCursor:
         self._consumed = 0  # records read from the current pass
         self.count: int | None = None  # records in the file, once a pass has ended
         self.opens = 0
+        self._files: list[str] | None = None  # a folder's files, listed on the first pass
 
     def _open(self) -> None:
-        self._records = self._source.open(self._key)
+        if is_seed_folder(self._key):
+            if self._files is None:
+                self._files = self._source.list_keys(self._key)
+            self._records = self._chain(self._files)
+        else:
+            self._records = self._source.open(self._key)
+            self.opens += 1
         self._consumed = 0
-        self.opens += 1
+
+    def _chain(self, keys: list[str]) -> Iterator[dict[str, Any]]:
+        for key in keys:
+            records = self._source.open(key)
+            self.opens += 1
+            yield from records
 
     def next(self) -> tuple[int, dict[str, Any]]:
         """The next position's (seed_index, seed record)."""

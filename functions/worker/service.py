@@ -55,6 +55,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from functions.common.catalogue import ModelPrice, UnknownModelError, resolve_model
 from functions.common.clock import now, to_iso
 from functions.common.observability import logger
 from functions.common.sizes import TASK_SHAPES
@@ -71,7 +72,7 @@ from functions.worker.models import (
     Usage,
     WorkItem,
 )
-from functions.worker.pricing import FargatePrice, ModelPrice, UnknownModelError, resolve_model, s3_cost
+from functions.worker.pricing import FargatePrice, s3_cost
 from functions.worker.providers import DEFAULT_MAX_TOKENS, ModelCallError, ModelProvider, estimate_tokens
 from functions.worker.rendering import PromptRenderer, RenderError
 from functions.worker.repository import (

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -136,6 +137,32 @@ def stop_local(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="session")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    with shared_runtime(tmp_path_factory) as started:
+        yield started
+
+
+_SHARED: dict[str, Any] = {"runtime": None, "users": 0}
+
+
+@contextmanager
+def shared_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    """One local runtime per test process, however many tiers use it (e2e and the black-box suite
+    in tests/blackbox share it); it stops when the last user is done."""
+    if _SHARED["runtime"] is None:
+        _SHARED["stack"] = ExitStack()
+        _SHARED["runtime"] = _SHARED["stack"].enter_context(_start_runtime(tmp_path_factory))
+    _SHARED["users"] += 1
+    try:
+        yield _SHARED["runtime"]
+    finally:
+        _SHARED["users"] -= 1
+        if _SHARED["users"] == 0:
+            stack, _SHARED["runtime"] = _SHARED.pop("stack"), None
+            stack.close()
+
+
+@contextmanager
+def _start_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     state_dir = tmp_path_factory.mktemp("plot-palette")
     log_path = state_dir.parent / "plot-palette-local.log"
     with open(log_path, "wb") as log:

@@ -97,6 +97,12 @@ def test_user_pool_client_allows_password_and_srp_sign_in(each: Synthesized) -> 
     assert client["Properties"]["GenerateSecret"] is False
 
 
+def test_users_may_sign_up_as_the_black_box_suite_does(each: Synthesized) -> None:
+    """tests/blackbox signs up throwaway users with sign_up (no client secret) on any deployment."""
+    _, pool = each.one("AWS::Cognito::UserPool")
+    assert pool["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is False
+
+
 def test_default_stage_is_throttled_and_logged(each: Synthesized) -> None:
     _, stage = each.one("AWS::ApiGatewayV2::Stage", StageName="$default")
     props = stage["Properties"]

@@ -238,8 +238,7 @@ def test_local_stage_outputs_every_resource_under_the_variable_it_fills(
     )
     assert variables["API_ID"] == ref(local.logical_id("AWS::ApiGatewayV2::Api"))
     # The same resource variables the prod worker's ECS task gets, by the same names and values.
-    ((_, task),) = prod.of_type("AWS::ECS::TaskDefinition").items()
-    container_env = {e["Name"] for e in task["Properties"]["ContainerDefinitions"][0]["Environment"]}
+    # (one ECS task definition per task size, each with its own work queue).
     worker_resources = {
         "WORK_QUEUE_URL",
         "JOBS_TABLE",
@@ -247,7 +246,11 @@ def test_local_stage_outputs_every_resource_under_the_variable_it_fills(
         "COST_TRACKING_TABLE",
         "BUCKET_NAME",
     }
-    assert worker_resources <= container_env
+    task_definitions = prod.of_type("AWS::ECS::TaskDefinition").values()
+    assert len(task_definitions) == 4
+    for task in task_definitions:
+        container_env = {e["Name"] for e in task["Properties"]["ContainerDefinitions"][0]["Environment"]}
+        assert worker_resources <= container_env
     assert worker_resources <= set(variables)
     # Prod keeps its operator-facing outputs only.
     assert "ApiId" not in prod.template["Outputs"]

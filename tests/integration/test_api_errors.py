@@ -34,8 +34,8 @@ def test_anonymous_non_json_post_is_still_401(aws, content_type: str) -> None:
     assert answer.status == 401
 
 
-def test_malformed_json_is_422_naming_the_problem(aws) -> None:
+def test_malformed_json_is_400_naming_the_problem(aws) -> None:
     answer = ApiClient(jobs_handler).post("/jobs", raw_body='{"template_id": ')
-    assert answer.status == 422
+    assert answer.status == 400
     assert answer.body["error"] == "Request validation failed"
     assert answer.body["details"][0]["type"] == "json_invalid"

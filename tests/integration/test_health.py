@@ -15,7 +15,7 @@ def test_unknown_route_is_a_json_404() -> None:
     assert answer.body == {"error": "Not found"}
 
 
-def test_an_anonymous_request_with_bad_input_is_401_not_422() -> None:
+def test_an_anonymous_request_with_bad_input_is_401_not_400() -> None:
     from functions.jobs.handler import lambda_handler as jobs_handler
 
     answer = ApiClient(jobs_handler).post("/jobs", user=None, body={"budget_limit": "lots"})

@@ -22,6 +22,7 @@ class ApiResponse:
     status: int
     body: Any
     headers: dict[str, str]
+    text: str = ""  # the body exactly as sent
 
 
 class LambdaContext:
@@ -83,7 +84,9 @@ class ApiClient:
             body = json.loads(raw) if raw else None
         except json.JSONDecodeError:
             body = raw
-        return ApiResponse(status=answer["statusCode"], body=body, headers=answer.get("headers") or {})
+        return ApiResponse(
+            status=answer["statusCode"], body=body, headers=answer.get("headers") or {}, text=raw
+        )
 
     def get(self, path: str, **kwargs: Any) -> ApiResponse:
         return self.request("GET", path, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -29,6 +30,13 @@ from tests.support.http import ApiClient
 pytestmark = pytest.mark.integration
 
 dashboard_api = ApiClient(dashboard_handler)
+
+
+def exact(text: str) -> Any:
+    """The answer with its numbers read as the Decimals they were written from."""
+    return json.loads(text, parse_float=Decimal)
+
+
 MISSING_ID = "00000000-0000-4000-8000-000000000000"
 
 
@@ -106,23 +114,25 @@ def test_dashboard_is_one_get_item_however_many_cost_records(
 
     assert answer.status == 200
     assert dynamodb_calls == ["GetItem"]
-    body = answer.body
+    body = exact(answer.text)
+    percentage = (Decimal(cost_records) * 100 / 2000).quantize(Decimal("0.01"))
+    assert f'"percentage":{percentage}}}' in answer.text
     assert body["progress"] == {
         "records_generated": cost_records,
         "target_records": 2000,
-        "percentage": str((Decimal(cost_records) * 100 / 2000).quantize(Decimal("0.01"))),
+        "percentage": percentage,
     }
     total = Decimal("0.00121") * cost_records
-    assert {k: Decimal(v) for k, v in body["cost"].items()} == {
+    assert body["cost"] == {
         "bedrock": Decimal("0.001") * cost_records,
         "fargate": Decimal("0.0002") * cost_records,
         "s3": Decimal("0.00001") * cost_records,
         "total": total,
     }
-    assert Decimal(body["budget"]["limit"]) == Decimal(10)
-    assert Decimal(body["budget"]["used"]) == total
-    assert Decimal(body["budget"]["remaining"]) == Decimal(10) - total
-    assert body["budget"]["percentage_used"] == str((total * 10).quantize(Decimal("0.01")))
+    assert body["budget"]["limit"] == Decimal(10)
+    assert body["budget"]["used"] == total
+    assert body["budget"]["remaining"] == Decimal(10) - total
+    assert body["budget"]["percentage_used"] == (total * 10).quantize(Decimal("0.01"))
     assert body["tokens_used"] == 50 * cost_records
     assert body["timing"]["started_at"] == "2026-11-28T15:00:00.000Z"
     assert body["timing"]["estimated_completion"] is not None
@@ -136,12 +146,16 @@ def test_a_new_job_shows_zeros(aws: Any) -> None:
     answer = dashboard_api.get(f"/dashboard/{job_id}")
 
     assert answer.status == 200
+    # Numbers, written with the Decimals' digits.
+    assert '"progress":{"records_generated":0,"target_records":100,"percentage":0.00}' in answer.text
+    assert '"cost":{"bedrock":0,"fargate":0,"s3":0,"total":0}' in answer.text
+    assert '"budget":{"limit":25.50,"used":0,"remaining":25.50,"percentage_used":0.00}' in answer.text
     assert answer.body == {
         "job_id": job_id,
         "status": "QUEUED",
-        "progress": {"records_generated": 0, "target_records": 100, "percentage": "0.00"},
-        "cost": {"bedrock": "0", "fargate": "0", "s3": "0", "total": "0"},
-        "budget": {"limit": "25.50", "used": "0", "remaining": "25.50", "percentage_used": "0.00"},
+        "progress": {"records_generated": 0, "target_records": 100, "percentage": 0},
+        "cost": {"bedrock": 0, "fargate": 0, "s3": 0, "total": 0},
+        "budget": {"limit": 25.5, "used": 0, "remaining": 25.5, "percentage_used": 0},
         "timing": {
             "created_at": item["created_at"],
             "started_at": None,
@@ -181,11 +195,12 @@ def test_budget_overshoot_is_shown_as_is_and_remaining_never_negative(aws: Any) 
     )
     roll_up(aws, job_id, records=6, tokens=600, bedrock="1.1", fargate="0.05", s3="0.002")
 
-    body = dashboard_api.get(f"/dashboard/{job_id}").body
+    answer = dashboard_api.get(f"/dashboard/{job_id}")
+    body = answer.body
 
     assert body["status"] == "BUDGET_EXCEEDED"
-    assert body["budget"] == {"limit": "1", "used": "1.152", "remaining": "0", "percentage_used": "115.20"}
-    assert body["progress"]["percentage"] == "60.00"
+    assert '"budget":{"limit":1,"used":1.152,"remaining":0,"percentage_used":115.20}' in answer.text
+    assert '"percentage":60.00}' in answer.text
     # A finished job's estimate is when it finished.
     assert (
         body["timing"]["completed_at"] == body["timing"]["estimated_completion"] == "2026-11-28T15:30:00.000Z"

@@ -183,13 +183,13 @@ def test_named_version_is_used_and_a_missing_version_is_404(aws: Any) -> None:
         ("unexpected", "field"),
     ],
 )
-def test_invalid_body_is_422_and_writes_nothing(aws: Any, field: str, value: Any) -> None:
+def test_invalid_body_is_400_and_writes_nothing(aws: Any, field: str, value: Any) -> None:
     body = job_body(make_template(aws, "user-1"), upload_seed(aws, "user-1"))
     body[field] = value
 
     answer = jobs_api.post("/jobs", body=body)
 
-    assert answer.status == 422
+    assert answer.status == 400
     assert answer.body["error"] == "Request validation failed"
     assert any(field in d["loc"] for d in answer.body["details"])
     _assert_nothing_written(aws)
@@ -225,7 +225,7 @@ def test_an_unknown_config_value_is_refused_naming_the_allowed_ones(
 
     answer = jobs_api.post("/jobs", body=body)
 
-    assert answer.status == 422  # 400 once every validation error answers 400 (issue 10)
+    assert answer.status == 400
     (detail,) = [d for d in answer.body["details"] if field in d["loc"]]
     assert all(name in detail["msg"] for name in allowed), detail["msg"]
     _assert_nothing_written(aws)
@@ -261,11 +261,11 @@ def test_a_compression_the_output_format_cannot_use_is_400(
 @pytest.mark.parametrize(
     "missing", ["template_id", "seed_data_path", "budget_limit", "output_format", "num_records"]
 )
-def test_a_missing_required_field_is_422(aws: Any, missing: str) -> None:
+def test_a_missing_required_field_is_400(aws: Any, missing: str) -> None:
     body = job_body(make_template(aws, "user-1"), upload_seed(aws, "user-1"))
     del body[missing]
     answer = jobs_api.post("/jobs", body=body)
-    assert answer.status == 422
+    assert answer.status == 400
     _assert_nothing_written(aws)
 
 
@@ -308,13 +308,54 @@ def test_another_users_private_template_is_404_and_a_public_one_is_usable(aws: A
 
 @pytest.mark.parametrize(
     "path",
-    ["seed-data/user-2/authors.jsonl", "seed-data/user-1", "seed-data/user-1/", "jobs/x/outputs/a.jsonl"],
+    [
+        "seed-data/user-2/authors.jsonl",
+        "seed-data/user-1",
+        "jobs/x/outputs/a.jsonl",
+        "seed-data/user-2/",  # another user's folder
+        "seed-data/user-1/../user-2/",
+        "seed-data/user-1//authors.jsonl",
+        f"s3://{BUCKET}/seed-data/user-2/authors.jsonl",  # this bucket, another user's key
+        "s3://someone-elses-bucket/seed-data/user-1/authors.jsonl",  # another bucket
+        "s3://someone-elses-bucket/seed-data/user-1/",
+    ],
 )
 def test_seed_outside_the_callers_prefix_is_403(aws: Any, path: str) -> None:
     upload_seed(aws, "user-2")  # the other user's object really exists
     answer = jobs_api.post("/jobs", user="user-1", body=job_body(make_template(aws, "user-1"), path))
     assert answer.status == 403
     assert "authors" not in str(answer.body)
+    _assert_nothing_written(aws)
+
+
+def test_an_s3_uri_of_this_bucket_is_the_key_it_names(aws: Any) -> None:
+    key = upload_seed(aws, "user-1")
+    body = job_body(make_template(aws, "user-1"), f"s3://{BUCKET}/{key}", budget_limit=50.0)
+    answer = jobs_api.post("/jobs", user="user-1", body=body)
+    assert answer.status == 201, answer.body
+    detail = jobs_api.get(f"/jobs/{answer.body['job_id']}", user="user-1").body
+    assert detail["config"]["seed_data_path"] == key  # stored as the key the worker reads
+    assert detail["config"]["budget_limit"] == 50  # a JSON number in, a JSON number out
+
+
+@pytest.mark.parametrize(
+    "folder", ["seed-data/user-1/batch/", "seed-data/user-1/", f"s3://{BUCKET}/seed-data/user-1/"]
+)
+def test_a_folder_of_the_callers_uploads_is_a_seed(aws: Any, folder: str) -> None:
+    upload_seed(aws, "user-1", "batch/a.jsonl")
+    upload_seed(aws, "user-1", "batch/b.jsonl")
+    answer = jobs_api.post("/jobs", user="user-1", body=job_body(make_template(aws, "user-1"), folder))
+    assert answer.status == 201, answer.body
+    detail = jobs_api.get(f"/jobs/{answer.body['job_id']}", user="user-1").body
+    assert detail["seed_data_path"] == folder.removeprefix(f"s3://{BUCKET}/")
+
+
+def test_an_empty_folder_is_404(aws: Any) -> None:
+    upload_seed(aws, "user-1", "batch/a.jsonl")
+    body = job_body(make_template(aws, "user-1"), "seed-data/user-1/other/")
+    answer = jobs_api.post("/jobs", user="user-1", body=body)
+    assert answer.status == 404
+    assert answer.body == {"error": "Seed data not found"}
     _assert_nothing_written(aws)
 
 
@@ -384,7 +425,7 @@ def test_same_idempotency_key_twice_creates_one_job(aws: Any) -> None:
     assert records[0]["status"] == "COMPLETED"
 
 
-def test_reused_key_with_a_different_body_is_422_and_creates_nothing(aws: Any) -> None:
+def test_reused_key_with_a_different_body_is_400_and_creates_nothing(aws: Any) -> None:
     template_id = make_template(aws, "user-1")
     seed = upload_seed(aws, "user-1")
     headers = {"Idempotency-Key": "k-1"}
@@ -394,7 +435,7 @@ def test_reused_key_with_a_different_body_is_422_and_creates_nothing(aws: Any) -
     other = jobs_api.post("/jobs", body=job_body(template_id, seed, num_records=11), headers=headers)
 
     assert first.status == 201
-    assert other.status == 422
+    assert other.status == 400
     assert other.body == {"error": "Idempotency-Key was already used with a different request body"}
     assert len(_scan(aws, JOBS_TABLE)) == 1
     assert aws.capture.drain() == []

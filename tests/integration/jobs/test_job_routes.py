@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -57,7 +58,8 @@ def test_get_returns_the_whole_job_without_the_task_token(aws: Any) -> None:
     assert body["template_id"] == item["template_id"]
     assert body["template_version"] == 1
     assert body["seed_data_path"] == "seed-data/user-1/authors.jsonl"
-    assert body["budget_limit"] == "25.50"
+    assert body["budget_limit"] == 25.5
+    assert '"budget_limit":25.50' in answer.text  # the stored Decimal's digits, as a JSON number
     assert body["output_format"] == "JSONL"
     assert body["num_records"] == 100
     assert body["priority"] == 9
@@ -65,7 +67,19 @@ def test_get_returns_the_whole_job_without_the_task_token(aws: Any) -> None:
     assert body["partition_strategy"] == "none"
     assert body["export_config"] == {"compression": "gzip", "include_prompts": False}
     assert body["started_at"] == "2026-11-28T15:00:00.000Z"
-    assert body["cost"] == {"bedrock": "0", "fargate": "0", "s3": "0", "total": "0"}
+    assert body["cost"] == {"bedrock": 0, "fargate": 0, "s3": 0, "total": 0}
+    assert body["config"] == {
+        "template_id": item["template_id"],
+        "template_version": 1,
+        "seed_data_path": "seed-data/user-1/authors.jsonl",
+        "budget_limit": 25.5,
+        "output_format": "JSONL",
+        "num_records": 100,
+        "task_size": "small",
+        "partition_strategy": "none",
+        "export_config": {"compression": "gzip", "include_prompts": False},
+        "priority": 9,
+    }
     assert body["records_generated"] == 0
     assert body["tokens_used"] == 0
     assert body["budget_exceeded"] is False
@@ -326,15 +340,22 @@ def test_download_of_a_missing_job_is_404(aws: Any) -> None:
     assert answer.body == {"error": "Job not found"}
 
 
-def test_money_is_a_decimal_string_in_every_answer(aws: Any) -> None:
+def test_money_is_an_exact_json_number_in_every_answer(aws: Any) -> None:
     job_id = create_job(aws, budget_limit="0.1")
     aws.session.resource("dynamodb").Table(JOBS_TABLE).update_item(
         Key={"job_id": job_id},
-        UpdateExpression="SET #c.#t = :t",
-        ExpressionAttributeNames={"#c": "cost", "#t": "total"},
-        ExpressionAttributeValues={":t": Decimal("0.30000000000000004")},
+        UpdateExpression="SET #c.#t = :t, #c.#b = :b",
+        ExpressionAttributeNames={"#c": "cost", "#t": "total", "#b": "bedrock"},
+        ExpressionAttributeValues={":t": Decimal("0.30000000000000004"), ":b": Decimal("4.61E-7")},
     )
-    detail = jobs_api.get(f"/jobs/{job_id}").body
-    summary = jobs_api.get("/jobs").body["jobs"][0]
-    assert detail["budget_limit"] == summary["budget_limit"] == "0.1"
-    assert detail["cost"]["total"] == summary["cost_estimate"] == "0.30000000000000004"
+    detail = jobs_api.get(f"/jobs/{job_id}")
+    summary = jobs_api.get("/jobs")
+    # The bytes: the Decimal's digits, never a float's 4.61e-07 nor a string.
+    assert '"bedrock":0.000000461,' in detail.text
+    assert '"total":0.30000000000000004}' in detail.text
+    assert '"budget_limit":0.1,' in detail.text
+    assert '"cost_estimate":0.30000000000000004,' in summary.text
+    assert '"budget_limit":0.1' in summary.text
+    parsed = json.loads(detail.text, parse_float=Decimal)
+    assert parsed["cost"]["bedrock"] == Decimal("0.000000461")
+    assert parsed["config"]["budget_limit"] == Decimal("0.1")

@@ -50,7 +50,7 @@ def test_each_created_job_adds_one_to_its_template_and_no_other(aws: Any) -> Non
 
 @pytest.mark.parametrize(
     ("overrides", "status"),
-    [({"num_records": 0}, 422), ({"template_version": 2}, 404), ({"seed_data_path": "missing"}, 403)],
+    [({"num_records": 0}, 400), ({"template_version": 2}, 404), ({"seed_data_path": "missing"}, 403)],
 )
 def test_a_refused_create_adds_nothing(aws: Any, overrides: dict[str, Any], status: int) -> None:
     template_id = make_template(aws, "user-1")

@@ -142,8 +142,8 @@ def test_the_documented_pattern_is_the_rule_the_service_applies() -> None:
 @pytest.mark.parametrize(
     "payload", [{}, {"filename": ""}, {"filename": "a.json", "content_type": "image/png"}, {"filename": 5}]
 )
-def test_a_malformed_upload_request_is_a_422(aws: Any, payload: dict[str, Any]) -> None:
-    assert api.post("/seed-data/upload", user="user-1", body=payload).status == 422
+def test_a_malformed_upload_request_is_a_400(aws: Any, payload: dict[str, Any]) -> None:
+    assert api.post("/seed-data/upload", user="user-1", body=payload).status == 400
 
 
 def test_upload_needs_a_caller(aws: Any) -> None:

@@ -204,8 +204,8 @@ def test_a_specific_template_version_is_checked(aws: Any) -> None:
         f"seed-data/{OTHER}/s.jsonl",
         "seed-data/user-10/s.jsonl",  # a prefix of another user's name is not the caller's
         f"seed-data/{USER}",
-        f"seed-data/{USER}/",
         f"seed-data/{USER}/../{OTHER}/s.jsonl",
+        f"s3://other-bucket/seed-data/{USER}/s.jsonl",
         "jobs/some-job/outputs/part-00000.jsonl",
     ],
 )
@@ -245,8 +245,8 @@ def test_a_missing_seed_object_is_a_404(aws: Any) -> None:
         {"s3_key": 1, "template_id": "t"},
     ],
 )
-def test_a_malformed_validate_request_is_a_422(aws: Any, payload: dict[str, Any]) -> None:
-    assert api.post("/seed-data/validate", user=USER, body=payload).status == 422
+def test_a_malformed_validate_request_is_a_400(aws: Any, payload: dict[str, Any]) -> None:
+    assert api.post("/seed-data/validate", user=USER, body=payload).status == 400
 
 
 def test_validate_needs_a_caller(aws: Any) -> None:
@@ -262,3 +262,47 @@ def test_validation_streams_an_object_larger_than_one_read_chunk(aws: Any) -> No
     assert answer.status == 400
     assert answer.body["records_checked"] == 3000
     assert [e["record"] for e in answer.body["errors"]] == [2501]
+
+
+# ------------------------------------------------------------------ folders
+
+
+def test_a_folder_is_every_file_in_key_order_as_one_stream(aws: Any) -> None:
+    template_id = make_template()
+    put_seed(aws, "batch/a.jsonl", json.dumps(rec()) + "\n" + json.dumps(rec("Bo")) + "\n")
+    put_seed(aws, "batch/b.json", json.dumps([rec("Cy"), rec("Di", city=None)]))
+    put_seed(aws, "other.jsonl", json.dumps(rec(city=None)))  # not in the folder
+
+    answer = validate(f"seed-data/{USER}/batch/", template_id)
+
+    assert answer.status == 400
+    assert answer.body["valid"] is False
+    assert answer.body["records_checked"] == 4  # both files, as one stream
+    assert answer.body["missing_fields"] == ["author.address.city"]
+    assert [e["record"] for e in answer.body["errors"]] == [4]
+
+
+def test_a_folder_of_good_files_is_valid_and_an_s3_uri_names_the_same(aws: Any) -> None:
+    template_id = make_template()
+    put_seed(aws, "batch/a.jsonl", json.dumps(rec()) + "\n")
+    put_seed(aws, "batch/b.csv", "author.name,author.address.city,topic\nBo,Paris,art\n")
+    for path in (f"seed-data/{USER}/batch/", f"s3://{BUCKET}/seed-data/{USER}/batch/"):
+        answer = validate(path, template_id)
+        assert answer.status == 200, answer.body
+        assert answer.body == {"valid": True, "format": "mixed", "records_checked": 2}
+
+
+def test_a_malformed_file_in_a_folder_is_named(aws: Any) -> None:
+    template_id = make_template()
+    put_seed(aws, "batch/a.jsonl", json.dumps(rec()) + "\n")
+    put_seed(aws, "batch/b.jsonl", "{not json\n")
+    answer = validate(f"seed-data/{USER}/batch/", template_id)
+    assert answer.body["valid"] is False
+    assert f"seed-data/{USER}/batch/b.jsonl" in answer.body["error"]
+
+
+def test_an_empty_or_missing_folder_is_404_and_another_users_folder_403(aws: Any) -> None:
+    template_id = make_template()
+    put_seed(aws, "batch/a.jsonl", json.dumps(rec()), user=OTHER)
+    assert validate(f"seed-data/{USER}/batch/", template_id).status == 404
+    assert validate(f"seed-data/{OTHER}/batch/", template_id).status == 403

@@ -36,7 +36,7 @@ def body(**overrides: Any) -> dict[str, Any]:
                         "From {{ steps.outline.output }} write a bio mentioning "
                         "{% for b in author.books %}{{ b.title }}{% endfor %}"
                     ),
-                    "model": "anthropic.claude-3-haiku",
+                    "model": "claude-3.5-sonnet",
                     "model_tier": "cheap",
                 },
             ]
@@ -130,10 +130,78 @@ def test_create_refuses_a_broken_definition_with_400_and_writes_nothing(
         {"name": "x", "template_definition": {"steps": [{"id": "a", "prompt": "x", "extra": 1}]}},
     ],
 )
-def test_create_with_a_malformed_body_is_a_422(aws: Any, payload: dict[str, Any]) -> None:
+def test_create_with_a_malformed_body_is_a_400(aws: Any, payload: dict[str, Any]) -> None:
     answer = api.post("/templates", user=OWNER, body=payload)
-    assert answer.status == 422
+    assert answer.status == 400
     assert answer.body["error"] == "Request validation failed"
+
+
+# ------------------------------------------------------------------ models
+
+
+def spec_example(model: str | None = "llama-3.1-8b", **step: Any) -> dict[str, Any]:
+    """The spec's POST /templates example (Task 4)."""
+    first = {"id": "question", "prompt": "Generate a question about {{ author.name }}", **step}
+    if model is not None:
+        first["model"] = model
+    return {"name": "Test Template", "template_definition": {"steps": [first]}}
+
+
+def test_the_specs_example_with_a_model_alias_is_accepted_and_stored_as_written(aws: Any) -> None:
+    answer = api.post("/templates", user=OWNER, body=spec_example())
+    assert answer.status == 201, answer.body
+    stored = api.get(f"/templates/{answer.body['template_id']}", user=OWNER).body
+    assert stored["template_definition"]["steps"][0]["model"] == "llama-3.1-8b"
+
+
+@pytest.mark.parametrize(
+    ("step", "field", "name"),
+    [
+        ({"model": "gpt-9"}, "model", "gpt-9"),
+        ({"model": None, "model_tier": "tier-9"}, "model_tier", "tier-9"),
+        ({"model": None, "model_tier": "llama-3.1-8b"}, "model_tier", "llama-3.1-8b"),
+        ({"model": "mistral-7b", "model_tier": "gold"}, "model_tier", "gold"),
+    ],
+)
+def test_an_unknown_model_or_tier_is_a_400_naming_the_step_and_the_known_names(
+    aws: Any, step: dict[str, Any], field: str, name: str
+) -> None:
+    request = spec_example(**step)
+    answer = api.post("/templates", user=OWNER, body=request)
+    assert answer.status == 400
+    assert answer.body["error"].startswith(f"Step 'question': unknown {field} {name!r}; known: ")
+    assert answer.body["details"]["step"] == "question"
+    assert answer.body["details"]["field"] == field
+    known = answer.body["details"]["known"]
+    assert {"tier-1", "premium"} <= set(known)
+    if field == "model":
+        assert {"llama-3.1-8b", "llama-3.1-70b", "claude-3.5-sonnet", "mistral-7b"} <= set(known)
+    assert aws.client("dynamodb").scan(TableName=TEMPLATES_TABLE)["Count"] == 0
+    assert events(aws) == []
+
+
+def test_put_refuses_an_unknown_model_and_keeps_the_template(aws: Any) -> None:
+    template_id = create()
+    answer = api.put(f"/templates/{template_id}", user=OWNER, body=spec_example("llama-4-mega"))
+    assert answer.status == 400
+    assert "Step 'question': unknown model 'llama-4-mega'" in answer.body["error"]
+    assert len(template_items(aws, template_id)) == 2  # head and version 1 only
+
+
+def test_get_models_lists_the_catalogue_with_exact_prices_per_million_tokens(aws: Any) -> None:
+    answer = api.get("/models", user=OWNER)
+    assert answer.status == 200
+    by_alias = {m["alias"]: m for m in answer.body["models"]}
+    assert set(by_alias) == {"llama-3.1-8b", "llama-3.1-70b", "claude-3.5-sonnet", "mistral-7b"}
+    sonnet = by_alias["claude-3.5-sonnet"]
+    assert sonnet["model_id"] == "anthropic.claude-3-5-sonnet-20240620-v1:0"
+    assert sonnet["tiers"] == ["tier-3", "premium"]
+    assert '"input_per_million":3.00,"output_per_million":15.00}' in answer.text
+    assert answer.body["tiers"]["cheap"] == "llama-3.1-8b"
+    assert answer.body["default_tier"] == "tier-1"
+    # Every listed name is accepted by POST /templates.
+    for name in [*by_alias, *(m["model_id"] for m in by_alias.values()), *answer.body["tiers"]]:
+        assert api.post("/templates", user=OWNER, body=spec_example(name)).status == 201, name
 
 
 @pytest.mark.parametrize("raw", ["{not json", "[]", "null", ""])
@@ -151,6 +219,7 @@ def test_every_route_needs_a_caller(aws: Any) -> None:
         ("GET", f"/templates/{template_id}", None),
         ("PUT", f"/templates/{template_id}", body()),
         ("DELETE", f"/templates/{template_id}", None),
+        ("GET", "/models", None),
     ]:
         answer = api.request(method, path, user=None, body=payload)
         assert answer.status == 401, (method, path)
@@ -196,9 +265,9 @@ def test_get_of_a_missing_template_or_version_is_a_404(aws: Any) -> None:
 
 
 @pytest.mark.parametrize("version", ["0", "-1", "abc", "1.5"])
-def test_get_with_a_bad_version_is_a_422(aws: Any, version: str) -> None:
+def test_get_with_a_bad_version_is_a_400(aws: Any, version: str) -> None:
     template_id = create()
-    assert api.get(f"/templates/{template_id}", user=OWNER, query={"version": version}).status == 422
+    assert api.get(f"/templates/{template_id}", user=OWNER, query={"version": version}).status == 400
 
 
 def test_another_users_private_template_is_a_403_without_its_data(aws: Any) -> None:
@@ -345,6 +414,58 @@ def test_list_shows_own_templates_then_others_public_ones_never_others_private(a
     summary = answer.body["templates"][0]
     assert summary["latest_version"] == 1
     assert summary["name"] == "Author bios"
+    assert summary["schema_requirements"] == ["author.bio", "author.books", "author.name"]
+
+
+def test_list_filters_by_visibility(aws: Any) -> None:
+    mine_private = create(OWNER)
+    mine_public = create(OWNER, is_public=True)
+    theirs_public = create(OTHER, is_public=True)
+    create(OTHER)
+
+    public = api.get("/templates", user=OWNER, query={"is_public": "true"}).body["templates"]
+    assert [t["template_id"] for t in public] == [theirs_public, mine_public]  # newest first
+    private = api.get("/templates", user=OWNER, query={"is_public": "false"}).body["templates"]
+    assert [t["template_id"] for t in private] == [mine_private]
+    assert api.get("/templates", user=OWNER, query={"is_public": "maybe"}).status == 400
+
+
+def test_a_filtered_list_pages_with_its_own_cursor(aws: Any) -> None:
+    private = [create(OWNER) for _ in range(3)]
+    for _ in range(2):
+        create(OWNER, is_public=True)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = {"is_public": "false", "limit": 1, **({"last_key": cursor} if cursor else {})}
+        page = api.get("/templates", user=OWNER, query=query).body
+        seen += [t["template_id"] for t in page["templates"]]
+        cursor = page["last_key"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(private))
+    # A cursor of the private listing does not resume the public one.
+    first = api.get("/templates", user=OWNER, query={"is_public": "false", "limit": 1}).body["last_key"]
+    answer = api.get("/templates", user=OWNER, query={"is_public": "true", "last_key": first})
+    assert answer.status == 400
+
+
+def test_a_listed_template_carries_its_latest_versions_requirements(aws: Any) -> None:
+    template_id = create()
+    new = {"steps": [{"id": "a", "prompt": "{{ topic }} by {{ author.name }}"}]}
+    api.put(f"/templates/{template_id}", user=OWNER, body=body(template_definition=new))
+    [summary] = api.get("/templates", user=OWNER).body["templates"]
+    assert summary["schema_requirements"] == ["author.name", "topic"]
+
+
+def test_a_head_written_before_it_kept_the_requirements_reads_them_from_its_version(aws: Any) -> None:
+    template_id = create()
+    table = aws.session.resource("dynamodb").Table(TEMPLATES_TABLE)
+    table.update_item(
+        Key={"template_id": template_id, "version": 0}, UpdateExpression="REMOVE schema_requirements"
+    )
+    [summary] = api.get("/templates", user=OWNER).body["templates"]
+    assert summary["schema_requirements"] == ["author.bio", "author.books", "author.name"]
 
 
 def test_list_shows_the_latest_version_of_each_template(aws: Any) -> None:
@@ -397,7 +518,7 @@ def test_list_pages_across_own_and_public_templates_with_an_opaque_cursor(aws: A
 def test_a_tampered_cursor_is_a_400(aws: Any, cursor: str) -> None:
     create()
     answer = api.get("/templates", user=OWNER, query={"last_key": cursor})
-    assert answer.status in (400, 422)
+    assert answer.status == 400
     assert "error" in answer.body
 
 
@@ -413,7 +534,7 @@ def test_a_cursor_cannot_reach_another_users_private_templates(aws: Any) -> None
 
 @pytest.mark.parametrize("limit", ["0", "101", "x"])
 def test_list_limit_is_1_to_100(aws: Any, limit: str) -> None:
-    assert api.get("/templates", user=OWNER, query={"limit": limit}).status == 422
+    assert api.get("/templates", user=OWNER, query={"limit": limit}).status == 400
 
 
 def test_nothing_in_the_responses_is_another_users_id(aws: Any) -> None:

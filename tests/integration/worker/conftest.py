@@ -23,13 +23,14 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from functions.common import settings as s
+from functions.common.catalogue import ModelPrice
 from functions.common.clock import now_iso
 from functions.templates.models import TemplateDefinition, TemplateStep, TemplateVersion
 from functions.templates.repository import TemplateRepository
 from functions.worker.concurrency import ConcurrencyController
 from functions.worker.exporters import Exporter
 from functions.worker.models import OutputFormat, WorkItem
-from functions.worker.pricing import FargatePrice, ModelPrice
+from functions.worker.pricing import FargatePrice
 from functions.worker.providers import Completion, ModelProvider, OfflineProvider
 from functions.worker.rendering import PromptRenderer, RenderLimits
 from functions.worker.reporter import StepFunctionsTaskReporter

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from functions.common.catalogue import ModelPrice
 from functions.worker.concurrency import AimdPolicy, ConcurrencyController
 from functions.worker.models import Outcome, WorkItem
-from functions.worker.pricing import ModelPrice
 from functions.worker.providers import Completion, OfflineBehaviour, OfflineProvider
 from functions.worker.repository import part_key
 from functions.worker.service import BUDGET_EXCEEDED, StopSignal, record_id
@@ -147,7 +147,7 @@ def test_a_shutdown_mid_batch_abandons_it_after_the_calls_in_flight_land(world: 
 
 def _record_costs(world: World, job_id: str) -> list[Decimal]:
     """Bedrock cost of each record of a finished job, priced from its parts."""
-    from functions.worker.pricing import resolve_model
+    from functions.common.catalogue import resolve_model
     from functions.worker.providers import estimate_tokens
 
     costs = []

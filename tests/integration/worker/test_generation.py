@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
+import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -13,11 +15,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from functions.common.catalogue import CLAUDE_3_5_SONNET, LLAMA_3_1_8B, ModelPrice
 from functions.rollup.models import CostDelta
 from functions.rollup.repository import CostRepository
 from functions.rollup.service import CostRollupService
 from functions.worker.models import Checkpoint, Outcome, OutputFormat, Usage
-from functions.worker.pricing import CLAUDE_3_5_SONNET, LLAMA_3_1_8B, ModelPrice
 from functions.worker.providers import Completion, OfflineProvider
 from functions.worker.repository import CostStore, OutputStore, part_key
 from functions.worker.service import BUDGET_EXCEEDED, GENERATION_FAILED, JOB_CANCELLED, record_id
@@ -27,6 +29,7 @@ from tests.integration.worker.conftest import (
     COST_TABLE,
     JOBS_TABLE,
     TWO_STEPS,
+    USER,
     World,
     plain,
     start,
@@ -99,6 +102,34 @@ def test_json_array_seed_file_is_read_too(world: World, make_service: Any):
     assert result.outcome is Outcome.SUCCEEDED
     names = [r["steps"]["bio"]["prompt"] for r in world.part_records(item.job_id)]
     assert names[2] == "Write a short biography of Alan Turing (computing)."
+
+
+def test_a_seed_folder_is_read_file_after_file_in_key_order(world: World, make_service: Any):
+    folder = f"seed-data/{USER}/batch-{uuid.uuid4().hex}/"
+    world.s3.put_object(Bucket=BUCKET, Key=folder + "b.json", Body=json.dumps(AUTHORS[1:]).encode())
+    world.s3.put_object(Bucket=BUCKET, Key=folder + "a.jsonl", Body=(json.dumps(AUTHORS[0]) + "\n").encode())
+    world.s3.put_object(Bucket=BUCKET, Key=folder + "sub/", Body=b"")  # a folder marker, skipped
+    item = world.make_job(num_records=4, batch_size=3, seed_data_path=folder)
+
+    result = make_service().run(item, start(world, item))
+
+    assert result.outcome is Outcome.SUCCEEDED
+    prompts = [r["steps"]["bio"]["prompt"] for r in world.part_records(item.job_id)]
+    names = [a["author"]["name"] for a in AUTHORS]
+    assert prompts == [
+        f"Write a short biography of {n} ({a['author']['field']})."
+        for n, a in zip([*names, names[0]], [*AUTHORS, AUTHORS[0]], strict=True)
+    ]
+
+
+def test_a_template_step_naming_a_model_alias_is_billed_as_its_bedrock_model(world: World, make_service: Any):
+    steps = [{"id": "bio", "prompt": "A bio of {{ author.name }}.", "model": "claude-3.5-sonnet"}]
+    item = world.make_job(num_records=2, batch_size=2, steps=steps)
+
+    result = make_service().run(item, start(world, item))
+
+    assert result.outcome is Outcome.SUCCEEDED
+    assert {r["steps"]["bio"]["model"] for r in world.part_records(item.job_id)} == {CLAUDE_3_5_SONNET}
 
 
 def test_a_multi_step_template_passes_step_one_output_to_step_two(world: World, make_service: Any):

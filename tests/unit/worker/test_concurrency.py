@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from functions.common.catalogue import CLAUDE_3_5_SONNET, LLAMA_3_1_8B, MODELS, ModelPrice
 from functions.common.retry import RetryPolicy
 from functions.worker.concurrency import AimdPolicy, AimdWindow, ConcurrencyController, RateBudget
-from functions.worker.pricing import CLAUDE_3_5_SONNET, LLAMA_3_1_8B, MODELS, ModelPrice
 from functions.worker.providers import Completion, ModelThrottled, ProviderUnavailable
 
 pytestmark = pytest.mark.unit

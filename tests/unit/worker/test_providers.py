@@ -8,8 +8,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from functions.common.catalogue import CLAUDE_3_5_SONNET, LLAMA_3_1_8B, MISTRAL_7B, MODELS
 from functions.common.retry import RetryPolicy
-from functions.worker.pricing import CLAUDE_3_5_SONNET, LLAMA_3_1_8B, MISTRAL_7B, MODELS
 from functions.worker.providers import (
     BedrockProvider,
     ModelCallError,

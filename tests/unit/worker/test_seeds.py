@@ -55,3 +55,47 @@ def test_a_long_skip_does_not_reread_the_file_for_every_pass():
 def test_an_empty_seed_file_is_an_error():
     with pytest.raises(EmptySeedFileError):
         SeedCursor(ListSource([]), "k").next()
+
+
+class FolderSource:
+    """Files by key; a folder lists the keys under it in key order (as S3 does)."""
+
+    def __init__(self, files: dict[str, list[dict]]) -> None:
+        self.files = files
+        self.listed = 0
+
+    def open(self, key: str) -> Iterator[dict]:
+        return iter(list(self.files[key]))
+
+    def list_keys(self, folder: str) -> list[str]:
+        self.listed += 1
+        return sorted(key for key in self.files if key.startswith(folder))
+
+
+def test_a_folder_is_every_file_in_key_order_as_one_stream_listed_once():
+    source = FolderSource(
+        {
+            "seed-data/u/batch/b.jsonl": [{"n": 2}, {"n": 3}],
+            "seed-data/u/batch/a.jsonl": [{"n": 0}, {"n": 1}],
+            "seed-data/u/other.jsonl": [{"n": 99}],
+        }
+    )
+    cursor = SeedCursor(source, "seed-data/u/batch/")
+    assert [(i, r["n"]) for i, r in read(cursor, 6)] == [(0, 0), (1, 1), (2, 2), (3, 3), (0, 0), (1, 1)]
+    assert cursor.count == 4
+    assert cursor.opens == 3  # one S3 GET per file opened: a, b, then a again
+    assert source.listed == 1
+
+
+def test_a_skip_through_a_folder_is_equivalent_to_reading():
+    files = {"f/a": [{"n": 0}], "f/b": [{"n": 1}, {"n": 2}]}
+    read_through = SeedCursor(FolderSource(files), "f/")
+    read(read_through, 5)
+    skipped = SeedCursor(FolderSource(files), "f/")
+    skipped.skip(5)
+    assert read(skipped, 4) == read(read_through, 4)
+
+
+def test_an_empty_folder_is_an_empty_seed():
+    with pytest.raises(EmptySeedFileError):
+        SeedCursor(FolderSource({}), "f/").next()
