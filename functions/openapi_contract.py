@@ -18,6 +18,7 @@ the document does not list:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 GATEWAY_MESSAGE = "GatewayMessage"
@@ -117,8 +118,21 @@ def _add_links(document: dict[str, Any]) -> None:
         }
 
 
+def _drop_dangling_schemas(document: dict[str, Any]) -> None:
+    """Drop Powertools' validation schemas once nothing references them: its ResponseValidationError
+    points at ValidationError, which goes when the 422 answers do, and a dangling $ref makes the
+    document invalid."""
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("ResponseValidationError", "HTTPValidationError", "ValidationError"):
+        others = {k: v for k, v in schemas.items() if k != name}
+        text = json.dumps({"paths": document["paths"], "schemas": others})
+        if name in schemas and f'"#/components/schemas/{name}"' not in text:
+            schemas.pop(name)
+
+
 def complete_contract(document: dict[str, Any]) -> dict[str, Any]:
     """Add the platform's answers and the links to a generated document (in place; also returned)."""
+    _drop_dangling_schemas(document)
     document.setdefault("components", {}).setdefault("schemas", {})[GATEWAY_MESSAGE] = _GATEWAY_SCHEMA
     for path, item in document["paths"].items():
         for method, operation in item.items():
