@@ -7,7 +7,7 @@ import platform
 import time
 from pathlib import Path
 
-from benchmarks import seed_reader, worker
+from benchmarks import cold_start, seed_reader, worker
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 
@@ -15,7 +15,11 @@ RESULTS = Path(__file__).parent / "results" / "latest.json"
 def main() -> None:
     began = time.perf_counter()
     results: dict[str, object] = {"machine": {"python": platform.python_version(), "cpus": _cpus()}}
-    for name, bench in (("seed_reader", seed_reader.run), ("worker", worker.run)):
+    for name, bench in (
+        ("seed_reader", seed_reader.run),
+        ("worker", worker.run),
+        ("cold_start", cold_start.run),
+    ):
         lines, numbers = bench()
         for line in lines:
             print(line, flush=True)

@@ -48,6 +48,7 @@ _TEMPLATE_ID = {"template_id": "$response.body#/template_id"}
 LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
     ("post", "/jobs", "201"): {
         "GetJob": ("get", "/jobs/{job_id}", _JOB_ID),
+        "CancelJob": ("post", "/jobs/{job_id}/cancel", _JOB_ID),
         "CancelOrDeleteJob": ("delete", "/jobs/{job_id}", _JOB_ID),
         "DownloadJob": ("get", "/jobs/{job_id}/download", _JOB_ID),
         "GetDashboard": ("get", "/dashboard/{job_id}", _JOB_ID),
@@ -87,8 +88,9 @@ def _add_platform_answers(path: str, method: str, operation: dict[str, Any]) -> 
     responses = operation.setdefault("responses", {})
     if operation.get("security") != []:
         responses["401"] = {"description": _UNAUTHORIZED, "content": _either_body()}
+    own = responses.get("429", {}).get("description")
     responses["429"] = {
-        "description": _THROTTLED,
+        "description": f"{own}; or {_THROTTLED[0].lower()}{_THROTTLED[1:]}" if own else _THROTTLED,
         "headers": {
             "Retry-After": {
                 "description": "Seconds to wait before retrying (quota answers).",

@@ -99,6 +99,8 @@ class Api(Construct):
         resources = storage.resources | {
             "EVENT_BUS_NAME": env.bus_name,
             "UPLOAD_MAX_BYTES": str(100 * 1024 * 1024),
+            "MAX_QUEUED_JOBS_PER_USER": str(config.max_queued_jobs_per_user),
+            "MAX_JOBS_CREATED_PER_MINUTE": str(config.max_jobs_created_per_minute),
         }
         self.functions: dict[str, PythonFunction] = {
             domain: PythonFunction(
@@ -144,6 +146,9 @@ class Api(Construct):
             "DefaultStage",
             stage_name="$default",
             auto_deploy=True,
+            # Per-route 4xx/5xx/latency for the dashboard (billed as custom metrics; context
+            # api_route_metrics=false turns it off). MiniStack has no CloudWatch behind it.
+            detailed_metrics_enabled=config.api_route_metrics and not config.is_local,
             throttle=apigw.ThrottleSettings(
                 rate_limit=config.throttle_rate_limit, burst_limit=config.throttle_burst_limit
             ),

@@ -17,6 +17,15 @@ def _int(node: Node, key: str, default: int) -> int:
     return default if value is None else int(value)
 
 
+def _bool(node: Node, key: str, default: bool) -> bool:
+    value = node.try_get_context(key)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)
+
+
 def _list(node: Node, key: str, default: list[str]) -> list[str]:
     value = node.try_get_context(key)
     if value is None:
@@ -45,6 +54,24 @@ class Config:
     # Partitions of one job in flight at once (the lifecycle Map's MaxConcurrency), at most 40.
     partition_concurrency: int = 10
     worker_dockerfile: str = "Dockerfile"
+    # Fair share and quotas (issue 13). None: max(1, max_running_jobs // 2).
+    max_running_jobs_per_user: int | None = None
+    max_queued_jobs_per_user: int = 100
+    max_jobs_created_per_minute: int = 60
+    # Reconciler: new executions a RUNNING job whose lifecycle was lost gets before it is FAILED.
+    max_lifecycle_redrives: int = 3
+    # Operator's view (prod stage): alarms notify this SNS topic (none: alarms without actions);
+    # per-route API metrics (API Gateway detailed metrics, billed as custom metrics).
+    alarm_topic_arn: str | None = None
+    api_route_metrics: bool = True
+    # Minutes of reconciler repairs in a row that raise the alarm.
+    repairs_alarm_minutes: int = 15
+
+    @property
+    def per_user_running_cap(self) -> int:
+        if self.max_running_jobs_per_user is not None:
+            return min(self.max_running_jobs_per_user, self.max_running_jobs)
+        return max(1, self.max_running_jobs // 2)
 
     def __post_init__(self) -> None:
         if self.partition_records < 1:
@@ -84,4 +111,15 @@ class Config:
             partition_records=_int(node, "partition_records", 1000),
             partition_concurrency=_int(node, "partition_concurrency", 10),
             worker_dockerfile=str(node.try_get_context("worker_dockerfile") or "Dockerfile"),
+            max_running_jobs_per_user=(
+                None
+                if node.try_get_context("max_running_jobs_per_user") is None
+                else _int(node, "max_running_jobs_per_user", 1)
+            ),
+            max_queued_jobs_per_user=_int(node, "max_queued_jobs_per_user", 100),
+            max_jobs_created_per_minute=_int(node, "max_jobs_created_per_minute", 60),
+            max_lifecycle_redrives=_int(node, "max_lifecycle_redrives", 3),
+            alarm_topic_arn=node.try_get_context("alarm_topic_arn") or None,
+            api_route_metrics=_bool(node, "api_route_metrics", True),
+            repairs_alarm_minutes=_int(node, "repairs_alarm_minutes", 15),
         )

@@ -173,6 +173,7 @@ class Orchestration(Construct):
             resources=storage.resources
             | {
                 "MAX_RUNNING_JOBS": str(config.max_running_jobs),
+                "MAX_RUNNING_JOBS_PER_USER": str(config.per_user_running_cap),
                 "LIFECYCLE_STATE_MACHINE_ARN": self.lifecycle.state_machine_arn,
             },
         )

@@ -12,12 +12,17 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from functions.common.api import API_DOMAINS, served_routes
+from functions.common.sizes import DEFAULT_TASK_SIZE
 from stacks.api import Api, ApiEnvironment, Auth
 from stacks.bundling import ARCHITECTURE, RUNTIME, dependencies_layer_code, function_code
 from stacks.config import Config
+from stacks.lambdas import handler_module
+from stacks.monitoring import Monitored, Monitoring
 from stacks.nag import suppress_accepted_findings
 from stacks.names import output_key
 from stacks.orchestration import Orchestration
+from stacks.reconciler import Reconciler
 from stacks.storage import Storage
 from stacks.worker import Worker, worker_resources
 
@@ -56,6 +61,15 @@ class PlotPaletteStack(Stack):
         )
         for fn in self.api.publishers:
             self.orchestration.bus.grant_put_events_to(fn)
+        self.reconciler = Reconciler(
+            self,
+            "Reconciler",
+            config=config,
+            storage=self.storage,
+            orchestration=self.orchestration,
+            code=code,
+            layers=layers,
+        )
         self.worker: Worker | None = None
         if not config.is_local:  # the emulator runs no ECS; locally the worker is a process
             self.worker = Worker(
@@ -66,8 +80,49 @@ class PlotPaletteStack(Stack):
                 work_queues=dict(self.orchestration.work_queues),
                 lifecycle=self.orchestration.lifecycle,
             )
+        self.monitoring: Monitoring | None = None
+        if not config.is_local:
+            self.monitoring = self._monitoring()
         self._outputs()
         suppress_accepted_findings(self)
+
+    def _monitoring(self) -> Monitoring:
+        orchestration = self.orchestration
+        return Monitoring(
+            self,
+            "Monitoring",
+            config=self.config,
+            monitored=Monitored(
+                http_api=self.api.http_api,
+                routes=[
+                    (method, path)
+                    for domain in API_DOMAINS
+                    for method, path in served_routes(handler_module(domain).app)
+                ],
+                state_machines={
+                    "Lifecycle": orchestration.lifecycle,
+                    "Cancellation": orchestration.cancellation,
+                    "Cleanup": orchestration.cleanup,
+                },
+                stream_consumers={
+                    "Promoter": orchestration.promoter.function,
+                    "Rollup": orchestration.rollup.function,
+                },
+                work_queues={
+                    size.value: queue
+                    for size, queue in orchestration.work_queues.items()
+                    if size is DEFAULT_TASK_SIZE or queue is not orchestration.work_queue
+                },
+                dead_letter_queues={
+                    "WorkDlq": orchestration.work_dlq,
+                    "RuleTargetDlq": orchestration.rule_target_dlq,
+                    **{
+                        f"{name.title()}Failures": queue
+                        for name, queue in orchestration.stream_failures.items()
+                    },
+                },
+            ),
+        )
 
     def _outputs(self) -> None:
         storage, orchestration = self.storage, self.orchestration

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from functions.common.auth import Caller, caller_from_event
 from functions.common.body_guard import UNSUPPORTED_MEDIA_TYPE_MESSAGE, BodyRejection, body_rejection
-from functions.common.errors import DomainError, UnauthorizedError
+from functions.common.errors import DomainError, TooManyRequestsError, UnauthorizedError
 from functions.common.money import dumps, raw_numbers
 from functions.common.observability import logger
 
@@ -151,7 +151,10 @@ def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
 
     @app.exception_handler(DomainError)
     def _domain_error(error: DomainError) -> Response:
-        return error_response(error.status_code, error.message, error.details)
+        response = error_response(error.status_code, error.message, error.details)
+        if isinstance(error, TooManyRequestsError):
+            response.headers["Retry-After"] = str(error.retry_after_seconds)
+        return response
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response:

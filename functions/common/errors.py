@@ -38,3 +38,13 @@ class NotFoundError(DomainError):
 
 class ConflictError(DomainError):
     status_code = 409
+
+
+class TooManyRequestsError(DomainError):
+    """A per-user quota is used up; the answer carries ``Retry-After`` (whole seconds)."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = max(1, retry_after_seconds)

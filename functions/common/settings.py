@@ -61,6 +61,13 @@ class ConcurrencySettings(_Base):
     max_running_jobs: int = Field(default=5, ge=1, le=1000, validation_alias="MAX_RUNNING_JOBS")
 
 
+class JobQuotaSettings(_Base):
+    """Per-user quotas of the jobs API (429 with Retry-After past them)."""
+
+    max_queued_jobs_per_user: int = Field(default=100, ge=1, validation_alias="MAX_QUEUED_JOBS_PER_USER")
+    max_jobs_created_per_minute: int = Field(default=60, ge=1, validation_alias="MAX_JOBS_CREATED_PER_MINUTE")
+
+
 class LifecycleSettings(_Base):
     lifecycle_state_machine_arn: str = Field(validation_alias="LIFECYCLE_STATE_MACHINE_ARN")
 

@@ -1,4 +1,5 @@
-"""Jobs API: POST/GET /jobs, GET/DELETE /jobs/{job_id}, GET /jobs/{job_id}/download.
+"""Jobs API: POST/GET /jobs, GET/DELETE /jobs/{job_id}, POST /jobs/{job_id}/cancel,
+GET /jobs/{job_id}/download.
 
 Routing and decorators only; the rules are in ``functions.jobs.service``.
 """
@@ -11,17 +12,20 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.common import metric_names
 from functions.common.api import api_responses, build_resolver, current_caller
 from functions.common.aws import client, s3_presign_client
 from functions.common.events import EventPublisher
-from functions.common.observability import logger
+from functions.common.observability import logger, metrics, publish_metrics
 from functions.common.settings import (
     BucketSettings,
     EventBusSettings,
     IdempotencyTableSettings,
+    JobQuotaSettings,
     JobsTableSettings,
     QueueTableSettings,
     TemplatesTableSettings,
@@ -38,7 +42,7 @@ from functions.jobs.models import (
     JobStatus,
 )
 from functions.jobs.repository import JobFiles, JobsRepository
-from functions.jobs.service import JobsService
+from functions.jobs.service import JobQuota, JobsService
 from functions.templates.repository import TemplateRepository
 
 
@@ -49,6 +53,7 @@ class JobsApiSettings(
     IdempotencyTableSettings,
     BucketSettings,
     EventBusSettings,
+    JobQuotaSettings,
     UploadSettings,
 ):
     pass
@@ -72,6 +77,10 @@ def _service() -> JobsService:
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         seed_max_bytes=settings.upload_max_bytes,
         lambda_context=router.lambda_context,
+        quota=JobQuota(
+            max_queued=settings.max_queued_jobs_per_user,
+            max_per_minute=settings.max_jobs_created_per_minute,
+        ),
     )
 
 
@@ -103,6 +112,7 @@ def _json(status: int, body: Any) -> Response:
         e403="seed_data_path is not under seed-data/{you}/",
         e404="Template version (yours or public) or seed object not found",
         e409="A request with this Idempotency-Key is still in progress, or its job was deleted",
+        e429="A per-user quota (waiting jobs, or jobs created a minute) is used up; see Retry-After",
     ),
 )
 def create_job(
@@ -112,7 +122,9 @@ def create_job(
     ] = None,
 ) -> Response[CreateJobResponse]:
     caller = current_caller(router)
-    return _json(201, _service().create(caller.user_id, request, idempotency_key))
+    answer = _service().create(caller.user_id, request, idempotency_key)
+    metrics.add_metric(name=metric_names.JOBS_CREATED, unit=MetricUnit.Count, value=1)
+    return _json(201, answer)
 
 
 @router.get(
@@ -148,13 +160,32 @@ def get_job(job_id: str) -> JobDetail:
     description=(
         "QUEUED or RUNNING: records the cancellation request and emits `Job Cancellation Requested` "
         "(asking again answers 202 again). Terminal: emits `Job Deletion Requested`. A job that "
-        "finishes while being cancelled answers 409."
+        "finishes while being cancelled answers 409. **Race:** a DELETE meant as a cancel that "
+        "arrives just after the job finished deletes the job and its output; to cancel, use "
+        "`POST /jobs/{job_id}/cancel`, which never deletes."
     ),
     responses=api_responses((202, "Requested"), **_OWNED, e409="The job finished while being cancelled"),
 )
 def delete_job(job_id: str) -> Response[JobActionResponse]:
     caller = current_caller(router)
     return _json(202, _service().delete(caller.user_id, job_id))
+
+
+@router.post(
+    "/jobs/<job_id>/cancel",
+    tags=["jobs"],
+    summary="Cancel a queued or running job (never deletes)",
+    description=(
+        "QUEUED or RUNNING: records the cancellation request and emits `Job Cancellation Requested`; "
+        "a state machine then ends the job as CANCELLED (asking again answers 202 again). A job that "
+        "already finished, or finishes while being cancelled, answers 409 naming its status and is "
+        "left as it is: unlike DELETE, this route never deletes a job or its output."
+    ),
+    responses=api_responses((202, "Cancellation requested"), **_OWNED, e409="The job already finished"),
+)
+def cancel_job(job_id: str) -> Response[JobActionResponse]:
+    caller = current_caller(router)
+    return _json(202, _service().cancel(caller.user_id, job_id))
 
 
 @router.get(
@@ -182,6 +213,7 @@ def download_job(job_id: str) -> DownloadResponse:
 app = build_resolver(router)
 
 
+@publish_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

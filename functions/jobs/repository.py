@@ -134,6 +134,48 @@ class JobsRepository:
                 raise TransactionConflictError(error) from error
             raise
 
+    # ------------------------------------------------------------ quotas (index reads: soft)
+
+    def count_queued(self, user_id: str, at_most: int) -> int:
+        """The user's QUEUED jobs, counted up to ``at_most`` (user-status-index, no items read)."""
+        arguments: dict[str, Any] = {
+            "TableName": self._jobs,
+            "IndexName": USER_STATUS_INDEX,
+            "KeyConditionExpression": "user_status = :k",
+            "ExpressionAttributeValues": to_item({":k": user_status_key(user_id, JobStatus.QUEUED)}),
+            "Select": "COUNT",
+        }
+        total = 0
+        while total < at_most:
+            arguments["Limit"] = at_most - total
+            answer = self._ddb.query(**arguments)
+            total += int(answer.get("Count", 0))
+            if "LastEvaluatedKey" not in answer:
+                break
+            arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return total
+
+    def created_since(self, user_id: str, since: str, at_most: int) -> list[str]:
+        """``created_at`` of the user's jobs created at or after ``since``, oldest first, at most
+        ``at_most`` of them (user-id-index)."""
+        arguments: dict[str, Any] = {
+            "TableName": self._jobs,
+            "IndexName": USER_ID_INDEX,
+            "KeyConditionExpression": "user_id = :u AND created_at >= :since",
+            "ExpressionAttributeValues": to_item({":u": user_id, ":since": since}),
+            "ProjectionExpression": "created_at",
+            "ScanIndexForward": True,
+        }
+        found: list[str] = []
+        while len(found) < at_most:
+            arguments["Limit"] = at_most - len(found)
+            answer = self._ddb.query(**arguments)
+            found.extend(str(from_item(item)["created_at"]) for item in answer.get("Items", []))
+            if "LastEvaluatedKey" not in answer:
+                break
+            arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return found
+
     def request_cancel(self, job_id: str, requested_at: str) -> CancelOutcome:
         """Record the cancellation request once: condition status QUEUED or RUNNING and not yet asked."""
         try:

@@ -14,6 +14,16 @@ Decisions where the issue is silent (also in the route descriptions):
 * ``Job Queued`` is informational (the promoter reacts to the Jobs stream, not to the event): if it
   cannot be published after the job is committed, the failure is logged and the create still
   answers 201, because answering 500 would make clients retry into a duplicate job.
+* ``POST /jobs/{id}/cancel`` is the explicit cancel (issue 13): QUEUED or RUNNING is cancelled as by
+  ``DELETE``; a finished job answers 409 naming its status and is **never** deleted. ``DELETE`` keeps
+  the spec's double meaning (cancel an active job, delete a finished one), so a client that means
+  "cancel" and races the job's completion deletes the output; UIs should use ``/cancel``.
+* Per-user quotas (issue 13, ``JobQuota``): at most ``max_queued`` QUEUED jobs and at most
+  ``max_per_minute`` jobs created in the last 60 s; past either, 429 with ``Retry-After`` (the
+  rate: seconds until the oldest create of the window leaves it; the queued quota: 60 s, about
+  one promotion cycle). They read the user indexes, which lag writes by a moment, so concurrent
+  creates can pass a quota by a few jobs: quotas guard capacity; the budget guards money. A replay
+  of an ``Idempotency-Key`` is answered before any quota check.
 * ``DELETE`` on an active job that already has a cancellation request answers 202 again and re-emits
   ``Job Cancellation Requested`` with the first ``requested_at`` (the cancellation state machine is
   idempotent); so a client whose first call lost the event can simply retry. If the job reached a
@@ -26,6 +36,8 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -39,13 +51,14 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 
-from functions.common.clock import now_iso
+from functions.common.clock import now_iso, parse_iso, to_iso
 from functions.common.cursor import decode_cursor, encode_cursor
 from functions.common.errors import (
     BadRequestError,
     ConflictError,
     ForbiddenError,
     NotFoundError,
+    TooManyRequestsError,
 )
 from functions.common.events import (
     EventPublisher,
@@ -88,6 +101,14 @@ STOPPED = frozenset({JobStatus.BUDGET_EXCEEDED, JobStatus.CANCELLED, JobStatus.F
 IDEMPOTENCY_KEY_PREFIX = "plot-palette.jobs.create"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@dataclass(frozen=True)
+class JobQuota:
+    max_queued: int = 100
+    max_per_minute: int = 60
+    # Retry-After of the queued quota: a slot frees when a job ends; one promotion cycle is a guess.
+    queued_retry_after_seconds: int = 60
 
 
 class ReadableTemplate(Protocol):
@@ -136,7 +157,9 @@ class JobsService:
         lambda_context: Any = None,
         clock: Callable[[], str] = now_iso,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        quota: JobQuota | None = None,
     ) -> None:
+        self._quota = quota or JobQuota()
         self._jobs = jobs
         self._access = JobAccess(jobs)
         self._files = files
@@ -209,8 +232,9 @@ class JobsService:
             raise NotFoundError("Template version not found")
         seed_key = self._seed_key(user_id, request.seed_data_path)
 
-        job_id = self._new_id()
         created_at = self._clock()
+        self._check_quotas(user_id, created_at)
+        job_id = self._new_id()
         job = {
             "job_id": job_id,
             "user_id": user_id,
@@ -255,6 +279,23 @@ class JobsService:
             logger.exception("Job Queued not published; the job is committed", extra={"job_id": job_id})
         logger.info("Job queued", extra={"job_id": job_id, "template_id": template.template_id})
         return CreateJobResponse(job_id=job_id, status=JobStatus.QUEUED, created_at=created_at)
+
+    def _check_quotas(self, user_id: str, now: str) -> None:
+        quota = self._quota
+        window_start = parse_iso(now) - timedelta(seconds=60)
+        recent = self._jobs.created_since(user_id, to_iso(window_start), quota.max_per_minute)
+        if len(recent) >= quota.max_per_minute:
+            leaves_window = parse_iso(recent[0]) - window_start
+            raise TooManyRequestsError(
+                f"At most {quota.max_per_minute} jobs a minute; try again shortly",
+                int(leaves_window.total_seconds()) + 1,
+            )
+        if self._jobs.count_queued(user_id, quota.max_queued) >= quota.max_queued:
+            raise TooManyRequestsError(
+                f"You have {quota.max_queued} jobs waiting, the most allowed; "
+                "try again when some have started",
+                quota.queued_retry_after_seconds,
+            )
 
     def _seed_key(self, user_id: str, path: str) -> str:
         """The key or folder the job reads (an ``s3://`` URI is stored as its key): 403 when it is
@@ -323,7 +364,16 @@ class JobsService:
             return self._cancel(job)
         return self._request_deletion(job)
 
-    def _cancel(self, job: JobRecord) -> JobActionResponse:
+    def cancel(self, user_id: str, job_id: str) -> JobActionResponse:
+        """Cancel a QUEUED or RUNNING job; a finished one is a 409 naming its status, never deleted."""
+        job = self.owned_job(user_id, job_id)
+        if not job.status.is_active:
+            raise ConflictError(f"The job already finished ({job.status.value}); nothing to cancel")
+        return self._cancel(job, retry_hint="")
+
+    def _cancel(
+        self, job: JobRecord, retry_hint: str = "; DELETE it again to delete it"
+    ) -> JobActionResponse:
         requested_at = self._clock()
         outcome = self._jobs.request_cancel(job.job_id, requested_at)
         current = outcome.job
@@ -332,8 +382,7 @@ class JobsService:
                 raise NotFoundError("Job not found")
             if not current.status.is_active:
                 raise ConflictError(
-                    f"The job finished ({current.status.value}) before it could be cancelled; "
-                    "DELETE it again to delete it"
+                    f"The job finished ({current.status.value}) before it could be cancelled{retry_hint}"
                 )
             # Already asked: answer the same and re-emit with the first request time.
             requested_at = current.cancel_requested_at or requested_at

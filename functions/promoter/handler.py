@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.common import metric_names
 from functions.common.aws import client
-from functions.common.observability import logger
+from functions.common.observability import logger, metrics, publish_metrics, traced
 from functions.common.settings import load_settings
 from functions.common.streams import dynamodb_stream_processor
 from functions.promoter.models import JobStreamRecord, PromoterSettings
@@ -32,6 +34,7 @@ def build_service(settings: PromoterSettings) -> PromoterService:
         repository=QueueRepository(client("dynamodb"), settings.queue_table, settings.jobs_table),
         executions=LifecycleExecutions(client("stepfunctions"), settings.lifecycle_state_machine_arn),
         max_running_jobs=settings.max_running_jobs,
+        max_running_jobs_per_user=settings.max_running_jobs_per_user,
     )
 
 
@@ -43,12 +46,21 @@ class _BatchPromotion:
         self._done = False
 
     def handle(self, record: JobStreamRecord) -> None:
+        finished = record.finished_as
+        if finished is not None:
+            metrics.add_metric(
+                name=metric_names.JOBS_BY_TERMINAL_STATUS[finished], unit=MetricUnit.Count, value=1
+            )
         if not record.triggers_promotion or self._done:
             return
-        self._service.promote()
+        report = self._service.promote()
         self._done = True
+        for waited in report.waited_seconds.values():
+            metrics.add_metric(name=metric_names.PROMOTION_DELAY, unit=MetricUnit.Seconds, value=waited)
 
 
+@publish_metrics
+@traced
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     processor = dynamodb_stream_processor(JobStreamRecord)

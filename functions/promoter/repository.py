@@ -16,7 +16,6 @@ from functions.common.dynamo import (
     TRANSIENT_REASONS,
     cancellation_reasons,
     error_code,
-    from_attribute,
     from_item,
     reason_code,
     to_attribute,
@@ -25,9 +24,11 @@ from functions.common.status import JobStatus
 from functions.promoter.models import (
     SLOTS_PARTITION,
     SLOTS_SORT_KEY,
+    USER_SLOTS_PREFIX,
     ClaimOutcome,
     HeldJob,
     QueueEntry,
+    SlotState,
     StartOutcome,
     execution_input,
 )
@@ -45,7 +46,22 @@ def _slots_key() -> dict[str, Any]:
     return {"status": to_attribute(SLOTS_PARTITION), "queue_key": to_attribute(SLOTS_SORT_KEY)}
 
 
-def claim_outcome(job_id: str, reasons: list[Any]) -> ClaimOutcome:
+def user_slots_attribute(user_id: str) -> str:
+    return f"{USER_SLOTS_PREFIX}{user_id}"
+
+
+def _slot_refusal(job_id: str, slots: dict[str, Any], max_running: int | None) -> ClaimOutcome:
+    """Why the SLOTS condition failed: this job holds a slot already (someone else claimed it), every
+    slot is taken, or (with room left) the user's own cap is reached."""
+    holders = slots.get("holders") or set()
+    if job_id in holders:
+        return ClaimOutcome.TAKEN
+    if max_running is not None and len(holders) < max_running:
+        return ClaimOutcome.USER_FULL
+    return ClaimOutcome.SLOTS_FULL
+
+
+def claim_outcome(job_id: str, reasons: list[Any], max_running: int | None = None) -> ClaimOutcome:
     """Read a cancelled claim transaction's reasons (SLOTS update, Queue delete, job check)."""
     if len(reasons) != 3:
         raise UnexpectedCancellation(f"claim of {job_id} cancelled without reasons: {reasons}")
@@ -58,9 +74,7 @@ def claim_outcome(job_id: str, reasons: list[Any]) -> ClaimOutcome:
         raise UnexpectedCancellation(f"claim of {job_id}: {sorted(unknown)}")
 
     if reason_code(slot) == "ConditionalCheckFailed":
-        holders = from_item(slot.get("Item") or {}).get("holders") or set()
-        # Already a holder: someone else claimed this very job. Otherwise every slot is taken.
-        return ClaimOutcome.TAKEN if job_id in holders else ClaimOutcome.SLOTS_FULL
+        return _slot_refusal(job_id, from_item(slot.get("Item") or {}), max_running)
     if reason_code(queue) == "ConditionalCheckFailed":
         return ClaimOutcome.TAKEN
     # Only the job's check failed.
@@ -98,12 +112,35 @@ class QueueRepository:
                 return
             kwargs["ExclusiveStartKey"] = last
 
+    def count_queued(self) -> int:
+        """How many jobs wait (a COUNT query: no items are returned)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._queue_table,
+            "KeyConditionExpression": "#status = :queued",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":queued": to_attribute(JobStatus.QUEUED.value)},
+            "Select": "COUNT",
+        }
+        total = 0
+        while True:
+            page = self._db.query(**kwargs)
+            total += int(page.get("Count", 0))
+            if not page.get("LastEvaluatedKey"):
+                return total
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def slot_holders(self) -> set[str]:
+        return set(self.slot_state().holders)
+
+    def slot_state(self) -> SlotState:
         answer = self._db.get_item(TableName=self._queue_table, Key=_slots_key(), ConsistentRead=True)
-        item = answer.get("Item")
-        if not item or "holders" not in item:
-            return set()
-        return set(from_attribute(item["holders"]))
+        item = from_item(answer.get("Item") or {})
+        users = {
+            name.removeprefix(USER_SLOTS_PREFIX): frozenset(value)
+            for name, value in item.items()
+            if name.startswith(USER_SLOTS_PREFIX)
+        }
+        return SlotState(holders=frozenset(item.get("holders") or ()), users=users)
 
     def held_jobs(self, job_ids: Iterable[str]) -> dict[str, HeldJob]:
         """The Jobs items of ``job_ids`` that exist (at most 100 ids: the slot limit is far below)."""
@@ -127,9 +164,11 @@ class QueueRepository:
 
     # --- writes -----------------------------------------------------------------------------------
 
-    def claim(self, entry: QueueEntry, max_running: int) -> ClaimOutcome:
-        """One transaction: take a running slot, dequeue the job, check it is still promotable."""
+    def claim(self, entry: QueueEntry, max_running: int, per_user_cap: int | None = None) -> ClaimOutcome:
+        """One transaction: take a running slot (within the user's cap), dequeue the job, check it is
+        still promotable."""
         job = to_attribute(entry.job_id)
+        cap = max_running if per_user_cap is None else per_user_cap
         try:
             self._db.transact_write_items(
                 TransactItems=[
@@ -137,15 +176,18 @@ class QueueRepository:
                         "Update": {
                             "TableName": self._queue_table,
                             "Key": _slots_key(),
-                            "UpdateExpression": "ADD holders :job",
+                            "UpdateExpression": "ADD holders :job, #user :job",
                             "ConditionExpression": (
                                 "(attribute_not_exists(holders) OR size(holders) < :max) "
-                                "AND NOT contains(holders, :job_id)"
+                                "AND NOT contains(holders, :job_id) "
+                                "AND (attribute_not_exists(#user) OR size(#user) < :user_max)"
                             ),
+                            "ExpressionAttributeNames": {"#user": user_slots_attribute(entry.user_id)},
                             "ExpressionAttributeValues": {
                                 ":job": {"SS": [entry.job_id]},
                                 ":job_id": job,
                                 ":max": to_attribute(max_running),
+                                ":user_max": to_attribute(cap),
                             },
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
@@ -178,8 +220,22 @@ class QueueRepository:
             reasons = cancellation_reasons(error)
             if reasons is None:
                 raise
-            return claim_outcome(entry.job_id, reasons)
+            return claim_outcome(entry.job_id, reasons, max_running)
         return ClaimOutcome.CLAIMED
+
+    def prune_user_slots(self, stale: dict[str, set[str]]) -> None:
+        """Drop released jobs from their users' sets (the lifecycle releases ``holders`` only).
+
+        Safe without a condition: a job leaves ``holders`` once and is never claimed again.
+        """
+        for user_id, job_ids in sorted(stale.items()):
+            self._db.update_item(
+                TableName=self._queue_table,
+                Key=_slots_key(),
+                UpdateExpression="DELETE #user :jobs",
+                ExpressionAttributeNames={"#user": user_slots_attribute(user_id)},
+                ExpressionAttributeValues={":jobs": {"SS": sorted(job_ids)}},
+            )
 
     def remove_entry(self, entry: QueueEntry) -> None:
         """Delete a leftover Queue item (idempotent)."""
@@ -227,6 +283,15 @@ class LifecycleExecutions:
         # arn:aws:states:<region>:<account>:stateMachine:<name> -> ...:execution:<name>:<execution>
         prefix, _, name = self._arn.rpartition(":stateMachine:")
         return f"{prefix}:execution:{name}:{job_id}"
+
+    def exists(self, job_id: str) -> bool:
+        try:
+            self._sfn.describe_execution(executionArn=self.execution_arn(job_id))
+        except ClientError as error:
+            if error_code(error) == "ExecutionDoesNotExist":
+                return False
+            raise
+        return True
 
     def is_running(self, job_id: str) -> bool:
         """True while the job's execution runs; False when it ended or was never started."""

@@ -166,9 +166,11 @@ def _start_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime
     state_dir = tmp_path_factory.mktemp("plot-palette")
     log_path = state_dir.parent / "plot-palette-local.log"
     with open(log_path, "wb") as log:
+        # The load test's one user may use every slot: it checks the global limit, not fair share.
         args = (
             *("--workers", str(WORKERS)),
             *("-c", f"max_running_jobs={MAX_RUNNING_JOBS}"),
+            *("-c", f"max_running_jobs_per_user={MAX_RUNNING_JOBS}"),
             *("-c", f"partition_records={PARTITION_RECORDS}"),
         )
         # The workers log each work item they processed at INFO (tests read which worker did what).

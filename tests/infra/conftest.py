@@ -67,9 +67,13 @@ class Synthesized:
 
 
 def _synth(stage: Stage, outdir: Path) -> Synthesized:
+    return _synth_with(stage, outdir, None)
+
+
+def _synth_with(stage: Stage, outdir: Path, context: dict[str, Any] | None) -> Synthesized:
     from stacks.app import build_app
 
-    app, stack = build_app(stage.value, outdir=outdir, bundle=False)
+    app, stack = build_app(stage.value, outdir=outdir, bundle=False, context=context)
     assembly = app.synth()
     artifact = assembly.get_stack_artifact(stack.artifact_id)
     assembly_dir = Path(assembly.directory)

@@ -11,6 +11,8 @@ import pytest
 
 from functions.common import settings
 from functions.common.api import API_DOMAINS, PUBLIC_PATHS, served_routes
+from functions.promoter.models import FairShareSettings
+from functions.reconciler.models import ReconcilerSettings
 from stacks.bundling import ROOT
 from stacks.lambdas import handler_module
 from tests.infra.conftest import Synthesized, ref
@@ -31,6 +33,9 @@ KNOWN_SETTINGS = {
         settings.UploadSettings,
         settings.ConcurrencySettings,
         settings.LifecycleSettings,
+        settings.JobQuotaSettings,
+        FairShareSettings,
+        ReconcilerSettings,
     )
     for field in model.model_fields.values()
 }
@@ -118,7 +123,8 @@ def test_default_stage_is_throttled_and_logged(each: Synthesized) -> None:
 def test_handlers_are_importable_modules_of_the_package(each: Synthesized) -> None:
     handlers = {r["Properties"]["Handler"] for r in each.of_type("AWS::Lambda::Function").values()}
     assert handlers == {
-        f"functions.{domain}.handler.lambda_handler" for domain in [*API_DOMAINS, "promoter", "rollup"]
+        f"functions.{domain}.handler.lambda_handler"
+        for domain in [*API_DOMAINS, "promoter", "rollup", "reconciler"]
     }
     for handler in handlers:
         module = handler.rsplit(".", 1)[0]
@@ -186,7 +192,7 @@ def test_outputs(each: Synthesized) -> None:
     assert outputs["EventBusName"]["Value"] == ref(each.logical_id("AWS::Events::EventBus"))
 
 
-@pytest.mark.parametrize("domain", [*API_DOMAINS, "promoter", "rollup"])
+@pytest.mark.parametrize("domain", [*API_DOMAINS, "promoter", "rollup", "reconciler"])
 def test_each_function_gets_exactly_the_settings_its_handler_reads(each: Synthesized, domain: str) -> None:
     """Every field without a default is set, nothing else than the settings fields, and it validates."""
     _, function = _function_by_handler(each, domain)

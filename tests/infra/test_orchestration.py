@@ -271,7 +271,7 @@ def test_rules_route_requests_to_their_state_machine(each: Synthesized, detail_t
     rules = [
         r["Properties"]
         for r in each.of_type("AWS::Events::Rule").values()
-        if r["Properties"]["EventPattern"].get("detail-type") == [detail_type]
+        if r["Properties"].get("EventPattern", {}).get("detail-type") == [detail_type]
     ]
     assert len(rules) == 1
     rule = rules[0]

@@ -50,6 +50,7 @@ def test_links_lead_from_created_resources_to_the_operations_on_them() -> None:
     assert {link["operationRef"] for link in job_links.values()} == {
         "#/paths/~1jobs~1{job_id}/get",
         "#/paths/~1jobs~1{job_id}/delete",
+        "#/paths/~1jobs~1{job_id}~1cancel/post",
         "#/paths/~1jobs~1{job_id}~1download/get",
         "#/paths/~1dashboard~1{job_id}/get",
     }

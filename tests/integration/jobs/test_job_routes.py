@@ -97,6 +97,7 @@ def test_get_missing_is_404(aws: Any, job_id: str) -> None:
 OTHER_USER_ROUTES = [
     ("GET", "/jobs/{id}"),
     ("DELETE", "/jobs/{id}"),
+    ("POST", "/jobs/{id}/cancel"),
     ("GET", "/jobs/{id}/download"),
 ]
 
@@ -233,6 +234,79 @@ def test_job_finishing_between_read_and_cancel_is_409_and_not_a_deletion(aws: An
     item = get_job_item(aws, job_id)
     assert item is not None
     assert "cancel_requested_at" not in item
+    assert aws.capture.drain() == []
+
+
+# ------------------------------------------------------------------ POST /jobs/{job_id}/cancel
+
+
+@pytest.mark.parametrize("status", ["QUEUED", "RUNNING"])
+def test_cancel_of_an_active_job_requests_cancellation(aws: Any, status: str) -> None:
+    job_id = create_job(aws)
+    if status != "QUEUED":
+        set_status(aws, job_id, status)
+    aws.capture.drain()
+
+    answer = jobs_api.post(f"/jobs/{job_id}/cancel", body=None)
+
+    assert answer.status == 202
+    assert answer.body == {"message": "Cancellation requested", "job_id": job_id}
+    item = get_job_item(aws, job_id)
+    assert item is not None
+    assert item["status"] == status
+    events = aws.capture.drain()
+    assert [e["detail-type"] for e in events] == ["Job Cancellation Requested"]
+    assert events[0]["detail"]["requested_at"] == item["cancel_requested_at"]
+
+
+@pytest.mark.parametrize("status", TERMINAL)
+def test_cancel_of_a_finished_job_is_409_naming_its_status_and_deletes_nothing(aws: Any, status: str) -> None:
+    job_id = create_job(aws)
+    set_status(aws, job_id, status)
+    before = get_job_item(aws, job_id)
+    aws.capture.drain()
+
+    answer = jobs_api.post(f"/jobs/{job_id}/cancel", body=None)
+
+    assert answer.status == 409
+    assert answer.body == {"error": f"The job already finished ({status}); nothing to cancel"}
+    assert get_job_item(aws, job_id) == before
+    assert aws.capture.drain() == []  # neither a cancellation nor a deletion request
+
+
+def test_cancel_racing_completion_is_409_and_never_a_deletion(aws: Any) -> None:
+    """A RUNNING snapshot that COMPLETED before the conditional write: 409, no event, job kept."""
+    job_id = create_job(aws)
+    set_status(aws, job_id, "RUNNING")
+    dynamodb = aws.client("dynamodb")
+    snapshot = JobsRepository(dynamodb, JOBS_TABLE, QUEUE_TABLE, TEMPLATES_TABLE).get(job_id)
+    assert snapshot is not None
+
+    class ReadBeforeCompletion(JobsRepository):
+        def get(self, job_id: str) -> JobRecord | None:
+            return snapshot
+
+    service = JobsService(
+        jobs=ReadBeforeCompletion(dynamodb, JOBS_TABLE, QUEUE_TABLE, TEMPLATES_TABLE),
+        files=JobFiles(aws.client("s3"), BUCKET),
+        templates=TemplateRepository(dynamodb, TEMPLATES_TABLE),
+        publisher=EventPublisher(aws.client("events"), "plot-palette"),
+    )
+    set_status(aws, job_id, "COMPLETED")
+    aws.capture.drain()
+
+    with pytest.raises(ConflictError, match=r"finished \(COMPLETED\) before it could be cancelled$"):
+        service.cancel("user-1", job_id)
+    item = get_job_item(aws, job_id)
+    assert item is not None
+    assert item["status"] == "COMPLETED"
+    assert "cancel_requested_at" not in item
+    assert aws.capture.drain() == []
+
+
+def test_cancel_missing_is_404(aws: Any) -> None:
+    answer = jobs_api.post(f"/jobs/{MISSING_ID}/cancel", body=None)
+    assert answer.status == 404
     assert aws.capture.drain() == []
 
 

@@ -34,9 +34,12 @@ def create_lifecycle(aws: Any) -> str:
 def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     """Set the promoter's environment (as the CDK app does) and rebuild cached settings."""
 
-    def apply(max_running_jobs: int = 5) -> None:
+    def apply(max_running_jobs: int = 5, max_running_jobs_per_user: int | None = None) -> None:
         monkeypatch.setenv("LIFECYCLE_STATE_MACHINE_ARN", LIFECYCLE_ARN)
         monkeypatch.setenv("MAX_RUNNING_JOBS", str(max_running_jobs))
+        # Most tests here use one user: without a cap of their own they may fill every slot.
+        per_user = max_running_jobs if max_running_jobs_per_user is None else max_running_jobs_per_user
+        monkeypatch.setenv("MAX_RUNNING_JOBS_PER_USER", str(per_user))
         load_settings.cache_clear()
 
     apply()

@@ -277,9 +277,11 @@ def test_include_prompts_false_drops_every_prompt(world: World, make_service: An
 
 def test_a_partition_stops_on_the_rolled_up_cost_of_the_other_partitions(world: World, make_service: Any):
     """The budget is spent by other partitions (their deltas rolled up onto the job): this partition
-    commits no batch once the rolled-up total reaches the limit, at most the one batch in flight."""
-    item = world.make_job(num_records=8, batch_size=2, budget_limit=Decimal("0.50"))
-    part = partition(item, 1, 2, 4)
+    starts no record once the rolled-up total reaches the limit. Batches overlap (the next batch's
+    records start while the last ones of the batch before are in flight), so what it commits after the
+    first commit is at most the one batch in flight, never the rest of the partition."""
+    item = world.make_job(num_records=16, batch_size=2, budget_limit=Decimal("0.50"))
+    part = partition(item, 1, 2, 6)  # batches 2..5
 
     def other_partitions_rolled_up() -> None:  # what the rollup writes for their deltas meanwhile
         world.ddb.update_item(
@@ -293,7 +295,9 @@ def test_a_partition_stops_on_the_rolled_up_cost_of_the_other_partitions(world: 
     result = make_service(on_batch=other_partitions_rolled_up).run(part, start(world, part))
 
     assert (result.outcome, result.error) == (Outcome.FAILED, BUDGET_EXCEEDED)
-    assert [d["record_id"] for d in world.deltas(item.job_id)] == ["00000002"]  # one batch, then stop
+    committed = [d["record_id"] for d in world.deltas(item.job_id)]
+    assert committed[0] == "00000002"
+    assert committed in (["00000002"], ["00000002", "00000003"])  # batches 4 and 5 never start
 
 
 def test_the_fargate_share_is_billed_at_the_job_task_size(world: World, make_service: Any):

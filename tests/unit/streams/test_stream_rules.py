@@ -10,7 +10,7 @@ import pytest
 
 from functions.common.dynamo import to_item
 from functions.common.retry import RetryPolicy
-from functions.promoter.models import ClaimOutcome, JobStreamRecord, QueueEntry, StartOutcome
+from functions.promoter.models import ClaimOutcome, JobStreamRecord, QueueEntry, SlotState, StartOutcome
 from functions.promoter.repository import TransientClaimError, UnexpectedCancellation, claim_outcome
 from functions.promoter.service import PromoterService
 from functions.rollup.models import CostBreakdown, CostDelta, RollupOutcome
@@ -129,13 +129,15 @@ class _ConflictingQueue:
         self.conflicts = conflicts
         self.claims = 0
 
-    def slot_holders(self) -> set[str]:
-        return set()
+    def slot_state(self) -> SlotState:
+        return SlotState(holders=frozenset(), users={})
 
-    def queued_entries(self) -> list[QueueEntry]:
-        return [QueueEntry(status="QUEUED", queue_key="05#t#j", job_id="j", user_id="u")]
+    def queued_entries(self, page_size: int = 25) -> list[QueueEntry]:
+        return [
+            QueueEntry(status="QUEUED", queue_key="05#2026-11-30T12:00:00.000Z#j", job_id="j", user_id="u")
+        ]
 
-    def claim(self, entry: QueueEntry, max_running: int) -> ClaimOutcome:
+    def claim(self, entry: QueueEntry, max_running: int, per_user_cap: int | None = None) -> ClaimOutcome:
         self.claims += 1
         if self.claims <= self.conflicts:
             raise TransientClaimError("TransactionConflict")
