@@ -38,6 +38,16 @@ _LONG_NUMBER = re.compile(rf"\d{{{MAX_NUMBER_CHARS + 1},}}")
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
+# Routes that take another media type than JSON (e.g. a YAML import) declare it here when their
+# module is imported; such a body is left to the route, which parses and bounds it itself.
+_OWN_MEDIA_TYPES: dict[str, frozenset[str]] = {}
+
+
+def accept_media_types(path: str, media_types: frozenset[str]) -> None:
+    """Let the route at ``path`` take bodies of ``media_types`` besides JSON."""
+    _OWN_MEDIA_TYPES[path] = frozenset(media_types)
+
+
 @dataclass(frozen=True)
 class BodyRejection:
     status: int
@@ -94,6 +104,10 @@ def body_rejection(event: dict[str, Any]) -> BodyRejection | None:
     if method not in BODY_METHODS:
         return None
     media_type = _media_type(_header(event.get("headers"), "content-type"))
+    if media_type != JSON_MEDIA_TYPE and media_type in _OWN_MEDIA_TYPES.get(
+        str(event.get("rawPath", "")), ()
+    ):
+        return None
     if media_type and media_type != JSON_MEDIA_TYPE:
         return BodyRejection(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, UNSUPPORTED_MEDIA_TYPE_MESSAGE)
     return json_rejection(_body_text(event)) if event.get("body") else None

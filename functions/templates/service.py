@@ -10,12 +10,19 @@ from functions.common.catalogue import UnknownModelError, resolve_model
 from functions.common.clock import now_iso
 from functions.common.cursor import decode_cursor, encode_cursor
 from functions.common.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
-from functions.common.events import EventPublisher, TemplateCreated, TemplateDeleted, TemplateVersionCreated
+from functions.common.events import (
+    EventDetail,
+    EventPublisher,
+    TemplateCreated,
+    TemplateDeleted,
+    TemplateVersionCreated,
+)
 from functions.common.observability import logger
 from functions.common.retry import RetryPolicy
 from functions.templates.analysis import TemplateDefinitionError, analyze_definition
 from functions.templates.models import (
     CreateTemplateRequest,
+    ForkedFrom,
     TemplateDefinition,
     TemplateDeleteResponse,
     TemplateHead,
@@ -29,6 +36,7 @@ from functions.templates.repository import (
     HEAD_VERSION,
     PUBLIC_PARTITION,
     HeadDeleteOutcome,
+    TemplateGoneError,
     TemplateRepository,
 )
 
@@ -37,6 +45,12 @@ UPDATE_RETRY = RetryPolicy(attempts=20, base_delay=0.01, max_delay=0.5)
 _PHASE_OWN = "own"
 _PHASE_PUBLIC = "public"
 _CURSOR_KEYS = ("phase", "template_id", "updated_at")
+
+
+def _created(template: TemplateVersion) -> EventDetail:
+    return TemplateCreated(
+        template_id=template.template_id, user_id=template.user_id, version=1, name=template.name
+    )
 
 
 def check_models(definition: TemplateDefinition) -> None:
@@ -81,7 +95,16 @@ class TemplateService:
 
     # ---------------------------------------------------------------- writes
 
-    def create(self, caller: str, request: CreateTemplateRequest) -> TemplateWriteResponse:
+    def create(
+        self,
+        caller: str,
+        request: CreateTemplateRequest,
+        *,
+        forked_from: ForkedFrom | None = None,
+        announce: Callable[[TemplateVersion], EventDetail] | None = None,
+    ) -> TemplateWriteResponse:
+        """Validate and write version 1. Forks and imports come through here too (so they are
+        validated exactly as a create), each announcing itself with its own event."""
         requirements = analyze_definition(request.template_definition)
         check_models(request.template_definition)
         template = TemplateVersion(
@@ -94,12 +117,14 @@ class TemplateService:
             template_definition=request.template_definition,
             schema_requirements=requirements,
             created_at=self._clock(),
+            forked_from=forked_from,
         )
-        self._repo.create(template)
+        try:
+            self._repo.create(template)
+        except TemplateGoneError:
+            raise NotFoundError("The template forked from no longer exists") from None
         logger.info("Template created", extra={"template_id": template.template_id})
-        self._publisher.publish(
-            TemplateCreated(template_id=template.template_id, user_id=caller, version=1, name=template.name)
-        )
+        self._publisher.publish((announce or _created)(template))
         return TemplateWriteResponse(
             template_id=template.template_id, version=1, schema_requirements=requirements
         )
@@ -119,6 +144,7 @@ class TemplateService:
                 template_definition=request.template_definition,
                 schema_requirements=requirements,
                 created_at=self._clock(),
+                forked_from=head.forked_from,  # a fork stays one through its later versions
             )
             if self._repo.append_version(
                 template, expected_latest=head.latest_version, head_created_at=head.created_at

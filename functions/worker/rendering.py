@@ -22,7 +22,7 @@ from functions.common.sandbox import (
     render_limited,
 )
 
-__all__ = ["PromptRenderer", "RenderError", "RenderLimits"]
+__all__ = ["DEFAULT_MAX_OUTPUT_CHARS", "DEFAULT_MAX_SECONDS", "PromptRenderer", "RenderError", "RenderLimits"]
 
 
 @dataclass(frozen=True)

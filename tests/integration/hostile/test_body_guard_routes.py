@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from functions.common.body_guard import _OWN_MEDIA_TYPES
 from functions.openapi import openapi_document
 from tests.integration.jobs.support import JOBS_TABLE, TEMPLATES_TABLE
 from tests.support.http import ApiClient
@@ -83,6 +84,8 @@ def test_deep_nesting_and_huge_numbers_are_400_on_every_body_route(
 def test_every_body_that_is_not_json_is_415_and_changes_nothing(
     aws, route: tuple[str, str, str], content_type: str, body: str
 ) -> None:
+    if content_type in _OWN_MEDIA_TYPES.get(route[1], ()):
+        pytest.skip(f"{route[1]} takes {content_type} itself")
     answer = _call(route, raw_body=body, headers={"Content-Type": content_type})
     assert answer.status == 415, answer.body
     assert answer.body == {"error": "Unsupported content type: send JSON with Content-Type: application/json"}
