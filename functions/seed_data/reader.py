@@ -19,6 +19,12 @@ Speed (``benchmarks/seed_reader.py``): the parsing is the stdlib's C code and th
 few calls per record or per buffer. A JSON array written on one line is parsed one buffer at a
 time by one C call (``_JsonScanner._batch``), otherwise element by element; a CSV row becomes its
 record in one call of a function compiled from the header (``_builder``).
+
+Every record, whichever parser produced it, then passes ``check_record``: at most
+``MAX_RECORD_DEPTH`` levels of objects and arrays and no integer longer than ``MAX_NUMBER_DIGITS``
+digits (a record that breaks either is a ``SeedDataError`` naming its line, never a crash later in
+the worker's renderer). A parser that fails on such input (Python's JSON parser recurses, and
+refuses integers of more than 4,300 digits) reports the same ``SeedDataError``.
 """
 
 from __future__ import annotations
@@ -31,10 +37,17 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, cast
 
 DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+MAX_RECORD_DEPTH = 64
+MAX_NUMBER_DIGITS = 100
+# An int of at most the first many bits has at most MAX_NUMBER_DIGITS digits; beyond the second, more.
+_LONG_INT_BITS = (int(MAX_NUMBER_DIGITS * 3.3219) - 1, int(MAX_NUMBER_DIGITS * 3.3219) + 8)
+_DEPTH_MESSAGE = f"Record nests objects and arrays deeper than {MAX_RECORD_DEPTH} levels"
+_NUMBER_MESSAGE = f"Record has an integer with more than {MAX_NUMBER_DIGITS} digits"
 _BOM = b"\xef\xbb\xbf"
 _WHITESPACE = b" \t\r\n"
 
@@ -120,10 +133,40 @@ def iter_seed_records(
     """Records of a seed file, streamed. Raises ``SeedDataError`` (with a line) on malformed input."""
     fmt = detect_format(filename_or_content_type)
     if fmt is SeedFormat.JSONL:
-        return _iter_jsonl(chunks, max_record_bytes)
-    if fmt is SeedFormat.CSV:
-        return _iter_csv(chunks, max_record_bytes)
-    return _JsonScanner(max_record_bytes).records(chunks)
+        records = _iter_jsonl(chunks, max_record_bytes)
+    elif fmt is SeedFormat.CSV:
+        records = _iter_csv(chunks, max_record_bytes)
+    else:
+        records = _JsonScanner(max_record_bytes).records(chunks)
+    return (check_record(record) for record in records)
+
+
+def _number_too_long(value: int | Decimal) -> bool:
+    if isinstance(value, int):
+        # Bits bound the digits without converting (str() of a huge int raises): below 2**332 an
+        # int has at most 100 digits, from 2**340 on more; in between, count them.
+        bits = value.bit_length()
+        return bits > _LONG_INT_BITS[1] or (
+            bits > _LONG_INT_BITS[0] and len(str(abs(value))) > MAX_NUMBER_DIGITS
+        )
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return value.adjusted() >= MAX_NUMBER_DIGITS  # a parser that reads integers as Decimal
+    return False  # a fraction: a float (or Decimal) that is only ever printed, never converted
+
+
+def check_record(record: SeedRecord) -> SeedRecord:
+    """The record, once its depth and numbers are within limits (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(record.data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_RECORD_DEPTH:
+                raise SeedDataError(_DEPTH_MESSAGE, record.line)
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(value, int | Decimal) and not isinstance(value, bool) and _number_too_long(value):
+            raise SeedDataError(_NUMBER_MESSAGE, record.line)
+    return record
 
 
 # ------------------------------------------------------------------ JSONL
@@ -186,7 +229,7 @@ def _iter_jsonl(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[Seed
         try:
             data, end = scan(line, 0)
             clean = end == len(line)
-        except (StopIteration, json.JSONDecodeError):
+        except (StopIteration, ValueError, RecursionError):  # json.loads names the problem below
             clean = False
         if not clean:
             if not line.strip(" \t\r\n"):
@@ -208,6 +251,10 @@ def _loads(raw: str, first_line: int) -> Any:
         raise SeedDataError("Not valid UTF-8", first_line) from None
     except json.JSONDecodeError as error:
         raise SeedDataError(f"Malformed JSON: {error.msg}", first_line + error.lineno - 1) from None
+    except RecursionError:
+        raise SeedDataError(_DEPTH_MESSAGE, first_line) from None
+    except ValueError:  # int() of more than sys.get_int_max_str_digits() digits
+        raise SeedDataError(_NUMBER_MESSAGE, first_line) from None
 
 
 def _json_kind(value: Any) -> str:
@@ -309,7 +356,7 @@ class _JsonScanner:
                 start = found.end()
             try:
                 data, end = scan(text, start)
-            except (StopIteration, json.JSONDecodeError):
+            except (StopIteration, ValueError, RecursionError):  # the careful path reports it
                 break
             if end - start > limit:
                 break
@@ -413,6 +460,10 @@ class _JsonScanner:
                 if not self._cut_off(error) or not self._refill(max(_REFILL_CHARS, len(self._text) - start)):
                     raise self._parse_error(error, start, start_line) from None
                 continue
+            except RecursionError:
+                raise SeedDataError(_DEPTH_MESSAGE, start_line) from None
+            except ValueError:  # int() of more than sys.get_int_max_str_digits() digits
+                raise SeedDataError(_NUMBER_MESSAGE, start_line) from None
             if end - start > self._max:
                 raise SeedDataError(f"Record larger than {self._max} bytes", start_line)
             self._line += self._text.count("\n", start, end)

@@ -232,6 +232,36 @@ def test_a_header_only_csv_has_no_records() -> None:
     assert read("a,b\n", "x.csv") == []
 
 
+# The seeds: Python's JSON parser raised ValueError / RecursionError, which escaped as a 500
+# from POST /seed-data/validate and a WorkerError from the worker.
+@pytest.mark.parametrize("fmt", ["a.json", "a.jsonl"])
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ('{"n": ' + "7" * 5000 + "}", "integer with more than 100 digits"),
+        ('{"n": ' + "7" * 101 + "}", "integer with more than 100 digits"),
+        ('{"n": -' + "7" * 150 + "}", "integer with more than 100 digits"),
+        ('{"a": ' * 100_000 + "1" + "}" * 100_000, "deeper than 64 levels"),
+        ('{"a": ' * 65 + "1" + "}" * 65, "deeper than 64 levels"),
+        ('{"a": [' * 40 + "1" + "]}" * 40, "deeper than 64 levels"),
+    ],
+    ids=["5000-digits", "101-digits", "negative", "100k-deep", "65-deep", "80-deep-with-arrays"],
+)
+def test_malformed_records_are_seed_data_errors_naming_the_line(fmt: str, record: str, message: str) -> None:
+    data = '{"ok": 1}\n' + record + "\n"
+    if fmt == "a.json":
+        data = "[" + data.replace("\n", ",\n", 1) + "]"
+    error = error_of(data, fmt)
+    assert message in error.message
+    assert error.line == 2
+
+
+def test_records_at_the_limits_are_read() -> None:
+    record = '{"a": ' * 63 + '{"n": ' + "9" * 100 + ', "f": 1.' + "5" * 200 + "}" + "}" * 63
+    (record_read,) = read(record, "a.jsonl")
+    assert record_read.line == 1
+
+
 @pytest.mark.parametrize(
     ("header", "row", "expected"),
     [
