@@ -24,7 +24,7 @@ from pydantic import Field
 from functions.common.api import api_responses, current_caller
 from functions.common.aws import client
 from functions.common.body_guard import accept_media_types
-from functions.common.errors import DomainError
+from functions.common.errors import BadRequestError, DomainError
 from functions.common.events import EventPublisher
 from functions.common.rate_limit import RateLimiter, Window
 from functions.common.retry import RetryPolicy
@@ -297,6 +297,9 @@ def fork_template(
     template_id: str, request: Annotated[ForkRequest | None, Body()] = None
 ) -> Response[ForkResponse]:
     caller = current_caller(router)
+    # The schema allows an object or null; Powertools would read any other JSON (an array) as none.
+    if router.current_event.body and not isinstance(router.current_event.json_body, dict | None):
+        raise BadRequestError("The body must be a JSON object")
     forked = _service().fork(caller.user_id, template_id, request or ForkRequest())
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=forked)
 
@@ -307,6 +310,21 @@ _EXPORT_EXAMPLE = (
     "  prompt: |\n    Write a short bio of {{ author.name }}.\n    Mention {{ author.genre }}.\n"
     "  model_tier: tier-1\nschema_requirements:\n- author.genre\n- author.name\n"
 )
+
+
+# The YAML document (export's answer, import's body) as what it parses to: a client reading
+# `application/yaml` sees this mapping, not a string. Its size limit (MAX_IMPORT_BYTES) is the 413.
+_YAML_DOCUMENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "description", "steps"],
+    "properties": {
+        "name": {"type": "string"},
+        "description": {"type": ["string", "null"]},
+        "is_public": {"type": "boolean"},
+        "steps": {"type": "array", "items": {"type": "object"}},
+        "schema_requirements": {"type": "array", "items": {"type": "string"}},
+    },
+}
 
 
 @router.get(
@@ -323,7 +341,7 @@ _EXPORT_EXAMPLE = (
             "description": "The YAML document",
             "content": {
                 YAML_CONTENT_TYPE: {
-                    "schema": {"type": "string"},
+                    "schema": _YAML_DOCUMENT,
                     "examples": {"bios": {"value": _EXPORT_EXAMPLE}},
                 }
             },
@@ -351,7 +369,7 @@ OPENAPI_REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "required": True,
         "content": {
             YAML_CONTENT_TYPE: {
-                "schema": {"type": "string", "maxLength": MAX_IMPORT_BYTES},
+                "schema": _YAML_DOCUMENT,
                 "examples": {"bios": {"value": _EXPORT_EXAMPLE}},
             }
         },

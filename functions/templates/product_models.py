@@ -8,10 +8,19 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from functions.common.money import DecimalNumber
 from functions.common.sizes import DEFAULT_TASK_SIZE, TaskSize
 from functions.templates.models import ForkedFrom
+
+
+def _json_number(value: Any) -> Any:
+    """A JSON number, as the schema's ``integer`` means it (``2`` and ``2.0``), never ``"2"`` or ``true``."""
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON integer")
+    return value
+
 
 MAX_SEED_RECORD_BYTES = 256 * 1024
 MAX_RECORD_INDEX = 10_000
@@ -128,6 +137,7 @@ class ForkRequest(BaseModel):
         json_schema_extra={"examples": [{"version": 2, "name": "My author bios"}]},
     )
 
+    # A JSON integer and a JSON boolean, as the schema says (not "2" or 1).
     version: int | None = Field(default=None, ge=1, le=1_000_000, description="Default: the latest.")
     name: str | None = Field(
         default=None, min_length=1, max_length=200, description="Default: the source's name."
@@ -135,7 +145,11 @@ class ForkRequest(BaseModel):
     description: str | None = Field(
         default=None, max_length=2000, description="Default: the source's description."
     )
-    is_public: bool = Field(default=False, description="A fork is private unless asked otherwise.")
+    is_public: bool = Field(
+        default=False, strict=True, description="A fork is private unless asked otherwise."
+    )
+
+    _json_integers = field_validator("version", mode="before")(_json_number)
 
 
 class ForkResponse(BaseModel):
@@ -161,14 +175,35 @@ class ForkResponse(BaseModel):
 # ------------------------------------------------------------------- dry run
 
 
+# The seed rule of the dry run, stated in its schema as the validator enforces it: exactly one of a
+# non-null seed_record or seed_data_path, and record_index (when not null) only with seed_data_path.
+_ONE_SEED: JsonDict = {
+    "oneOf": [
+        {
+            "required": ["seed_record"],
+            "properties": {
+                "seed_record": {"type": "object"},
+                "seed_data_path": {"type": "null"},
+                "record_index": {"type": "null"},
+            },
+        },
+        {
+            "required": ["seed_data_path"],
+            "properties": {"seed_record": {"type": "null"}, "seed_data_path": {"type": "string"}},
+        },
+    ]
+}
+
+
 class DryRunRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
+            **_ONE_SEED,
             "examples": [
                 {"seed_record": {"author": {"name": "Ada Lovelace"}}, "num_records": 1000},
                 {"seed_data_path": "seed-data/USER_ID/authors.jsonl", "record_index": 3, "call_model": False},
-            ]
+            ],
         },
     )
 
@@ -189,13 +224,17 @@ class DryRunRequest(BaseModel):
         description=f"With `seed_data_path`: which record (0-based, at most {MAX_RECORD_INDEX}). Default 0.",
     )
     call_model: bool = Field(
-        default=True, description="False: render the prompts only; tokens and cost are then estimated."
+        default=True,
+        strict=True,
+        description="False: render the prompts only; tokens and cost are then estimated.",
     )
     num_records: int = Field(default=100, ge=1, le=1_000_000, description="The job size the estimate is for.")
     task_size: TaskSize = Field(
         default=DEFAULT_TASK_SIZE,
         description="The job's `task_size`: the worker task the Fargate share is priced at.",
     )
+
+    _json_integers = field_validator("version", "record_index", "num_records", mode="before")(_json_number)
 
     @field_validator("seed_record")
     @classmethod

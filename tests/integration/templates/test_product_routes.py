@@ -227,6 +227,9 @@ def test_fork_of_another_users_private_template_is_403_and_of_a_missing_one_404(
     assert api.post("/templates/no-such/fork", user=OTHER).status == 404
     assert api.post(f"/templates/{public}/fork", user=OTHER, body={"version": 9}).status == 404
     assert api.post(f"/templates/{public}/fork", user=OTHER, body={"surprise": 1}).status == 400
+    # What the schema refuses (found by the fuzz tier): not an object or null, "2", 1 for true.
+    for refused in ([None, None], [], "x", {"version": "1"}, {"is_public": 1}):
+        assert api.post(f"/templates/{public}/fork", user=OTHER, body=refused).status == 400, refused
     assert api.post(f"/templates/{public}/fork", user=None).status == 401
 
     assert aws.client("dynamodb").scan(TableName=TEMPLATES_TABLE)["Count"] == before
