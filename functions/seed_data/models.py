@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from functions.common.models import DeferredModel
 
 SeedContentType = Literal["application/json", "application/x-ndjson", "text/csv"]
 MAX_REPORTED_ERRORS = 20
 
 
-class UploadRequest(BaseModel):
+class UploadRequest(DeferredModel):
     model_config = ConfigDict(extra="forbid")
 
     filename: str = Field(
@@ -26,12 +28,12 @@ class UploadRequest(BaseModel):
     )
 
 
-class UploadForm(BaseModel):
+class UploadForm(DeferredModel):
     url: str
     fields: dict[str, str]
 
 
-class UploadResponse(BaseModel):
+class UploadResponse(DeferredModel):
     upload_url: str = Field(description="Presigned PUT; send the same Content-Type header.")
     s3_key: str
     expires_in: int
@@ -42,7 +44,7 @@ class UploadResponse(BaseModel):
     )
 
 
-class ValidateRequest(BaseModel):
+class ValidateRequest(DeferredModel):
     model_config = ConfigDict(extra="forbid")
 
     s3_key: str = Field(
@@ -57,7 +59,7 @@ class ValidateRequest(BaseModel):
     template_version: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
-class RecordError(BaseModel):
+class RecordError(DeferredModel):
     record: int | None = Field(
         description="1-based position of the record in the file (in a folder: across its files)."
     )
@@ -67,13 +69,13 @@ class RecordError(BaseModel):
     message: str
 
 
-class ValidationSuccess(BaseModel):
+class ValidationSuccess(DeferredModel):
     valid: Literal[True] = True
     format: str = Field(description="json, jsonl or csv; `mixed` for a folder of several formats.")
     records_checked: int
 
 
-class ValidationFailure(BaseModel):
+class ValidationFailure(DeferredModel):
     error: str
     valid: Literal[False] = False
     format: str | None = None
