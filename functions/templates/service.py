@@ -13,7 +13,6 @@ from functions.common.errors import BadRequestError, ConflictError, ForbiddenErr
 from functions.common.events import EventPublisher, TemplateCreated, TemplateDeleted, TemplateVersionCreated
 from functions.common.observability import logger
 from functions.common.retry import RetryPolicy
-from functions.templates.analysis import TemplateDefinitionError, analyze_definition
 from functions.templates.models import (
     CreateTemplateRequest,
     TemplateDefinition,
@@ -43,6 +42,9 @@ def check_models(definition: TemplateDefinition) -> None:
     """Every step's ``model``/``model_tier`` must be in the catalogue (``functions.common.catalogue``):
     a 400 naming the step and the known names, so no job of an accepted template fails on its model.
     The definition is stored as written; the worker resolves the names to Bedrock ids."""
+    # Lazy, as in _analyze: the analysis module imports jinja2.
+    from functions.templates.analysis import TemplateDefinitionError
+
     for step in definition.steps:
         try:
             resolve_model(step.model, step.model_tier)
@@ -53,6 +55,16 @@ def check_models(definition: TemplateDefinition) -> None:
             raise TemplateDefinitionError(
                 message, details={"step": step.id, "field": error.field, "known": error.known}
             ) from None
+
+
+def _analyze(definition: TemplateDefinition) -> list[str]:
+    """The seed fields ``definition`` requires, once its prompts and models pass every rule (400)."""
+    # Lazy: jinja2 costs ~100 ms to import and only the two routes writing a definition need it.
+    from functions.templates.analysis import analyze_definition
+
+    requirements = analyze_definition(definition)
+    check_models(definition)
+    return requirements
 
 
 def _requirements(repo: TemplateRepository, head: TemplateHead) -> list[str]:
@@ -82,8 +94,7 @@ class TemplateService:
     # ---------------------------------------------------------------- writes
 
     def create(self, caller: str, request: CreateTemplateRequest) -> TemplateWriteResponse:
-        requirements = analyze_definition(request.template_definition)
-        check_models(request.template_definition)
+        requirements = _analyze(request.template_definition)
         template = TemplateVersion(
             template_id=self._new_id(),
             version=1,
@@ -105,8 +116,7 @@ class TemplateService:
         )
 
     def update(self, caller: str, template_id: str, request: UpdateTemplateRequest) -> TemplateWriteResponse:
-        requirements = analyze_definition(request.template_definition)
-        check_models(request.template_definition)
+        requirements = _analyze(request.template_definition)
         for attempt in range(self._retry.attempts):
             head = self._owned_head(caller, template_id)
             template = TemplateVersion(
