@@ -21,7 +21,9 @@ DOCUMENT = Path(__file__).resolve().parent / "health" / "openapi.json"
 
 
 def openapi_document() -> dict:
-    app = build_resolver(*(importlib.import_module(f"functions.{d}.handler").router for d in API_DOMAINS))
+    modules = [importlib.import_module(f"functions.{d}.handler") for d in API_DOMAINS]
+    # A handler serving several routers lists them as ``ROUTERS`` (templates); else its ``router``.
+    app = build_resolver(*(r for m in modules for r in getattr(m, "ROUTERS", (m.router,))))
     document = json.loads(
         app.get_openapi_json_schema(
             title=OPENAPI_TITLE,
@@ -33,6 +35,10 @@ def openapi_document() -> dict:
             security=[{"cognito": []}],
         )
     )
+    # Routes that read a non-JSON body themselves declare it (``OPENAPI_REQUEST_BODIES``).
+    for module in modules:
+        for (path, method), body in getattr(module, "OPENAPI_REQUEST_BODIES", {}).items():
+            document["paths"][path][method]["requestBody"] = body
     # Public routes opt out of the global requirement (Powertools drops an empty per-route list).
     for path in PUBLIC_PATHS & document["paths"].keys():
         for operation in document["paths"][path].values():

@@ -17,6 +17,7 @@ from functions.common.api import API_DOMAINS, PUBLIC_PATHS, served_routes
 from stacks.config import Config
 from stacks.lambdas import LOG_RETENTION, PythonFunction, handler_module
 from stacks.storage import Storage
+from stacks.worker import bedrock_invoke_statement
 
 ACCESS_LOG_FORMAT = (
     '{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
@@ -99,6 +100,11 @@ class Api(Construct):
         resources = storage.resources | {
             "EVENT_BUS_NAME": env.bus_name,
             "UPLOAD_MAX_BYTES": str(100 * 1024 * 1024),
+            # The dry run (templates) renders and calls models as the worker does.
+            "MODEL_PROVIDER": "offline" if config.is_local else "bedrock",
+            # ... and estimates a job's duration with the lifecycle's partitioning.
+            "PARTITION_RECORDS": str(config.partition_records),
+            "PARTITION_CONCURRENCY": str(config.partition_concurrency),
             "MAX_QUEUED_JOBS_PER_USER": str(config.max_queued_jobs_per_user),
             "MAX_JOBS_CREATED_PER_MINUTE": str(config.max_jobs_created_per_minute),
         }
@@ -170,6 +176,7 @@ class Api(Construct):
                     authorizer=None if path in PUBLIC_PATHS else self.authorizer,
                 )
 
+        self._local = config.is_local
         self._grant(storage, env.bus_name)
 
     @property
@@ -193,6 +200,13 @@ class Api(Construct):
         storage.grant_list(f["jobs"])  # HeadObject of a missing seed file answers 404
         # templates: immutable versions and head items; "in use" is the head's job_refs counter.
         storage.templates.grant_read_write_data(f["templates"])
+        # the dry run: reads the caller's seed file, counts its rate limit (UpdateItem in a
+        # transaction on the short-lived records table) and calls Bedrock in AWS.
+        storage.grant_objects(f["templates"], "seed-data/", "s3:GetObject")
+        storage.grant_list(f["templates"])  # GetObject of a missing seed file answers 404
+        storage.grant_items(storage.idempotency, f["templates"], "dynamodb:UpdateItem")
+        if not self._local:
+            f["templates"].add_to_role_policy(bedrock_invoke_statement())
         # seed data: presigned uploads under seed-data/ and validation reads.
         storage.grant_objects(f["seed_data"], "seed-data/", "s3:PutObject", "s3:GetObject")
         storage.grant_list(f["seed_data"])  # GetObject of a missing upload answers 404

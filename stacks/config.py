@@ -54,6 +54,9 @@ class Config:
     # Partitions of one job in flight at once (the lifecycle Map's MaxConcurrency), at most 40.
     partition_concurrency: int = 10
     worker_dockerfile: str = "Dockerfile"
+    # How many of the marketplace's Templates GSIs (popular, name) to create: CloudFormation adds at
+    # most one GSI per table update, so a stack deployed before them upgrades with 1, then 2.
+    marketplace_indexes: int = 2
     # Fair share and quotas (issue 13). None: max(1, max_running_jobs // 2).
     max_running_jobs_per_user: int | None = None
     max_queued_jobs_per_user: int = 100
@@ -111,6 +114,7 @@ class Config:
             partition_records=_int(node, "partition_records", 1000),
             partition_concurrency=_int(node, "partition_concurrency", 10),
             worker_dockerfile=str(node.try_get_context("worker_dockerfile") or "Dockerfile"),
+            marketplace_indexes=_marketplace_indexes(node),
             max_running_jobs_per_user=(
                 None
                 if node.try_get_context("max_running_jobs_per_user") is None
@@ -123,3 +127,10 @@ class Config:
             api_route_metrics=_bool(node, "api_route_metrics", True),
             repairs_alarm_minutes=_int(node, "repairs_alarm_minutes", 15),
         )
+
+
+def _marketplace_indexes(node: Node) -> int:
+    count = _int(node, "marketplace_indexes", 2)
+    if not 0 <= count <= 2:
+        raise ValueError("context marketplace_indexes is 0, 1 or 2")
+    return count

@@ -42,6 +42,15 @@ def _suppress(construct: IConstruct, rule: str, reason: str, applies_to: list[ob
     )
 
 
+BEDROCK_RESOURCES: list[object] = [
+    {"regex": "/^Resource::arn:<AWS::Partition>:bedrock:\\*::foundation-model\\/\\*$/g"},
+    {
+        "regex": "/^Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
+        "inference-profile\\/\\*$/g"
+    },
+]
+
+
 def _suppress_task_definition(task_definition: ecs.FargateTaskDefinition) -> None:
     """The findings every task size's definition shares."""
     _suppress(
@@ -88,6 +97,16 @@ def _functions(stack: PlotPaletteStack) -> None:
             _suppress(fn.role, "AwsSolutions-IAM5", " ".join(reasons), ["Resource::*"])
         _suppress(fn.role, "AwsSolutions-IAM5", INDEX_REASON, [INDEXES])
         _suppress(fn.role, "AwsSolutions-IAM5", OBJECT_REASON, [OBJECTS])
+
+    if not config.is_local:
+        _suppress(
+            api.functions["templates"].role,
+            "AwsSolutions-IAM5",
+            "The dry run (POST /templates/{id}/test) calls the model each template step names, chosen "
+            "at run time, like the worker: any foundation model or this account's inference profiles; "
+            "the actions are exactly bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream.",
+            BEDROCK_RESOURCES,
+        )
 
 
 def _state_machines_and_queues(stack: PlotPaletteStack) -> None:
@@ -181,11 +200,5 @@ def _worker(worker: Worker) -> None:
         "A template picks its Bedrock model per step at run time, so the worker may invoke any "
         "foundation model or this account's inference profiles; the actions are exactly "
         "bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream (Converse uses them).",
-        [
-            {"regex": "/^Resource::arn:<AWS::Partition>:bedrock:\\*::foundation-model\\/\\*$/g"},
-            {
-                "regex": "/^Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
-                "inference-profile\\/\\*$/g"
-            },
-        ],
+        BEDROCK_RESOURCES,
     )

@@ -69,6 +69,16 @@ class Storage(Construct):
             partition_key=_attr("public_partition"),
             sort_key=_attr("updated_at"),
         )
+        # The marketplace's other orders (GET /templates/marketplace?sort=popular|name). A stack
+        # deployed before them adds one per deployment (context marketplace_indexes, docs/deploy.md).
+        marketplace = [
+            ("public-popular-index", _attr("popularity", N)),
+            ("public-name-index", _attr("name_key")),
+        ]
+        for index_name, sort_key in marketplace[: config.marketplace_indexes]:
+            self.templates.add_global_secondary_index(
+                index_name=index_name, partition_key=_attr("public_partition"), sort_key=sort_key
+            )
 
         self.cost_tracking = table(
             "CostTracking",

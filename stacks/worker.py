@@ -60,6 +60,18 @@ def worker_resources(storage: Storage, work_queue: sqs.IQueue) -> dict[str, str]
     }
 
 
+def bedrock_invoke_statement() -> iam.PolicyStatement:
+    """Invoke any foundation model or this account's inference profiles (templates pick models at
+    run time): the worker, and the templates API's dry run."""
+    return iam.PolicyStatement(
+        actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+        resources=[
+            f"arn:{Aws.PARTITION}:bedrock:*::foundation-model/*",
+            f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:inference-profile/*",
+        ],
+    )
+
+
 class Worker(Construct):
     def __init__(
         self,
@@ -251,15 +263,4 @@ class Worker(Construct):
         )
         # Bedrock: the models a template names are chosen at run time, so foundation models and the
         # cross-region inference profiles of this account are allowed (actions are exact).
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "bedrock:InvokeModel",
-                    "bedrock:InvokeModelWithResponseStream",
-                ],
-                resources=[
-                    f"arn:{Aws.PARTITION}:bedrock:*::foundation-model/*",
-                    f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:inference-profile/*",
-                ],
-            )
-        )
+        role.add_to_policy(bedrock_invoke_statement())

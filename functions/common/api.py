@@ -20,7 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from functions.common.auth import Caller, caller_from_event
-from functions.common.errors import DomainError, TooManyRequestsError, UnauthorizedError
+from functions.common.errors import DomainError, UnauthorizedError
 from functions.common.models import DeferredModel
 from functions.common.money import dumps, raw_numbers
 from functions.common.observability import logger
@@ -56,11 +56,15 @@ def api_responses(success: tuple[int, str], **errors: str) -> dict[int, OpenAPIR
     return answer
 
 
-def error_response(status: int, message: str, details: Any = None) -> Response:
+def error_response(
+    status: int, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response:
     body: dict[str, Any] = {"error": message}
     if details is not None:
         body["details"] = details
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers or None
+    )
 
 
 def _unsupported_media_type() -> Response:
@@ -121,10 +125,8 @@ def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
 
     @app.exception_handler(DomainError)
     def _domain_error(error: DomainError) -> Response:
-        response = error_response(error.status_code, error.message, error.details)
-        if isinstance(error, TooManyRequestsError):
-            response.headers["Retry-After"] = str(error.retry_after_seconds)
-        return response
+        # Typed headers ride on the error (e.g. Retry-After of a TooManyRequestsError).
+        return error_response(error.status_code, error.message, error.details, error.headers)
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response:

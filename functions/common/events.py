@@ -124,6 +124,30 @@ class TemplateDeleted(TemplateEvent):
     versions_deleted: int
 
 
+class TemplateForked(TemplateEvent):
+    """A new template (``template_id``, version 1, owned by ``user_id``) copied from another's version.
+
+    A fork is announced with this event only (not also ``Template Created``)."""
+
+    detail_type: ClassVar[str] = "Template Forked"
+
+    version: int
+    name: str
+    forked_from_template_id: str
+    forked_from_version: int
+
+
+class TemplateImported(TemplateEvent):
+    """A new template (version 1) created from an exported YAML document (``POST /templates/import``).
+
+    An import is announced with this event only (not also ``Template Created``)."""
+
+    detail_type: ClassVar[str] = "Template Imported"
+
+    version: int
+    name: str
+
+
 ALL_EVENTS: tuple[type[EventDetail], ...] = (
     JobQueued,
     JobStarted,
@@ -137,6 +161,8 @@ ALL_EVENTS: tuple[type[EventDetail], ...] = (
     TemplateCreated,
     TemplateVersionCreated,
     TemplateDeleted,
+    TemplateForked,
+    TemplateImported,
 )
 
 EVENTS_BY_DETAIL_TYPE: dict[str, type[EventDetail]] = {e.detail_type: e for e in ALL_EVENTS}

@@ -77,8 +77,9 @@ class JobsRepository:
     # ------------------------------------------------------------ writes
 
     def create(self, job: dict[str, Any]) -> None:
-        """Jobs item + Queue item + template version check + ``ADD job_refs :one`` on the template's
-        head item, in one transaction (lifecycle step 1). A version or head gone: the template is."""
+        """Jobs item + Queue item + template version check + ``ADD job_refs :one`` (and the usage
+        counters) on the template's head item, in one transaction (lifecycle step 1). A version or
+        head gone: the template is."""
         if self._queue is None or self._templates is None:
             raise RuntimeError("create needs the Queue and Templates table names")
         queue_item = {
@@ -106,12 +107,13 @@ class JobsRepository:
                 }
             },
             {
-                # The template's reference counter (strongly consistent, unlike an index):
-                # the template delete refuses while it is above 0.
+                # The template's reference counter (strongly consistent, unlike an index): the
+                # template delete refuses while it is above 0. job_count and popularity only ever
+                # grow (the marketplace's "popular" order); counted here, once per created job.
                 "Update": {
                     "TableName": self._templates,
                     "Key": to_item({"template_id": job["template_id"], "version": TEMPLATE_HEAD_VERSION}),
-                    "UpdateExpression": "ADD job_refs :one",
+                    "UpdateExpression": "ADD job_refs :one, job_count :one, popularity :one",
                     "ConditionExpression": "attribute_exists(latest_version)",
                     "ExpressionAttributeValues": to_item({":one": 1}),
                 }

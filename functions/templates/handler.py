@@ -1,4 +1,6 @@
-"""Templates API: POST/GET /templates, GET/PUT/DELETE /templates/{template_id}.
+"""Templates API: POST/GET /templates, GET/PUT/DELETE /templates/{template_id}, and the product
+routes of ``functions.templates.product_handler`` (dry run, versions, marketplace, fork, export,
+import), served by the same Lambda.
 
 Routing and decorators only; the rules are in ``functions.templates.service``.
 """
@@ -31,6 +33,8 @@ from functions.templates.models import (
     TemplateWriteResponse,
     UpdateTemplateRequest,
 )
+from functions.templates.product_handler import OPENAPI_REQUEST_BODIES, DryRunSettings  # noqa: F401 - read by functions/openapi.py
+from functions.templates.product_handler import router as product_router
 from functions.templates.repository import TemplateRepository
 from functions.templates.service import TemplateService
 
@@ -39,12 +43,13 @@ class TemplatesApiSettings(TemplatesTableSettings, EventBusSettings):
     pass
 
 
-SETTINGS = TemplatesApiSettings
+# What the CDK app passes this Lambda: the dry run's settings include every other route's.
+SETTINGS = DryRunSettings
 router = APIGatewayHttpRouter()
 
 
 def _service() -> TemplateService:
-    settings = load_settings(SETTINGS)
+    settings = load_settings(TemplatesApiSettings)
     dynamodb = client("dynamodb")
     return TemplateService(
         repository=TemplateRepository(dynamodb, settings.templates_table),
@@ -164,7 +169,9 @@ def list_models() -> ModelListResponse:
     return ModelListResponse.catalogue()
 
 
-app = build_resolver(router)
+# Both routers are served (and documented, functions/openapi.py) by this one Lambda.
+ROUTERS = (router, product_router)
+app = build_resolver(*ROUTERS)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -50,6 +50,15 @@ class TemplateDefinition(DeferredModel):
 # ---------------------------------------------------------------- domain
 
 
+class ForkedFrom(DeferredModel):
+    """The template version a template was forked from (``POST /templates/{id}/fork``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    template_id: str
+    version: int = Field(ge=1)
+
+
 class TemplateVersion(DeferredModel):
     """One immutable version of a template, as stored in its version item."""
 
@@ -64,6 +73,7 @@ class TemplateVersion(DeferredModel):
     template_definition: TemplateDefinition
     schema_requirements: list[str] = Field(default_factory=list)
     created_at: str
+    forked_from: ForkedFrom | None = None
 
     def is_readable_by(self, user_id: str) -> bool:
         """The owner reads every version; anyone reads a version stored as public."""
@@ -89,6 +99,11 @@ class TemplateHead(DeferredModel):
     )
     created_at: str
     updated_at: str
+    forked_from: ForkedFrom | None = None
+    # Usage counters (docs/data-model.md): jobs ever created on it, forks ever made of it, their sum.
+    job_count: int = 0
+    fork_count: int = 0
+    popularity: int = 0
 
 
 # ---------------------------------------------------------------- requests
@@ -134,6 +149,7 @@ class TemplateResponse(DeferredModel):
     template_definition: TemplateDefinition
     schema_requirements: list[str]
     created_at: str
+    forked_from: ForkedFrom | None = None
 
     @classmethod
     def of(cls, template: TemplateVersion, caller: str) -> TemplateResponse:
@@ -147,6 +163,7 @@ class TemplateResponse(DeferredModel):
             template_definition=template.template_definition,
             schema_requirements=list(template.schema_requirements),
             created_at=template.created_at,
+            forked_from=template.forked_from,
         )
 
 

@@ -21,13 +21,25 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from functions.common.dynamo import cancellation_codes, error_code, from_attribute, to_item
+from functions.common.dynamo import (
+    TransactionConflictError,
+    cancellation_codes,
+    error_code,
+    from_attribute,
+    to_item,
+)
+from functions.common.retry import RetryPolicy
 from functions.templates.models import TemplateHead, TemplateVersion, definition_to_dict
 
 HEAD_VERSION = 0
 PUBLIC_PARTITION = "PUBLIC"
 USER_TEMPLATES_INDEX = "user-templates-index"
 PUBLIC_TEMPLATES_INDEX = "public-templates-index"
+# The marketplace's other two orders (functions/templates/product_repository.py), sparse like the one above.
+PUBLIC_NAME_INDEX = "public-name-index"
+PUBLIC_POPULAR_INDEX = "public-popular-index"
+# Forks of a popular template share its head item with its jobs, so their transactions may conflict.
+CONFLICT_RETRY = RetryPolicy(attempts=5, base_delay=0.02)
 _MAX_KEY_BYTES = 1024  # DynamoDB allows 2048 for a partition key; ids here are UUIDs
 
 
@@ -50,6 +62,10 @@ def _valid_key(template_id: str) -> bool:
     return bool(template_id) and len(template_id.encode()) <= _MAX_KEY_BYTES
 
 
+class TemplateGoneError(Exception):
+    """A template a write conditioned on (the source of a fork) no longer exists."""
+
+
 class HeadDeleteOutcome(Enum):
     DELETED = "deleted"
     GONE = "gone"
@@ -66,9 +82,10 @@ class HeadPage:
 
 
 class TemplateRepository:
-    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
+    def __init__(self, dynamodb_client: Any, table_name: str, *, retry: RetryPolicy = CONFLICT_RETRY) -> None:
         self._table = table_name
         self._ddb = dynamodb_client
+        self._retry = retry
 
     # ------------------------------------------------------------------ reads
 
@@ -145,28 +162,59 @@ class TemplateRepository:
     # ----------------------------------------------------------------- writes
 
     def create(self, template: TemplateVersion) -> None:
-        """Write version 1 and the head item in one transaction (both must be new)."""
+        """Write version 1 and the head item in one transaction (both must be new).
+
+        A fork (``forked_from`` set) also counts itself on its source's head in the same
+        transaction (``ADD fork_count :one, popularity :one``, on condition the source still
+        exists), so every fork is counted exactly once. Raises ``TemplateGoneError`` when the
+        source was deleted meanwhile.
+        """
         if template.version != 1:
             raise ValueError("a new template starts at version 1")
-        head = _head_values(template, created_at=template.created_at)
-        self._ddb.transact_write_items(
-            TransactItems=[
+        head = _head_values(template, created_at=template.created_at) | {"popularity": 0}
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": to_item(head),
+                    "ConditionExpression": "attribute_not_exists(template_id)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": to_item(_version_values(template)),
+                    "ConditionExpression": "attribute_not_exists(version)",
+                }
+            },
+        ]
+        if template.forked_from is not None:
+            source = {"template_id": template.forked_from.template_id, "version": HEAD_VERSION}
+            items.append(
                 {
-                    "Put": {
+                    "Update": {
                         "TableName": self._table,
-                        "Item": to_item(head),
-                        "ConditionExpression": "attribute_not_exists(template_id)",
+                        "Key": to_item(source),
+                        "UpdateExpression": "ADD fork_count :one, popularity :one",
+                        "ConditionExpression": "attribute_exists(latest_version)",
+                        "ExpressionAttributeValues": to_item({":one": 1}),
                     }
-                },
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": to_item(_version_values(template)),
-                        "ConditionExpression": "attribute_not_exists(version)",
-                    }
-                },
-            ]
-        )
+                }
+            )
+        self._retry.call(lambda: self._create(items), retry_on=TransactionConflictError)
+
+    def _create(self, items: list[dict[str, Any]]) -> None:
+        try:
+            self._ddb.transact_write_items(TransactItems=items)
+        except ClientError as error:
+            codes = cancellation_codes(error)
+            if codes is None:
+                raise
+            if len(codes) == 3 and codes[2] == "ConditionalCheckFailed":
+                raise TemplateGoneError from error
+            if "TransactionConflict" in codes:
+                raise TransactionConflictError(error) from error
+            raise
 
     def append_version(
         self, template: TemplateVersion, *, expected_latest: int, head_created_at: str
@@ -182,11 +230,13 @@ class TemplateRepository:
         set_names = [k for k in head if k not in ("template_id", "version") and head[k] is not None]
         removes = [k for k in ("description", "public_partition") if head.get(k) is None]
         update = "SET " + ", ".join(f"#{k} = :{k}" for k in set_names)
+        # Heads written before the popularity counter existed join the popular index here.
+        update += ", #popularity = if_not_exists(#popularity, :zero)"
         if removes:
             update += " REMOVE " + ", ".join(f"#{k}" for k in removes)
-        names = {f"#{k}": k for k in (*set_names, *removes)}
+        names = {f"#{k}": k for k in (*set_names, *removes, "popularity")}
         values = to_item({f":{k}": head[k] for k in set_names})
-        values.update(to_item({":expected": expected_latest, ":owner": template.user_id}))
+        values.update(to_item({":expected": expected_latest, ":owner": template.user_id, ":zero": 0}))
         try:
             self._ddb.transact_write_items(
                 TransactItems=[
@@ -312,6 +362,7 @@ def _version_values(template: TemplateVersion) -> dict[str, Any]:
         "template_definition": definition_to_dict(template.template_definition),
         "schema_requirements": list(template.schema_requirements),
         "created_at": template.created_at,
+        "forked_from": template.forked_from.model_dump() if template.forked_from else None,
     }
 
 
@@ -330,7 +381,16 @@ def _head_values(template: TemplateVersion, *, created_at: str) -> dict[str, Any
         "schema_requirements": list(template.schema_requirements),
         "created_at": created_at,
         "updated_at": template.created_at,
+        "forked_from": template.forked_from.model_dump() if template.forked_from else None,
+        # The marketplace's name order and case-insensitive search (DynamoDB compares bytes).
+        "name_key": template.name.casefold(),
+        "search_text": search_text(template.name, template.description),
     }
+
+
+def search_text(name: str, description: str | None) -> str:
+    """What the marketplace's ``q`` is matched against: name and description, case-folded."""
+    return f"{name}\n{description or ''}".casefold()
 
 
 def _head_from_item(item: dict[str, Any]) -> TemplateHead:

@@ -10,11 +10,18 @@ from functions.common.catalogue import UnknownModelError, resolve_model
 from functions.common.clock import now_iso
 from functions.common.cursor import decode_cursor, encode_cursor
 from functions.common.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
-from functions.common.events import EventPublisher, TemplateCreated, TemplateDeleted, TemplateVersionCreated
+from functions.common.events import (
+    EventDetail,
+    EventPublisher,
+    TemplateCreated,
+    TemplateDeleted,
+    TemplateVersionCreated,
+)
 from functions.common.observability import logger
 from functions.common.retry import RetryPolicy
 from functions.templates.models import (
     CreateTemplateRequest,
+    ForkedFrom,
     TemplateDefinition,
     TemplateDeleteResponse,
     TemplateHead,
@@ -28,6 +35,7 @@ from functions.templates.repository import (
     HEAD_VERSION,
     PUBLIC_PARTITION,
     HeadDeleteOutcome,
+    TemplateGoneError,
     TemplateRepository,
 )
 
@@ -36,6 +44,12 @@ UPDATE_RETRY = RetryPolicy(attempts=20, base_delay=0.01, max_delay=0.5)
 _PHASE_OWN = "own"
 _PHASE_PUBLIC = "public"
 _CURSOR_KEYS = ("phase", "template_id", "updated_at")
+
+
+def _created(template: TemplateVersion) -> EventDetail:
+    return TemplateCreated(
+        template_id=template.template_id, user_id=template.user_id, version=1, name=template.name
+    )
 
 
 def check_models(definition: TemplateDefinition) -> None:
@@ -59,7 +73,7 @@ def check_models(definition: TemplateDefinition) -> None:
 
 def _analyze(definition: TemplateDefinition) -> list[str]:
     """The seed fields ``definition`` requires, once its prompts and models pass every rule (400)."""
-    # Lazy: jinja2 costs ~100 ms to import and only the two routes writing a definition need it.
+    # Lazy: jinja2 costs ~100 ms to import and only the routes writing a definition need it.
     from functions.templates.analysis import analyze_definition
 
     requirements = analyze_definition(definition)
@@ -93,7 +107,16 @@ class TemplateService:
 
     # ---------------------------------------------------------------- writes
 
-    def create(self, caller: str, request: CreateTemplateRequest) -> TemplateWriteResponse:
+    def create(
+        self,
+        caller: str,
+        request: CreateTemplateRequest,
+        *,
+        forked_from: ForkedFrom | None = None,
+        announce: Callable[[TemplateVersion], EventDetail] | None = None,
+    ) -> TemplateWriteResponse:
+        """Validate and write version 1. Forks and imports come through here too (so they are
+        validated exactly as a create), each announcing itself with its own event."""
         requirements = _analyze(request.template_definition)
         template = TemplateVersion(
             template_id=self._new_id(),
@@ -105,12 +128,14 @@ class TemplateService:
             template_definition=request.template_definition,
             schema_requirements=requirements,
             created_at=self._clock(),
+            forked_from=forked_from,
         )
-        self._repo.create(template)
+        try:
+            self._repo.create(template)
+        except TemplateGoneError:
+            raise NotFoundError("The template forked from no longer exists") from None
         logger.info("Template created", extra={"template_id": template.template_id})
-        self._publisher.publish(
-            TemplateCreated(template_id=template.template_id, user_id=caller, version=1, name=template.name)
-        )
+        self._publisher.publish((announce or _created)(template))
         return TemplateWriteResponse(
             template_id=template.template_id, version=1, schema_requirements=requirements
         )
@@ -129,6 +154,7 @@ class TemplateService:
                 template_definition=request.template_definition,
                 schema_requirements=requirements,
                 created_at=self._clock(),
+                forked_from=head.forked_from,  # a fork stays one through its later versions
             )
             if self._repo.append_version(
                 template, expected_latest=head.latest_version, head_created_at=head.created_at

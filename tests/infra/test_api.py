@@ -13,6 +13,7 @@ from functions.common import settings
 from functions.common.api import API_DOMAINS, PUBLIC_PATHS, served_routes
 from functions.promoter.models import FairShareSettings
 from functions.reconciler.models import ReconcilerSettings
+from functions.templates.product_handler import DryRunSettings
 from stacks.bundling import ROOT
 from stacks.lambdas import handler_module
 from tests.infra.conftest import Synthesized, ref
@@ -33,6 +34,8 @@ KNOWN_SETTINGS = {
         settings.UploadSettings,
         settings.ConcurrencySettings,
         settings.LifecycleSettings,
+        # The dry run reads the worker's model and task settings (functions/templates/product_handler.py).
+        DryRunSettings,
         settings.JobQuotaSettings,
         FairShareSettings,
         ReconcilerSettings,

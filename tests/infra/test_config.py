@@ -78,6 +78,39 @@ def test_imported_pool_is_trusted_and_none_is_created(imported_pool_template: di
     assert outputs["UserPoolClientId"]["Value"] == "client123"
 
 
+@pytest.mark.parametrize(("context", "indexes"), [({}, 2), ({"marketplace_indexes": "1"}, 1)])
+def test_marketplace_indexes_can_be_added_one_deployment_at_a_time(
+    context: dict[str, str], indexes: int
+) -> None:
+    """CloudFormation adds one GSI per table update: an old stack upgrades with 1, then 2."""
+    from aws_cdk.assertions import Template
+
+    from stacks.storage import Storage
+
+    app = cdk.App(context={"stage": "local", **context})  # the bare Storage construct, no app flags
+    stack = cdk.Stack(app, "Upgrade")
+    storage = Storage(stack, "Storage", config=Config.from_context(app.node))
+    table = storage.templates.node.default_child
+    assert table is not None
+    names = [
+        i["IndexName"]
+        for i in Template.from_stack(stack).to_json()["Resources"][stack.get_logical_id(table)]["Properties"][
+            "GlobalSecondaryIndexes"
+        ]
+    ]  # type: ignore[arg-type]
+    assert (
+        names
+        == ["user-templates-index", "public-templates-index", "public-popular-index", "public-name-index"][
+            : 2 + indexes
+        ]
+    )
+
+
+def test_marketplace_indexes_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="marketplace_indexes"):
+        _config(marketplace_indexes="3")
+
+
 def test_partition_size_and_concurrency_come_from_context_and_are_bounded() -> None:
     config = _config(partition_records="5000", partition_concurrency="40")
     assert (config.partition_records, config.partition_concurrency) == (5000, 40)

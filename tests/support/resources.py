@@ -55,11 +55,19 @@ def table_definitions(
             "TableName": templates,
             "KeySchema": _key("template_id", "version"),
             "AttributeDefinitions": _attrs(
-                template_id="S", version="N", owner_id="S", public_partition="S", updated_at="S"
+                template_id="S",
+                version="N",
+                owner_id="S",
+                public_partition="S",
+                updated_at="S",
+                popularity="N",
+                name_key="S",
             ),
             "GlobalSecondaryIndexes": [
                 _gsi("user-templates-index", "owner_id", "updated_at"),
                 _gsi("public-templates-index", "public_partition", "updated_at"),
+                _gsi("public-popular-index", "public_partition", "popularity"),
+                _gsi("public-name-index", "public_partition", "name_key"),
             ],
         },
         {

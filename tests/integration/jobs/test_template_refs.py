@@ -31,6 +31,13 @@ def job_refs(aws: Any, template_id: str) -> int | None:
     return None if head is None else int(head.get("job_refs", 0))
 
 
+def usage(aws: Any, template_id: str) -> tuple[int, int]:
+    """The head's ever-growing usage counters (job_count, popularity): the marketplace's popular order."""
+    table = aws.session.resource("dynamodb").Table(TEMPLATES_TABLE)
+    head = table.get_item(Key={"template_id": template_id, "version": 0}, ConsistentRead=True)["Item"]
+    return int(head.get("job_count", 0)), int(head["popularity"])
+
+
 def scan(aws: Any, table: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = aws.session.resource("dynamodb").Table(table).scan()["Items"]
     return items
@@ -45,7 +52,9 @@ def test_each_created_job_adds_one_to_its_template_and_no_other(aws: Any) -> Non
         answer = jobs_api.post("/jobs", user="user-1", body=job_body(template_id, seed))
         assert answer.status == 201, answer.body
         assert job_refs(aws, template_id) == expected
+        assert usage(aws, template_id) == (expected, expected)
     assert job_refs(aws, other) == 0
+    assert usage(aws, other) == (0, 0)
 
 
 @pytest.mark.parametrize(
@@ -60,6 +69,7 @@ def test_a_refused_create_adds_nothing(aws: Any, overrides: dict[str, Any], stat
 
     assert answer.status == status, answer.body
     assert job_refs(aws, template_id) == 0
+    assert usage(aws, template_id) == (0, 0)
     assert scan(aws, JOBS_TABLE) == []
 
 
@@ -178,6 +188,7 @@ def test_a_transaction_conflict_on_the_template_head_is_retried_and_counts_once(
 
     assert flaky.calls == 3
     assert job_refs(aws, template_id) == 1
+    assert usage(aws, template_id) == (1, 1)
     assert [i["job_id"] for i in scan(aws, JOBS_TABLE)] == ["job-3"]
 
 
@@ -190,4 +201,5 @@ def test_conflicts_that_do_not_stop_give_up_and_write_nothing(aws: Any) -> None:
 
     assert flaky.calls == 5
     assert job_refs(aws, template_id) == 0
+    assert usage(aws, template_id) == (0, 0)
     assert scan(aws, JOBS_TABLE) == []

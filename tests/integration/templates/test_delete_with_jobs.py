@@ -181,27 +181,49 @@ def test_a_delete_racing_job_creates_never_leaves_a_job_on_a_deleted_template(
     seed = upload_seed(aws)
     outcomes = {"deleted": 0, "refused": 0}
 
-    for _ in range(ROUNDS):
+    for round_number in range(ROUNDS):
         template_id = create_template()
         request = CreateJobRequest.model_validate(job_request(template_id, seed))
         start = threading.Barrier(CREATORS + 1, timeout=10)
+        # A third of the rounds race freely. In the others one side waits until the other has
+        # finished its first write, so both orders happen however loaded the machine is (a free race
+        # alone may go the same way every round).
+        order = ("race", "delete first", "create first")[round_number % 3]
+        events = (threading.Event(), threading.Event())  # (deleted once, created once)
 
-        def delete(template_id: str = template_id, start: threading.Barrier = start) -> bool:
+        def delete(
+            template_id: str = template_id,
+            start: threading.Barrier = start,
+            order: str = order,
+            events: tuple[threading.Event, threading.Event] = events,
+        ) -> bool:
             start.wait()
+            if order == "create first":
+                events[1].wait(timeout=10)
             try:
                 template_service.delete(OWNER, template_id)
             except ConflictError:
                 return False
+            finally:
+                events[0].set()
             return True
 
         def create(
-            _: int, request: CreateJobRequest = request, start: threading.Barrier = start
+            _: int,
+            request: CreateJobRequest = request,
+            start: threading.Barrier = start,
+            order: str = order,
+            events: tuple[threading.Event, threading.Event] = events,
         ) -> str | None:
             start.wait()
+            if order == "delete first":
+                events[0].wait(timeout=10)
             try:
                 return jobs_service.create(OWNER, request).job_id
             except NotFoundError:
                 return None
+            finally:
+                events[1].set()
 
         with ThreadPoolExecutor(max_workers=CREATORS + 1) as pool:
             deleting = pool.submit(delete)
