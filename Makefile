@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: venv local test test-fast test-deployed lint format openapi schemas synth bench clean
+.PHONY: venv local test test-fast test-deployed fuzz lint format openapi schemas synth bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,10 @@ test-deployed: venv
 	@test -n "$$API_ENDPOINT" -a -n "$$USER_POOL_ID" -a -n "$$CLIENT_ID" || \
 		{ echo "set API_ENDPOINT, USER_POOL_ID and CLIENT_ID (see docs/deploy.md)"; exit 2; }
 	$(PY) -m pytest tests/blackbox --confcutdir=tests/blackbox -v
+
+# The fuzz tier with thousands of cases (make test runs it bounded: FUZZ_EXAMPLES=12, fixed seed).
+fuzz: venv
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-250} $(PY) -m pytest -n 0 tests/e2e/test_fuzz.py
 
 test-fast: venv
 	$(PY) -m pytest tests/unit tests/integration -n 2

@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Serve
 
 from functions.common.api import API_DOMAINS, OPENAPI_TITLE, OPENAPI_VERSION, PUBLIC_PATHS, build_resolver
 from functions.common.money import raw_numbers
+from functions.openapi_contract import complete_contract
 
 DOCUMENT = Path(__file__).resolve().parent / "health" / "openapi.json"
 
@@ -44,7 +45,7 @@ def openapi_document() -> dict:
         for operation in document["paths"][path].values():
             operation["security"] = []
     _document_bad_requests(document)
-    return document
+    return complete_contract(document)
 
 
 BAD_REQUEST = (

@@ -7,6 +7,8 @@ carries. Anything unexpected is logged with its stack and answered as a bare 500
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -18,8 +20,10 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.auth import Caller, caller_from_event
+from functions.common.body_guard import UNSUPPORTED_MEDIA_TYPE_MESSAGE, BodyRejection, body_rejection
 from functions.common.errors import DomainError, UnauthorizedError
 from functions.common.models import DeferredModel
 from functions.common.money import dumps, raw_numbers
@@ -68,10 +72,36 @@ def error_response(
 
 
 def _unsupported_media_type() -> Response:
-    return error_response(
-        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-        "Unsupported content type: send JSON with Content-Type: application/json",
-    )
+    return error_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, UNSUPPORTED_MEDIA_TYPE_MESSAGE)
+
+
+def _refused_body(event: Mapping[str, Any], rejection: BodyRejection) -> dict[str, Any]:
+    """The HTTP API answer to a body refused before parsing (401 first for an anonymous caller)."""
+    status, message = rejection.status, rejection.message
+    if event.get("rawPath") not in PUBLIC_PATHS:
+        try:
+            caller_from_event(dict(event))
+        except UnauthorizedError as unauthorized:
+            status, message = unauthorized.status_code, unauthorized.message
+    logger.info("Request body refused before parsing", extra={"status": status, "reason": message})
+    return {
+        "statusCode": int(status),
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": json.dumps({"error": message}),
+        "isBase64Encoded": False,
+        "cookies": [],
+    }
+
+
+class JsonApiResolver(APIGatewayHttpResolver):
+    """Powertools' HTTP API resolver that refuses a body before parsing it when it is not JSON
+    (415), nests too deep or holds a too-long number (400): see ``functions.common.body_guard``."""
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        rejection = body_rejection(dict(event))
+        if rejection is not None:
+            return _refused_body(event, rejection)
+        return super().resolve(event, context)
 
 
 def served_routes(app: APIGatewayHttpResolver) -> list[tuple[str, str]]:
@@ -118,7 +148,7 @@ def _exact_numbers(app: APIGatewayHttpResolver, next_middleware: NextMiddleware)
 
 def build_resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
     """A validating HTTP API resolver with the shared error mapping and the given domain routers."""
-    app = APIGatewayHttpResolver(enable_validation=True, serializer=dumps)
+    app = JsonApiResolver(enable_validation=True, serializer=dumps)
     app.use(middlewares=[_exact_numbers])
     for router in routers:
         app.include_router(router)

@@ -29,6 +29,7 @@ from functions.common.settings import (
     JobsTableSettings,
     QueueTableSettings,
     TemplatesTableSettings,
+    UploadSettings,
     load_settings,
 )
 from functions.jobs.models import (
@@ -53,6 +54,7 @@ class JobsApiSettings(
     BucketSettings,
     EventBusSettings,
     JobQuotaSettings,
+    UploadSettings,
 ):
     pass
 
@@ -73,6 +75,7 @@ def _service() -> JobsService:
             table_name=settings.idempotency_table, boto3_client=dynamodb
         ),
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        seed_max_bytes=settings.upload_max_bytes,
         lambda_context=router.lambda_context,
         quota=JobQuota(
             max_queued=settings.max_queued_jobs_per_user,
@@ -95,18 +98,20 @@ def _json(status: int, body: Any) -> Response:
     description=(
         "Queues a job for a template version readable by you and one of your seed-data uploads. "
         "With an `Idempotency-Key` header a retry answers the first answer and creates nothing; the "
-        "same key with a different body is a 400, and a retry while the first is still running a 409."
+        "same key with a different body is a 400, a retry while the first is still running a 409, and "
+        "a retry after its job was deleted a 409 too."
     ),
     responses=api_responses(
         (201, "Queued"),
         e400=(
-            "Malformed Idempotency-Key, or one already used with a different body, or an "
-            "export_config.compression the output_format cannot use"
+            "Malformed Idempotency-Key, or one already used with a different body, an "
+            "export_config.compression the output_format cannot use, or a seed file larger than the "
+            "upload limit"
         ),
         e401="No JWT claims",
         e403="seed_data_path is not under seed-data/{you}/",
         e404="Template version (yours or public) or seed object not found",
-        e409="A request with this Idempotency-Key is still in progress",
+        e409="A request with this Idempotency-Key is still in progress, or its job was deleted",
         e429="A per-user quota (waiting jobs, or jobs created a minute) is used up; see Retry-After",
     ),
 )

@@ -8,17 +8,35 @@ Counts (records, tokens, priority, versions) are JSON integers.
 
 from __future__ import annotations
 
-from decimal import Decimal
+import re
+from decimal import ROUND_UP, Decimal
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, WithJsonSchema
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic_core import PydanticCustomError
 
 from functions.common.exports import PARTITION_STRATEGIES, PARTITION_STRATEGY_PATTERN, ExportConfig
+from functions.common.json_types import json_int
 from functions.common.models import DeferredModel
 from functions.common.money import DecimalNumber
 from functions.common.sizes import DEFAULT_TASK_SIZE, TaskSize
 from functions.common.status import JobStatus
 from functions.common.storage import OutputFormat
+
+# budget_limit as a string: plain dollars in (0, 1000] with at most 6 decimals ("12.50", "0.000001").
+# The same pattern is in the schema, so the document and the check can never disagree.
+BUDGET_STRING_PATTERN = r"^(?=[\d.]*[1-9])0*(?:(?:[1-9]\d{0,2})?(?:\.\d{0,6})?|1000(?:\.0{0,6})?)(?![\s\S])"
+_BUDGET_STRING = re.compile(BUDGET_STRING_PATTERN)
+
+
+def _budget_schema(schema: dict[str, Any]) -> None:
+    schema.pop("anyOf", None)
+    schema.pop("type", None)
+    schema["anyOf"] = [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
+        {"type": "string", "pattern": BUDGET_STRING_PATTERN},
+    ]
+
 
 # ---------------------------------------------------------------- requests
 
@@ -34,8 +52,8 @@ class CreateJobRequest(DeferredModel):
     model_config = ConfigDict(extra="forbid")
 
     template_id: str = Field(min_length=1, max_length=128)
-    template_version: int | None = Field(
-        default=None, ge=1, le=1_000_000, description="Default: the template's latest version."
+    template_version: json_int(1, 1_000_000) | None = Field(  # type: ignore[valid-type]
+        default=None, description="Default: the template's latest version."
     )
     seed_data_path: str = Field(
         min_length=1,
@@ -47,10 +65,16 @@ class CreateJobRequest(DeferredModel):
             "file in it, in key order, read as one stream of records."
         ),
     )
-    budget_limit: Money = Field(description="Dollars, 0 < x <= 1000: a number (or a numeric string).")
+    budget_limit: Money = Field(
+        description=(
+            'Dollars, 0 < x <= 1000: a number (more than 6 decimals round up) or a string such as "12.50".'
+        ),
+        json_schema_extra=_budget_schema,
+    )
     output_format: OutputFormat
-    num_records: int = Field(ge=1, le=1_000_000)
-    priority: int = Field(default=5, ge=1, le=10, description="1..10, 10 is the most urgent.")
+    # JSON integers only: true is not 1, "5" is not 5 (functions.common.json_types).
+    num_records: json_int(1, 1_000_000)  # type: ignore[valid-type]
+    priority: json_int(1, 10) = Field(default=5, description="1..10, 10 is the most urgent.")  # type: ignore[valid-type]
     task_size: TaskSize = Field(
         default=DEFAULT_TASK_SIZE,
         description="Worker size: small (0.25 vCPU, 0.5 GB), medium (0.5 vCPU, 1 GB), large (1 vCPU, "
@@ -63,6 +87,21 @@ class CreateJobRequest(DeferredModel):
         json_schema_extra={"examples": ["none", "records:10000"]},
     )
     export_config: ExportConfig = Field(default_factory=ExportConfig)
+
+    @field_validator("budget_limit", mode="before")
+    @classmethod
+    def _to_micro_dollars(cls, value: Any) -> Any:
+        # A JSON number may have any number of decimals (the schema sets no multipleOf, which
+        # floats cannot state exactly): keep it to the micro-dollar, rounded up so the budget is
+        # never below what was asked. A string must match the documented pattern.
+        if isinstance(value, str) and not _BUDGET_STRING.fullmatch(value):
+            raise PydanticCustomError("decimal_parsing", 'A budget string is dollars such as "12.50"')
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1000:
+            amount = Decimal(str(value))
+            exponent = amount.as_tuple().exponent
+            if isinstance(exponent, int) and exponent < -6:
+                return amount.quantize(Decimal("0.000001"), rounding=ROUND_UP)
+        return value
 
 
 class ListJobsQuery(DeferredModel):

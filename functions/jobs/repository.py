@@ -276,14 +276,18 @@ class JobFiles:
         return list_seed_files(self._s3, self._bucket, folder)
 
     def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes (one HeadObject); None when it does not exist."""
         try:
-            self._s3.head_object(Bucket=self._bucket, Key=key)
+            answer = self._s3.head_object(Bucket=self._bucket, Key=key)
         except ClientError as error:
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound") or status == 404:
-                return False
+                return None
             raise
-        return True
+        return int(answer.get("ContentLength", 0))
 
     def list_keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix``, in key order (export files are numbered, so record order)."""

@@ -9,7 +9,8 @@ Decisions where the issue is silent (also in the route descriptions):
   answer (201, same ``job_id``) and writes nothing. The same key with a *different* body is a 400
   (as Stripe answers it; the API answers 400 for every request it cannot accept as sent);
   while the first request is still running, a retry is a 409. Keys are 1..128 printable ASCII
-  characters and are remembered for ``IDEMPOTENCY_TTL_SECONDS`` (default one hour).
+  characters and are remembered for ``IDEMPOTENCY_TTL_SECONDS`` (default one hour). A retry whose
+  job has been deleted since is a 409 saying so (never 201 with the id of a job that 404s).
 * ``Job Queued`` is informational (the promoter reacts to the Jobs stream, not to the event): if it
   cannot be published after the job is committed, the failure is logged and the create still
   answers 201, because answering 500 would make clients retry into a duplicate job.
@@ -152,6 +153,7 @@ class JobsService:
         publisher: EventPublisher,
         idempotency_store: BasePersistenceLayer | None = None,
         idempotency_ttl_seconds: int = 3600,
+        seed_max_bytes: int | None = None,
         lambda_context: Any = None,
         clock: Callable[[], str] = now_iso,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
@@ -165,6 +167,7 @@ class JobsService:
         self._publisher = publisher
         self._clock = clock
         self._new_id = new_id
+        self._seed_max_bytes = seed_max_bytes
         self._idempotent_create: Callable[..., CreateJobResponse] | None = None
         if idempotency_store is not None:
             # The record is found by (caller, key); the stored hash of the body makes a reused key
@@ -202,11 +205,18 @@ class JobsService:
             "request": request.model_dump(mode="json"),
         }
         try:
-            return self._idempotent_create(user_id=user_id, request=request, idempotency=payload)
+            answer = self._idempotent_create(user_id=user_id, request=request, idempotency=payload)
         except IdempotencyValidationError:
             raise BadRequestError("Idempotency-Key was already used with a different request body") from None
         except IdempotencyAlreadyInProgressError:
             raise ConflictError("A request with this Idempotency-Key is still in progress") from None
+        if self._jobs.get(answer.job_id) is None:
+            # A replay whose job has since been deleted: its id would only answer 404.
+            raise ConflictError(
+                f"The job created with this Idempotency-Key ({answer.job_id}) has been deleted; "
+                "send a new Idempotency-Key to create another job"
+            )
+        return answer
 
     def _create_idempotently(
         self, *, user_id: str, request: CreateJobRequest, idempotency: dict[str, Any]
@@ -299,11 +309,22 @@ class JobsService:
                 found = bool(self._files.seed_files(key))
             except SeedFolderTooLargeError as error:
                 raise BadRequestError(str(error)) from None
+            if not found:
+                raise NotFoundError("Seed data not found")
         else:
-            found = self._files.exists(key)
-        if not found:
-            raise NotFoundError("Seed data not found")
+            self._check_seed_size(key)
         return key
+
+    def _check_seed_size(self, key: str) -> None:
+        """404 without the object; 400 when it is larger than an upload may be (a presigned PUT
+        cannot bound the size it accepts, so the object's own size decides)."""
+        size = self._files.size(key)
+        if size is None:
+            raise NotFoundError("Seed data not found")
+        if self._seed_max_bytes is not None and size > self._seed_max_bytes:
+            raise BadRequestError(
+                f"The seed file is {size} bytes; the upload limit is {self._seed_max_bytes} bytes"
+            )
 
     # ------------------------------------------------------------ reads
 

@@ -2,25 +2,91 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from functions.common.json_types import json_int
 from functions.common.models import DeferredModel
 
 SeedContentType = Literal["application/json", "application/x-ndjson", "text/csv"]
 MAX_REPORTED_ERRORS = 20
+MAX_FILENAME_CHARS = 255
+
+# Characters a seed file name may not hold: ASCII and Unicode controls, invisible and bidirectional
+# formatting characters (which can disguise a name), slash look-alikes, the characters S3 advises
+# against in keys, and one (U+1FEF) that NFC turns into a backquote. (Lone surrogates, which no
+# UTF-8 key can hold, are refused by the service too; a pattern cannot name them portably.)
+FILENAME_EXCLUDED = (
+    r'\x00-\x1f\x7f-\x9f/\\:*?"<>|#%{}^~\[\]`\u1fef\u200b-\u200f\u2028-\u202e\u2044'
+    r"\u2060-\u206f\u2215\ufeff\uff0f\uff3c"
+)
+# The whole rule as one pattern (ECMA and Python syntax alike, so the OpenAPI document states it
+# exactly): 1..255 allowed characters, not starting with '.' or a space, not ending with a space,
+# without "..". Letters of every script are kept as they are (NFC).
+FILENAME_PATTERN = (
+    rf"^(?![ .])(?![\s\S]*\.\.)[^{FILENAME_EXCLUDED}]{{0,{MAX_FILENAME_CHARS - 1}}}"
+    rf"[^{FILENAME_EXCLUDED} ](?![\s\S])"
+)
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" for c in word)
+
+
+def _ends_with(*extensions: str) -> dict[str, str]:
+    return {"pattern": r"\.(" + "|".join(_any_case(e) for e in extensions) + r")(?![\s\S])"}
+
+
+# The format rule, for the OpenAPI document: without content_type the name must end in a known
+# extension; with it, a known extension must agree with it (the service enforces the same).
+_FORMAT_RULE: dict[str, Any] = {
+    "anyOf": [
+        {
+            "properties": {
+                "content_type": {"type": "null"},
+                "filename": _ends_with("json", "jsonl", "ndjson", "csv"),
+            }
+        },
+        {
+            "required": ["content_type"],
+            "properties": {
+                "content_type": {"const": "application/json"},
+                "filename": {"not": _ends_with("jsonl", "ndjson", "csv")},
+            },
+        },
+        {
+            "required": ["content_type"],
+            "properties": {
+                "content_type": {"const": "application/x-ndjson"},
+                "filename": {"not": _ends_with("json", "csv")},
+            },
+        },
+        {
+            "required": ["content_type"],
+            "properties": {
+                "content_type": {"const": "text/csv"},
+                "filename": {"not": _ends_with("json", "jsonl", "ndjson")},
+            },
+        },
+    ]
+}
 
 
 class UploadRequest(DeferredModel):
-    model_config = ConfigDict(extra="forbid")
+    # The name rules are checked by the service (clear messages); the schema states them exactly.
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_FORMAT_RULE)
 
     filename: str = Field(
         min_length=1,
         max_length=1024,
+        json_schema_extra={"pattern": FILENAME_PATTERN, "maxLength": MAX_FILENAME_CHARS},
         description=(
-            "The file's name: no path separators or '..'; characters other than letters, digits, "
-            "'.', '_' and '-' become '_'; at most 255 characters."
+            "The file's name, kept as given (Unicode NFC): letters of any script, digits, spaces and "
+            'punctuation except / \\ : * ? " < > | # % { } ^ ~ [ ] ` and control or invisible '
+            "characters; not starting with '.' or a space, not ending with a space, no '..'; at most "
+            "255 characters. The same name again replaces your earlier upload of that name; two "
+            "different names never share a key."
         ),
     )
     content_type: SeedContentType | None = Field(
@@ -56,7 +122,7 @@ class ValidateRequest(DeferredModel):
         ),
     )
     template_id: str = Field(min_length=1, max_length=256)
-    template_version: int | None = Field(default=None, ge=1, le=1_000_000)
+    template_version: json_int(1, 1_000_000) | None = None  # type: ignore[valid-type]
 
 
 class RecordError(DeferredModel):

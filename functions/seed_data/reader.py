@@ -14,22 +14,40 @@ The format comes from the file name's extension (``.json``, ``.jsonl``/``.ndjson
 from the content type (``application/json``, ``application/x-ndjson``/``application/jsonl``,
 ``text/csv``). Malformed input raises ``SeedDataError`` with the 1-based line it was found on.
 ``line`` of a record is the line its first character is on; ``index`` is its 0-based position.
+
+Speed (``benchmarks/seed_reader.py``): the parsing is the stdlib's C code and the Python left is a
+few calls per record or per buffer. A JSON array written on one line is parsed one buffer at a
+time by one C call (``_JsonScanner._batch``), otherwise element by element; a CSV row becomes its
+record in one call of a function compiled from the header (``_builder``).
+
+Every record, whichever parser produced it, then passes ``check_record``: at most
+``MAX_RECORD_DEPTH`` levels of objects and arrays and no integer longer than ``MAX_NUMBER_DIGITS``
+digits (a record that breaks either is a ``SeedDataError`` naming its line, never a crash later in
+the worker's renderer). A parser that fails on such input (Python's JSON parser recurses, and
+refuses integers of more than 4,300 digits) reports the same ``SeedDataError``.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
+import itertools
 import json
-import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple, Protocol, cast
 
 DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+MAX_RECORD_DEPTH = 64
+MAX_NUMBER_DIGITS = 100
+# An int of at most the first many bits has at most MAX_NUMBER_DIGITS digits; beyond the second, more.
+_LONG_INT_BITS = (int(MAX_NUMBER_DIGITS * 3.3219) - 1, int(MAX_NUMBER_DIGITS * 3.3219) + 8)
+_DEPTH_MESSAGE = f"Record nests objects and arrays deeper than {MAX_RECORD_DEPTH} levels"
+_NUMBER_MESSAGE = f"Record has an integer with more than {MAX_NUMBER_DIGITS} digits"
 _BOM = b"\xef\xbb\xbf"
 _WHITESPACE = b" \t\r\n"
 
@@ -69,11 +87,17 @@ class SeedDataError(ValueError):
         self.line = line
 
 
-@dataclass(frozen=True)
-class SeedRecord:
+class SeedRecord(NamedTuple):
+    """A record and where it is: immutable, and a tuple for speed (built once per record)."""
+
     line: int
-    index: int
+    index: int  # type: ignore[assignment]  # the field hides tuple.index, which no caller needs
     data: dict[str, Any]
+
+
+# ``_record((line, index, data))``: a SeedRecord without the Python frame of ``SeedRecord.__new__``.
+_record: Callable[[tuple[int, int, dict[str, Any]]], SeedRecord]
+_record = functools.partial(tuple.__new__, SeedRecord)
 
 
 def format_from_name(filename: str | None) -> SeedFormat | None:
@@ -109,10 +133,40 @@ def iter_seed_records(
     """Records of a seed file, streamed. Raises ``SeedDataError`` (with a line) on malformed input."""
     fmt = detect_format(filename_or_content_type)
     if fmt is SeedFormat.JSONL:
-        return _iter_jsonl(chunks, max_record_bytes)
-    if fmt is SeedFormat.CSV:
-        return _iter_csv(chunks, max_record_bytes)
-    return _JsonScanner(max_record_bytes).records(chunks)
+        records = _iter_jsonl(chunks, max_record_bytes)
+    elif fmt is SeedFormat.CSV:
+        records = _iter_csv(chunks, max_record_bytes)
+    else:
+        records = _JsonScanner(max_record_bytes).records(chunks)
+    return (check_record(record) for record in records)
+
+
+def _number_too_long(value: int | Decimal) -> bool:
+    if isinstance(value, int):
+        # Bits bound the digits without converting (str() of a huge int raises): below 2**332 an
+        # int has at most 100 digits, from 2**340 on more; in between, count them.
+        bits = value.bit_length()
+        return bits > _LONG_INT_BITS[1] or (
+            bits > _LONG_INT_BITS[0] and len(str(abs(value))) > MAX_NUMBER_DIGITS
+        )
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return value.adjusted() >= MAX_NUMBER_DIGITS  # a parser that reads integers as Decimal
+    return False  # a fraction: a float (or Decimal) that is only ever printed, never converted
+
+
+def check_record(record: SeedRecord) -> SeedRecord:
+    """The record, once its depth and numbers are within limits (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(record.data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_RECORD_DEPTH:
+                raise SeedDataError(_DEPTH_MESSAGE, record.line)
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(value, int | Decimal) and not isinstance(value, bool) and _number_too_long(value):
+            raise SeedDataError(_NUMBER_MESSAGE, record.line)
+    return record
 
 
 # ------------------------------------------------------------------ JSONL
@@ -175,7 +229,7 @@ def _iter_jsonl(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[Seed
         try:
             data, end = scan(line, 0)
             clean = end == len(line)
-        except (StopIteration, json.JSONDecodeError):
+        except (StopIteration, ValueError, RecursionError):  # json.loads names the problem below
             clean = False
         if not clean:
             if not line.strip(" \t\r\n"):
@@ -183,7 +237,7 @@ def _iter_jsonl(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[Seed
             data = _loads(line, line_no)
         if not isinstance(data, dict):
             raise SeedDataError(f"Expected a JSON object, found {_json_kind(data)}", line_no)
-        yield SeedRecord(line=line_no, index=index, data=data)
+        yield _record((line_no, index, data))
         index += 1
 
 
@@ -197,6 +251,10 @@ def _loads(raw: str, first_line: int) -> Any:
         raise SeedDataError("Not valid UTF-8", first_line) from None
     except json.JSONDecodeError as error:
         raise SeedDataError(f"Malformed JSON: {error.msg}", first_line + error.lineno - 1) from None
+    except RecursionError:
+        raise SeedDataError(_DEPTH_MESSAGE, first_line) from None
+    except ValueError:  # int() of more than sys.get_int_max_str_digits() digits
+        raise SeedDataError(_NUMBER_MESSAGE, first_line) from None
 
 
 def _json_kind(value: Any) -> str:
@@ -243,6 +301,7 @@ class _JsonScanner:
         self._pos = 0
         self._line = 1  # the line of ``_text[_pos]``
         self._eof = False
+        self._batching = True
         state = self._START
         index = 0
         while True:
@@ -265,40 +324,78 @@ class _JsonScanner:
                 if state == self._START:
                     state = self._DONE
                     continue
-                for record in self._burst(index):
-                    yield record
-                    index += 1
+                burst = self._burst(index)
+                index += len(burst)
+                yield from burst
                 state = self._AFTER_ELEMENT
             else:
                 raise SeedDataError(self._unexpected(state, char), self._line)
         if state in (self._ARRAY_FIRST, self._ARRAY_NEXT, self._AFTER_ELEMENT):
             raise SeedDataError("Unexpected end of file: the JSON array is not closed", self._line)
 
-    def _burst(self, index: int) -> Iterator[SeedRecord]:
-        """The elements that follow, comma after comma, parsed back to back while each is whole
-        in the buffer (the common case, kept to a few C calls per record). Anything else (the
-        buffer's end, an error, the array's end) is left to the careful path, at the last comma."""
+    def _burst(self, index: int) -> list[SeedRecord]:
+        """The elements that follow in the buffer, comma after comma, parsed back to back while
+        each is whole (the common case: a few C calls per record, in a plain loop rather than a
+        generator resumed per record; the list holds at most one buffer's records). Anything else
+        (the buffer's end, an error, the array's end) is left to the careful path, at the last
+        comma. Line ends are counted only in text that has one (``next_lf``)."""
+        records = self._batch(index)
+        if records:
+            return records
         text, pos, line = self._text, self._pos, self._line
-        scan, next_element, count, limit = self._scan, _NEXT.match, text.count, self._max
-        try:
-            while True:
+        scan, next_element, find, count, limit = self._scan, _NEXT.match, text.find, text.count, self._max
+        next_lf = find("\n", pos) % (len(text) + 1)  # -1 (none) becomes len(text)
+        append = records.append
+        while True:
+            if text.startswith(",{", pos):  # the usual separator, without the regular expression
+                start = pos + 1
+            else:
                 found = next_element(text, pos)
                 if found is None:
-                    return
+                    break
                 start = found.end()
-                try:
-                    data, end = scan(text, start)
-                except (StopIteration, json.JSONDecodeError):
-                    return
-                if end - start > limit:
-                    return
-                line += count("\n", pos, start)
-                yield SeedRecord(line=line, index=index, data=data)
-                line += count("\n", start, end)
-                index += 1
-                pos = end
-        finally:
-            self._pos, self._line = pos, line
+            try:
+                data, end = scan(text, start)
+            except (StopIteration, ValueError, RecursionError):  # the careful path reports it
+                break
+            if end - start > limit:
+                break
+            record_line = line
+            if end > next_lf:  # a line ends between the last record and this one's end
+                record_line = line + count("\n", pos, start)
+                line = record_line + count("\n", start, end)
+                next_lf = find("\n", end) % (len(text) + 1)
+            append(_record((record_line, index, data)))
+            index += 1
+            pos = end
+        self._pos, self._line = pos, line
+        return records
+
+    def _batch(self, index: int) -> list[SeedRecord]:
+        """The whole elements of a buffer on one line (``json.dumps`` of a list), parsed by one
+        C call as an array: ``[`` + the elements up to the buffer's last ``},`` + ``]``. Such a
+        cut either ends an element or makes the array invalid (it leaves an object open), so a
+        successful parse that consumes the slice exactly is those elements; they are all on
+        the cursor's line. Anything else is left to the per-element path; after a failed guess
+        (a ``},`` inside the last element) the file is read per element from then on. After a
+        batch the next chunk is read in, so the element cut by the buffer's end is whole."""
+        text, pos = self._text, self._pos
+        found = _NEXT.match(text, pos) if self._batching else None
+        start, cut = (found.end() if found else len(text)), text.rfind("},", pos) + 1
+        if not start < cut <= start + self._max or text.find("\n", pos, cut) >= 0:
+            return []
+        array = "[" + text[start:cut] + "]"
+        try:
+            elements, end = self._scan(array, 0)
+        except (StopIteration, ValueError, RecursionError):
+            elements, end = [], 0
+        if end != len(array) or not set(map(type, elements)) <= {dict}:
+            self._batching = False
+            return []
+        self._pos = cut
+        if not self._eof:  # the next chunk now, so that the element cut by this one parses at once
+            self._refill(_REFILL_CHARS)
+        return list(map(_record, zip(itertools.repeat(self._line), itertools.count(index), elements)))
 
     def _after_element(self, char: str) -> int:
         if char == ",":
@@ -363,6 +460,10 @@ class _JsonScanner:
                 if not self._cut_off(error) or not self._refill(max(_REFILL_CHARS, len(self._text) - start)):
                     raise self._parse_error(error, start, start_line) from None
                 continue
+            except RecursionError:
+                raise SeedDataError(_DEPTH_MESSAGE, start_line) from None
+            except ValueError:  # int() of more than sys.get_int_max_str_digits() digits
+                raise SeedDataError(_NUMBER_MESSAGE, start_line) from None
             if end - start > self._max:
                 raise SeedDataError(f"Record larger than {self._max} bytes", start_line)
             self._line += self._text.count("\n", start, end)
@@ -385,26 +486,44 @@ class _JsonScanner:
 
 
 def _iter_csv(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[SeedRecord]:
+    """Rows of the C ``csv`` reader, fed one physical line at a time so that ``reader.line_num``
+    counts lines even inside quoted newlines: a record's line is the one after the previous
+    record's last line. Each row becomes its record in one call of the header's builder."""
     reader = csv.reader(_text_lines(chunks, max_record_bytes, _split_csv), strict=True)
-    build: _Builder | None = None
-    columns = 0
-    index = 0
-    last_line = 0
     try:
-        for row in reader:
-            first_line, last_line = last_line + 1, reader.line_num
-            if len(row) != columns or build is None:
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue  # a blank line
-                if build is None:
-                    header = _csv_header(row, first_line)
-                    build, columns = _builder(header), len(header)
-                    continue
-                raise SeedDataError(f"Expected {columns} columns, found {len(row)}", first_line)
-            yield SeedRecord(line=first_line, index=index, data=build(row))
-            index += 1
+        build, last_line = _read_header(reader)
+        if build is not None:
+            yield from _csv_records(reader, build, last_line)
     except csv.Error as error:
         raise SeedDataError(f"Malformed CSV: {error}", reader.line_num) from None
+
+
+def _read_header(reader: Any) -> tuple[_Builder | None, int]:
+    """The builder made from the first non-blank row (None: no row), and the line it ended on."""
+    last_line = 0
+    for row in reader:
+        first_line, last_line = last_line + 1, reader.line_num
+        if not _blank(row):
+            return _builder(_csv_header(row, first_line)), last_line
+    return None, last_line
+
+
+def _csv_records(reader: Any, build: _Builder, last_line: int) -> Iterator[SeedRecord]:
+    index = 0
+    for row in reader:
+        first_line, last_line = last_line + 1, reader.line_num
+        try:
+            data = build(row)
+        except ValueError:  # the builder unpacks the row: it has another number of cells
+            if _blank(row):
+                continue
+            raise SeedDataError(f"Expected {build.columns} columns, found {len(row)}", first_line) from None
+        yield _record((first_line, index, data))
+        index += 1
+
+
+def _blank(row: list[str]) -> bool:
+    return not row or (len(row) == 1 and not row[0].strip())
 
 
 def _csv_header(row: list[str], line: int) -> list[list[str]]:
@@ -429,35 +548,42 @@ def _csv_header(row: list[str], line: int) -> list[list[str]]:
     return paths
 
 
-_Builder = Callable[[list[str]], dict[str, Any]]
+class _Builder(Protocol):
+    columns: int
+
+    def __call__(self, row: list[str], /) -> dict[str, Any]: ...
 
 
 def _builder(header: list[list[str]]) -> _Builder:
-    """A function from a row to its nested record, made once per file: an object whose fields are
-    all plain columns is built by ``dict(zip(names, itemgetter(*columns)(row)))`` in C; only an
-    object that mixes columns and nested objects is put together in Python."""
+    """The function from a row to its record, compiled once per file from the header: it unpacks
+    the row into locals (a row of another width raises ``ValueError``) and returns one nested
+    dict display, e.g. for ``id,author.name,author.bio``::
+
+        def build(row):
+            c0, c1, c2, = row
+            return {'id': c0, 'author': {'name': c1, 'bio': c2}}
+
+    so a record costs one call and no per-cell Python, flat or dotted header alike. The field
+    names enter the source only as ``repr()`` string literals, never as code."""
     tree: dict[str, Any] = {}
     for column, parts in enumerate(header):
         target = tree
         for part in parts[:-1]:
             target = target.setdefault(part, {})
         target[parts[-1]] = column
-    return _node_builder(tree)
+    cells = "".join(f"c{column}, " for column in range(len(header)))
+    source = f"def build(row):\n    {cells}= row\n    return {_display(tree)}\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<csv header>", "exec"), namespace)  # noqa: S102  # names are repr() literals
+    build = namespace["build"]
+    build.columns = len(header)
+    return cast(_Builder, build)
 
 
-def _node_builder(node: dict[str, Any]) -> _Builder:
-    names = tuple(node)
-    if all(isinstance(value, int) for value in node.values()):
-        columns = [node[name] for name in names]
-        if len(columns) == 1:
-            only, name = columns[0], names[0]
-            return lambda row: {name: row[only]}
-        if columns == list(range(columns[0], columns[0] + len(columns))):
-            first, stop = columns[0], columns[0] + len(columns)
-            return lambda row: dict(zip(names, row[first:stop], strict=True))
-        pick = operator.itemgetter(*columns)
-        return lambda row: dict(zip(names, pick(row), strict=True))
-    parts = [
-        (name, value if isinstance(value, int) else _node_builder(value)) for name, value in node.items()
-    ]
-    return lambda row: {name: row[part] if isinstance(part, int) else part(row) for name, part in parts}
+def _display(node: dict[str, Any]) -> str:
+    """The dict display of a header subtree: a leaf is its column's local (``c3``)."""
+    items = (
+        f"{name!r}: {f'c{value}' if isinstance(value, int) else _display(value)}"
+        for name, value in node.items()
+    )
+    return "{" + ", ".join(items) + "}"

@@ -16,6 +16,8 @@ from functions.common.storage import (
     seed_prefix,
 )
 from functions.seed_data.models import (
+    FILENAME_PATTERN,
+    MAX_FILENAME_CHARS,
     MAX_REPORTED_ERRORS,
     RecordError,
     UploadForm,
@@ -36,25 +38,45 @@ from functions.seed_data.reader import (
 from functions.seed_data.repository import SeedStore
 from functions.templates.repository import TemplateRepository
 
-MAX_FILENAME_CHARS = 255
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_FILENAME = re.compile(FILENAME_PATTERN)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ud800-\udfff]")
+_SEPARATOR = re.compile(r"[/\\\u2044\u2215\uff0f\uff3c]")
 
 
-def sanitize_filename(filename: str) -> str:
-    """A safe S3 name segment, or a 400: no separators or '..', unsafe characters become '_'."""
-    name = unicodedata.normalize("NFKC", filename).strip()
-    if not name:
+def seed_filename(filename: str) -> str:
+    """The name as stored (NFC), or a 400 saying which rule it breaks.
+
+    Names are kept, never rewritten: two different names never collapse into one key (``文件.json``
+    and ``数据.json`` used to both become ``__.json`` and overwrite each other). The rule is
+    ``FILENAME_PATTERN``, which the OpenAPI document states; the checks before it only give the
+    common mistakes a clearer message.
+    """
+    name = unicodedata.normalize("NFC", filename)
+    if not name.strip():
         raise BadRequestError("The filename is empty")
-    if "/" in name or "\\" in name or ".." in name:
+    if _SEPARATOR.search(name) or ".." in name:
         raise BadRequestError("The filename must not contain path separators or '..'")
-    if any(unicodedata.category(ch).startswith("C") for ch in name):
-        raise BadRequestError("The filename must not contain control characters")
-    safe = _UNSAFE.sub("_", name)
-    if safe.startswith("."):
+    if _CONTROL.search(name):
+        raise BadRequestError("The filename must not contain control or invisible characters")
+    if name.startswith("."):
         raise BadRequestError("The filename must not start with '.'")
-    if len(safe) > MAX_FILENAME_CHARS:
+    if len(name) > MAX_FILENAME_CHARS:
         raise BadRequestError(f"The filename is longer than {MAX_FILENAME_CHARS} characters")
-    return safe
+    if not _FILENAME.fullmatch(name):
+        raise BadRequestError(
+            "The filename must not start or end with a space, nor contain any of "
+            '/ \\ : * ? " < > | # % { } ^ ~ [ ] `'
+        )
+    return name
+
+
+def _too_large(size: int, limit: int) -> ValidationFailure:
+    return ValidationFailure(
+        error=f"The seed file is {size} bytes; the upload limit is {limit} bytes",
+        records_checked=0,
+        missing_fields=[],
+        errors=[],
+    )
 
 
 def has_path(record: dict[str, Any], path: str) -> bool:
@@ -81,7 +103,7 @@ class SeedDataService:
         self._expires = upload_expires_seconds
 
     def upload(self, caller: str, request: UploadRequest) -> UploadResponse:
-        name = sanitize_filename(request.filename)
+        name = seed_filename(request.filename)
         by_name = format_from_name(name)
         content_type: str
         if request.content_type is not None:
@@ -124,6 +146,10 @@ class SeedDataService:
             seed = self._store.open(file_key)
             if seed is None:
                 raise NotFoundError("Seed data not found")
+            if seed.size > self._max_bytes:
+                # A presigned PUT cannot bound the size it accepts, so the object's own size decides.
+                seed.close()
+                return _too_large(seed.size, self._max_bytes)
             try:
                 failure = check.file(seed.chunks, file_key, seed.content_type, seed.size)
             finally:

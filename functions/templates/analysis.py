@@ -1,7 +1,7 @@
 """Template definition rules and the seed fields its prompts read.
 
-Every prompt is parsed and compiled in Jinja2's ``SandboxedEnvironment`` (the environment the worker
-renders with). The seed fields are found by walking the parsed AST (``jinja2.nodes``):
+Every prompt is parsed and compiled in the worker's hardened sandbox (``LimitedSandbox``, below).
+The seed fields are found by walking the parsed AST (``jinja2.nodes``):
 
 - a chain of attribute / constant-string subscripts rooted at a free name is one dotted path:
   ``{{ author.name }}`` → ``author.name``, ``{{ author["bio"] }}`` → ``author.bio``;
@@ -14,6 +14,14 @@ renders with). The seed fields are found by walking the parsed AST (``jinja2.nod
   a later, unknown or dynamic step reference is an error.
 
 ``include``/``extends``/``import`` are refused: prompts are self-contained (there is no loader).
+
+Prompts are parsed and compiled in the worker's hardened sandbox (``functions.common.sandbox``), so
+compiling never folds a huge constant (``{{ 'x' * 10**9 }}`` used to be built inside the API
+Lambda). Then every *closed* expression (one that reads no seed field, only literals and Jinja's
+globals) is evaluated there under the sandbox's size limit and one time budget for the whole
+definition: a constant bomb (``{{ [1]*10**9 }}``, ``{{ 10**5000 }}``, a huge ``join``) is a 400
+naming its step and line, in milliseconds, instead of a template that fails every record later.
+Expressions that read seed fields are bounded by the worker when it renders them.
 """
 
 from __future__ import annotations
@@ -22,10 +30,18 @@ import json
 import re
 from collections.abc import Callable, Iterable
 
-from jinja2 import TemplateSyntaxError, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import Template, TemplateError, TemplateSyntaxError, nodes
+from jinja2.sandbox import SecurityError
 
 from functions.common.errors import BadRequestError
+from functions.common.sandbox import (
+    DEFAULT_MAX_OUTPUT_CHARS,
+    Deadline,
+    LimitedSandbox,
+    LimitExceeded,
+    RenderError,
+    render_limited,
+)
 from functions.templates.models import (
     MAX_DEFINITION_BYTES,
     MAX_STEPS,
@@ -36,8 +52,10 @@ from functions.templates.models import (
 
 STEPS_NAME = "steps"
 _STEP_ID = re.compile(STEP_ID_PATTERN)
-_ENV = SandboxedEnvironment()
+_ENV = LimitedSandbox(DEFAULT_MAX_OUTPUT_CHARS)
 _GLOBALS = frozenset(_ENV.globals)
+# The time all closed expressions of one definition may take together.
+CONSTANT_CHECK_SECONDS = 1.0
 
 
 class TemplateDefinitionError(BadRequestError):
@@ -69,14 +87,18 @@ def analyze_definition(definition: TemplateDefinition) -> list[str]:
 
     requirements: set[str] = set()
     earlier: list[str] = []
+    deadline = Deadline(CONSTANT_CHECK_SECONDS)
     for step in steps:
-        requirements.update(prompt_fields(step.id, step.prompt, earlier))
+        requirements.update(prompt_fields(step.id, step.prompt, earlier, deadline))
         earlier.append(step.id)
     return sorted(requirements)
 
 
-def prompt_fields(step_id: str, prompt: str, earlier_steps: Iterable[str]) -> set[str]:
-    """The seed paths one prompt reads. Raises TemplateDefinitionError on syntax or step errors."""
+def prompt_fields(
+    step_id: str, prompt: str, earlier_steps: Iterable[str], deadline: Deadline | None = None
+) -> set[str]:
+    """The seed paths one prompt reads. Raises TemplateDefinitionError on syntax or step errors,
+    and on a closed expression that breaks the sandbox's limits."""
     try:
         tree = _ENV.parse(prompt)
         _ENV.compile(tree)  # filters/tests are resolved at compile time
@@ -85,9 +107,72 @@ def prompt_fields(step_id: str, prompt: str, earlier_steps: Iterable[str]) -> se
             f"Step {step_id!r}: template syntax error on line {error.lineno}: {error.message}",
             details={"step": step_id, "line": error.lineno},
         ) from None
+    except RecursionError:
+        raise TemplateDefinitionError(
+            f"Step {step_id!r}: the prompt nests expressions too deeply", details={"step": step_id}
+        ) from None
     walker = _FieldWalker(step_id, frozenset(earlier_steps))
     walker.visit_body(tree.body, set())
+    check_closed_expressions(step_id, tree, deadline or Deadline(CONSTANT_CHECK_SECONDS))
     return walker.fields
+
+
+# Literals are cheap, and a slice is only an expression inside a subscript.
+_NOT_EVALUATED = (nodes.Const, nodes.TemplateData, nodes.Slice)
+
+
+def _is_closed(node: nodes.Node) -> bool:
+    """True when the expression reads only literals and Jinja's globals (no seed field, no variable)."""
+    inner = [node, *node.find_all(nodes.Node)]  # find_all yields descendants only
+    contextual = (nodes.NSRef, nodes.ContextReference, nodes.DerivedContextReference)
+    return all(
+        (n.name in _GLOBALS and n.ctx == "load")
+        if isinstance(n, nodes.Name)
+        else not isinstance(n, contextual)
+        for n in inner
+    )
+
+
+def _closed_expressions(node: nodes.Node) -> Iterable[nodes.Expr]:
+    """The outermost closed, non-literal expressions under ``node``."""
+    for child in node.iter_child_nodes():
+        if isinstance(child, nodes.Expr) and not isinstance(child, _NOT_EVALUATED) and _is_closed(child):
+            yield child
+            continue
+        yield from _closed_expressions(child)
+
+
+def _compile_expression(expression: nodes.Expr) -> Template | None:
+    """``{{ expression }}`` compiled on its own; None for a fragment that only compiles in place."""
+    template = nodes.Template([nodes.Output([expression], lineno=expression.lineno)], lineno=1)
+    template.set_environment(_ENV)
+    try:
+        return _ENV.template_class.from_code(_ENV, _ENV.compile(template), _ENV.make_globals(None))
+    except (TemplateError, SyntaxError, TypeError, ValueError):
+        return None
+
+
+def check_closed_expressions(step_id: str, tree: nodes.Template, deadline: Deadline) -> None:
+    """Evaluate every closed expression in the limited sandbox; a limit it breaks is a 400."""
+    for expression in _closed_expressions(tree):
+        compiled = _compile_expression(expression)
+        if compiled is None:
+            continue
+        try:
+            render_limited(compiled, {}, DEFAULT_MAX_OUTPUT_CHARS, deadline)
+        except (LimitExceeded, SecurityError) as error:
+            raise TemplateDefinitionError(
+                f"Step {step_id!r}, line {expression.lineno}: {error}",
+                details={"step": step_id, "line": expression.lineno},
+            ) from None
+        except RenderError as error:
+            if isinstance(error.__cause__, SecurityError | OverflowError):
+                raise TemplateDefinitionError(
+                    f"Step {step_id!r}, line {expression.lineno}: {error.__cause__}",
+                    details={"step": step_id, "line": expression.lineno},
+                ) from None
+            # Any other error (a type error in a branch that never runs, say) is the worker's to
+            # report per record: the definition itself is not dangerous.
 
 
 class _FieldWalker:

@@ -42,6 +42,7 @@ from jinja2 import TemplateSyntaxError
 from functions.common.catalogue import ModelPrice, UnknownModelError, resolve_model
 from functions.common.errors import BadRequestError, ForbiddenError, NotFoundError, ServiceUnavailableError
 from functions.common.rate_limit import RateLimiter
+from functions.common.sandbox import TEMPLATE_FILENAME as _TEMPLATE_FILENAME
 from functions.common.sizes import TASK_SHAPES
 from functions.common.storage import (
     SeedFolderTooLargeError,
@@ -61,7 +62,7 @@ from functions.templates.product_models import (
 )
 from functions.worker.pricing import FargatePrice
 from functions.worker.providers import ModelCallError, ModelProvider, ProviderUnavailable, estimate_tokens
-from functions.worker.rendering import _TEMPLATE_FILENAME, PromptRenderer, RenderError
+from functions.worker.rendering import PromptRenderer, RenderError
 
 # When the model is not called: each step's answer is assumed this long and this fast.
 ASSUMED_OUTPUT_TOKENS = 256

@@ -87,6 +87,7 @@ def create_template(request: CreateTemplateRequest) -> Response[TemplateWriteRes
         "absent: yours, then others' public ones. Each item has the latest version's "
         "`schema_requirements`."
     ),
+    responses={200: {"description": "A page"}, 400: error_doc("Invalid cursor")},
 )
 def list_templates(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -128,8 +129,10 @@ def get_template(
     ),
     responses={
         200: {"description": "The new version"},
+        400: error_doc("The definition breaks a rule"),
         403: error_doc("Not yours"),
         404: error_doc("No such template"),
+        409: error_doc("Too many concurrent updates; retry"),
     },
 )
 def update_template(template_id: str, request: UpdateTemplateRequest) -> TemplateWriteResponse:

@@ -23,10 +23,18 @@ STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 class TemplateStep(DeferredModel):
     model_config = ConfigDict(extra="forbid")
 
+    # The rules are checked by template analysis (a 400 naming the step); the schema states them.
     id: str = Field(
-        description="Identifier-like, unique in the template; later steps read `steps.<id>.output`."
+        description="Identifier-like, unique in the template; later steps read `steps.<id>.output`.",
+        json_schema_extra={"pattern": STEP_ID_PATTERN, "not": {"const": "steps"}},
     )
-    prompt: str = Field(description="A Jinja2 template rendered with the seed record as its context.")
+    prompt: str = Field(
+        description=(
+            "A Jinja2 template rendered with the seed record as its context: it must compile in the "
+            "sandbox, and expressions that read no seed field must stay within its limits."
+        ),
+        json_schema_extra={"pattern": r"\S"},
+    )
     model: str | None = Field(
         default=None,
         max_length=256,
@@ -44,7 +52,10 @@ class TemplateStep(DeferredModel):
 class TemplateDefinition(DeferredModel):
     model_config = ConfigDict(extra="forbid")
 
-    steps: list[TemplateStep]
+    steps: list[TemplateStep] = Field(
+        description=f"1 to {MAX_STEPS} steps with distinct ids; the whole definition at most 50 KB.",
+        json_schema_extra={"minItems": 1, "maxItems": MAX_STEPS},
+    )
 
 
 # ---------------------------------------------------------------- domain
@@ -114,7 +125,7 @@ class CreateTemplateRequest(DeferredModel):
 
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
-    is_public: bool = False
+    is_public: bool = Field(default=False, strict=True)  # a JSON boolean, not "yes" or 1
     template_definition: TemplateDefinition
 
 
@@ -126,7 +137,7 @@ class UpdateTemplateRequest(DeferredModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
-    is_public: bool | None = None
+    is_public: bool | None = Field(default=None, strict=True)
     template_definition: TemplateDefinition
 
 

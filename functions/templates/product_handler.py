@@ -23,6 +23,7 @@ from pydantic import Field
 
 from functions.common.api import api_responses, current_caller
 from functions.common.aws import client
+from functions.common.body_guard import accept_media_types
 from functions.common.errors import DomainError
 from functions.common.events import EventPublisher
 from functions.common.rate_limit import RateLimiter, Window
@@ -187,6 +188,10 @@ def marketplace(
 ) -> MarketplaceResponse:
     caller = current_caller(router)
     return _service().marketplace(caller.user_id, q, sort, limit, last_key)
+
+
+# The import takes YAML: the API's body guard leaves these media types to this route.
+accept_media_types("/templates/import", IMPORT_CONTENT_TYPES)
 
 
 @router.post(

@@ -92,15 +92,17 @@ class TemplateRepository:
     def get_version(self, template_id: str, version: int | None = None) -> TemplateVersion | None:
         """One version of a template; ``None`` means the latest (read through the head item).
 
-        Answers ``None`` when the template or that version does not exist.
+        Visibility is per template: the answer is public only while the head is public (and the
+        version was written public), so making a template private hides every earlier version from
+        other users (``is_readable_by``).
+        Answers ``None`` when the template (its head) or that version does not exist.
         """
         if not _valid_key(template_id):
             return None
-        if version is None:
-            head = self.get_head(template_id)
-            if head is None:
-                return None
-            version = head.latest_version
+        head = self.get_head(template_id)
+        if head is None:
+            return None
+        version = head.latest_version if version is None else version
         if version < 1:
             return None
         answer = self._ddb.get_item(
@@ -109,7 +111,13 @@ class TemplateRepository:
             ConsistentRead=True,
         )
         item = answer.get("Item")
-        return TemplateVersion.model_validate(_from_item(item)) if item else None
+        if not item:
+            return None
+        stored = _from_item(item)
+        # Readable by others only while the template is public and the version was written public.
+        return TemplateVersion.model_validate(
+            {**stored, "is_public": head.is_public and bool(stored.get("is_public"))}
+        )
 
     def get_head(self, template_id: str) -> TemplateHead | None:
         if not _valid_key(template_id):

@@ -14,6 +14,13 @@ Parquet; ``include_prompts: false`` drops every step's ``prompt``.
 Columns: JSONL keeps the record shape ``{id, job_id, seed_index, created_at, steps}``; Parquet keeps
 it too, ``steps`` as a struct of one ``{prompt, output, model}`` struct per step; CSV flattens the
 steps into ``steps.<id>.prompt``, ``steps.<id>.output``, ``steps.<id>.model`` columns.
+
+CSV formula injection: prompts come from (possibly public, another user's) templates and outputs
+from models, and a spreadsheet runs a cell that starts with ``=``, ``+``, ``-`` or ``@`` (or a tab or
+carriage return before one) as a formula. So, as OWASP recommends, every CSV cell that starts with
+one of ``= + - @ \t \r`` gets a single quote in front (``=HYPERLINK(...)`` is written
+``'=HYPERLINK(...)``); spreadsheets show the text, and nothing else changes. JSONL and Parquet keep
+the values as generated (they are data formats, not opened as spreadsheets).
 """
 
 from __future__ import annotations
@@ -173,6 +180,16 @@ def _jsonl(
     return count
 
 
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting with a formula trigger gets a ``'``."""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
 def csv_columns(step_ids: Sequence[str], fields: Sequence[str] = STEP_FIELDS) -> list[str]:
     return [*BASE_COLUMNS, *(f"steps.{step}.{field}" for step in step_ids for field in fields)]
 
@@ -191,7 +208,7 @@ def _csv(
         for record in records:
             row = [record[column] for column in BASE_COLUMNS]
             row += [record["steps"][step][field] for step in step_ids for field in fields]
-            writer.writerow(row)
+            writer.writerow([neutralise_formula(cell) for cell in row])
             count += 1
     return count
 

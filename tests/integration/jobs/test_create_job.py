@@ -548,3 +548,27 @@ def test_a_lost_job_queued_event_does_not_fail_a_committed_create(aws: Any) -> N
     assert answer.status == "QUEUED"
     assert [i["job_id"] for i in _scan(aws, JOBS_TABLE)] == [answer.job_id]
     assert len(_scan(aws, QUEUE_TABLE)) == 1
+
+
+def test_a_key_whose_job_was_deleted_is_409_not_a_dead_id(aws: Any) -> None:
+    body = job_body(make_template(aws, "user-1"), upload_seed(aws, "user-1"))
+    headers = {"Idempotency-Key": "create-then-delete"}
+    first = jobs_api.post("/jobs", body=body, headers=headers)
+    job_id = first.body["job_id"]
+    # The cleanup state machine's last step deletes the job item (lifecycle step 6).
+    aws.client("dynamodb").delete_item(TableName=JOBS_TABLE, Key={"job_id": {"S": job_id}})
+    aws.capture.drain()
+
+    retry = jobs_api.post("/jobs", body=body, headers=headers)
+
+    assert first.status == 201
+    assert retry.status == 409
+    assert retry.body == {
+        "error": f"The job created with this Idempotency-Key ({job_id}) has been deleted; "
+        "send a new Idempotency-Key to create another job"
+    }
+    assert _scan(aws, JOBS_TABLE) == []
+    assert aws.capture.drain() == []
+    fresh = jobs_api.post("/jobs", body=body, headers={"Idempotency-Key": "a-new-key"})
+    assert fresh.status == 201
+    assert fresh.body["job_id"] != job_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -11,7 +12,10 @@ import pytest
 import requests
 
 from functions.common import settings as s
+from functions.common.errors import BadRequestError
+from functions.openapi import openapi_document
 from functions.seed_data.handler import lambda_handler
+from functions.seed_data.service import seed_filename
 from tests.support.http import ApiClient
 
 pytestmark = pytest.mark.integration
@@ -69,20 +73,29 @@ def test_the_presigned_put_stores_the_object_with_its_content_type(aws: Any) -> 
 @pytest.mark.parametrize(
     ("filename", "content_type", "key_name", "expected_type"),
     [
-        ("my authors (v2).json", None, "my_authors__v2_.json", "application/json"),
-        ("données.csv", None, "donn_es.csv", "text/csv"),
+        ("my authors (v2).json", None, "my authors (v2).json", "application/json"),
+        ("données.csv", None, "données.csv", "text/csv"),
+        ("e\u0301t\u00e9.jsonl", None, "\u00e9t\u00e9.jsonl", "application/x-ndjson"),  # kept, as NFC
+        ("文件.json", None, "文件.json", "application/json"),
         ("seed", "application/json", "seed", "application/json"),
+        ("0", "text/csv", "0", "text/csv"),
         ("seed.ndjson", "application/x-ndjson", "seed.ndjson", "application/x-ndjson"),
         ("x" * 250 + ".json", None, "x" * 250 + ".json", "application/json"),
     ],
 )
-def test_filenames_are_sanitized_into_one_safe_segment(
+def test_filenames_are_kept_as_one_segment(
     aws: Any, filename: str, content_type: str | None, key_name: str, expected_type: str
 ) -> None:
     answer = upload(filename, content_type)
     assert answer.status == 200, answer.body
     assert answer.body["s3_key"] == f"seed-data/user-1/{key_name}"
     assert answer.body["content_type"] == expected_type
+
+
+def test_different_unicode_names_never_share_a_key(aws: Any) -> None:
+    # Both used to become "__.json" and silently overwrite each other.
+    keys = {upload(name).body["s3_key"] for name in ("文件.json", "数据.json", "__.json")}
+    assert keys == {"seed-data/user-1/文件.json", "seed-data/user-1/数据.json", "seed-data/user-1/__.json"}
 
 
 @pytest.mark.parametrize(
@@ -92,12 +105,16 @@ def test_filenames_are_sanitized_into_one_safe_segment(
         ("a/b.json", None, "path separators"),
         ("a\\b.json", None, "path separators"),
         ("x..json", None, "'..'"),
-        ("\uff0e\uff0e\uff0fx.json", None, "path separators"),  # fullwidth dots and slash normalize to ../
+        ("\uff0e\uff0e\uff0fx.json", None, "path separators"),  # a fullwidth slash looks like one
         (".hidden.json", None, "start with '.'"),
-        ("bad\x00name.json", None, "control characters"),
+        ("bad\x00name.json", None, "control or invisible"),
+        ("evil\u202enosj.csv", None, "control or invisible"),  # right-to-left override
         ("   ", None, "empty"),
+        (" lead.json", None, "start or end with a space"),
+        ("a<b>.json", None, "must not start or end with a space, nor contain"),
         ("x" * 252 + ".json", None, "longer than 255"),
         ("notes.txt", None, "Name the file"),
+        ("0", None, "Name the file"),
         ("seed.csv", "application/json", "does not match"),
     ],
 )
@@ -107,6 +124,19 @@ def test_unsafe_or_formatless_names_are_a_400(
     answer = upload(filename, content_type)
     assert answer.status == 400
     assert message in answer.body["error"]
+
+
+def test_the_documented_pattern_is_the_rule_the_service_applies() -> None:
+    pattern = re.compile(
+        openapi_document()["components"]["schemas"]["UploadRequest"]["properties"]["filename"]["pattern"]
+    )
+    for name in ("文件.json", "my authors (v2).json", "0", "a" * 255):
+        assert pattern.search(name)
+        assert seed_filename(name) == name
+    for name in ("a..b", ".a", "a ", " a", "a/b", "a\u202eb", "a" * 256, "a`b", "a\u1fefb"):
+        assert not pattern.search(name)
+        with pytest.raises(BadRequestError):
+            seed_filename(name)
 
 
 @pytest.mark.parametrize(

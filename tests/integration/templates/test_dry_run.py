@@ -213,7 +213,8 @@ def test_dry_run_refuses_a_malformed_request(aws: Any, body: dict[str, Any]) -> 
     ("prompt", "line", "message"),
     [
         ("Hello {{ author.name }}\nAbout:\n{{ author.missing_field }}", 3, "missing_field"),
-        ("x\n{{ 'a' * 10000000 }}", 2, "size limit"),
+        # Seed-dependent: a constant bomb is refused at create already (issue 14).
+        ("x\n{{ author.name * 10000000 }}", 2, "size limit"),
         ("{% for i in range(10) %}\n{{ i }}{{ author.books[i] }}\n{% endfor %}", 2, "books"),
     ],
 )
@@ -252,8 +253,9 @@ def test_a_step_whose_model_is_unknown_is_a_400_naming_the_step(aws: Any) -> Non
 
 
 def test_a_sandbox_escape_is_refused_like_the_worker_refuses_it(aws: Any) -> None:
-    template_id = create(steps=[{"id": "evil", "prompt": "{{ cycler.__init__.__globals__.os }}"}])
-    answer = dry_run(template_id, seed_record={})
+    # Through a seed field: a closed escape ({{ cycler.__init__... }}) is refused at create already.
+    template_id = create(steps=[{"id": "evil", "prompt": "{{ author.name.__class__.__mro__ }}"}])
+    answer = dry_run(template_id, seed_record={"author": {"name": "Ada"}})
     assert answer.status == 400
     assert answer.body["details"]["step"] == "evil"
 

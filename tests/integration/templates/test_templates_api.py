@@ -286,12 +286,13 @@ def test_a_public_template_is_readable_by_anyone_but_not_owned(aws: Any) -> None
     assert "user_id" not in answer.body
 
 
-def test_making_a_template_private_hides_the_new_version_only(aws: Any) -> None:
+def test_making_a_template_private_hides_every_version(aws: Any) -> None:
     template_id = create(is_public=True)
     answer = api.put(f"/templates/{template_id}", user=OWNER, body={**body(), "is_public": False})
     assert answer.status == 200
     assert api.get(f"/templates/{template_id}", user=OTHER).status == 403
-    assert api.get(f"/templates/{template_id}", user=OTHER, query={"version": 1}).status == 200
+    # Visibility is per template (issue 14): the earlier public version is hidden too.
+    assert api.get(f"/templates/{template_id}", user=OTHER, query={"version": 1}).status == 403
     head = next(i for i in template_items(aws, template_id) if i["version"] == 0)
     assert "public_partition" not in head
 

@@ -8,9 +8,24 @@ from functions.common.errors import UnauthorizedError
 
 
 def test_caller_is_the_jwt_sub_claim() -> None:
-    event = {"requestContext": {"authorizer": {"jwt": {"claims": {"sub": "abc", "email": "a@b.c"}}}}}
+    claims = {"sub": "abc", "email": "a@b.c", "token_use": "id"}
+    event = {"requestContext": {"authorizer": {"jwt": {"claims": claims}}}}
     caller = caller_from_event(event)
     assert (caller.user_id, caller.email) == ("abc", "a@b.c")
+
+
+def test_an_access_token_identifies_the_caller_too() -> None:
+    claims = {"sub": "abc", "token_use": "access", "client_id": "web"}
+    assert caller_from_event({"requestContext": {"authorizer": {"jwt": {"claims": claims}}}}).user_id == "abc"
+
+
+@pytest.mark.parametrize("token_use", ["refresh", None, "", "ID", ["id"]])
+def test_a_token_that_is_not_an_id_or_access_token_is_unauthorized(token_use: object) -> None:
+    claims: dict[str, object] = {"sub": "abc"}
+    if token_use is not None:
+        claims["token_use"] = token_use
+    with pytest.raises(UnauthorizedError):
+        caller_from_event({"requestContext": {"authorizer": {"jwt": {"claims": claims}}}})
 
 
 @pytest.mark.parametrize(

@@ -232,6 +232,36 @@ def test_a_header_only_csv_has_no_records() -> None:
     assert read("a,b\n", "x.csv") == []
 
 
+# The issue's seeds: Python's JSON parser raised ValueError / RecursionError, which escaped as a 500
+# from POST /seed-data/validate and a WorkerError from the worker.
+@pytest.mark.parametrize("fmt", ["a.json", "a.jsonl"])
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ('{"n": ' + "7" * 5000 + "}", "integer with more than 100 digits"),
+        ('{"n": ' + "7" * 101 + "}", "integer with more than 100 digits"),
+        ('{"n": -' + "7" * 150 + "}", "integer with more than 100 digits"),
+        ('{"a": ' * 100_000 + "1" + "}" * 100_000, "deeper than 64 levels"),
+        ('{"a": ' * 65 + "1" + "}" * 65, "deeper than 64 levels"),
+        ('{"a": [' * 40 + "1" + "]}" * 40, "deeper than 64 levels"),
+    ],
+    ids=["5000-digits", "101-digits", "negative", "100k-deep", "65-deep", "80-deep-with-arrays"],
+)
+def test_malformed_records_are_seed_data_errors_naming_the_line(fmt: str, record: str, message: str) -> None:
+    data = '{"ok": 1}\n' + record + "\n"
+    if fmt == "a.json":
+        data = "[" + data.replace("\n", ",\n", 1) + "]"
+    error = error_of(data, fmt)
+    assert message in error.message
+    assert error.line == 2
+
+
+def test_records_at_the_limits_are_read() -> None:
+    record = '{"a": ' * 63 + '{"n": ' + "9" * 100 + ', "f": 1.' + "5" * 200 + "}" + "}" * 63
+    (record_read,) = read(record, "a.jsonl")
+    assert record_read.line == 1
+
+
 @pytest.mark.parametrize(
     ("header", "row", "expected"),
     [
@@ -246,3 +276,90 @@ def test_a_header_only_csv_has_no_records() -> None:
 )
 def test_csv_records_take_the_shape_of_their_header(header: str, row: str, expected: dict) -> None:
     assert [r.data for r in read(f"{header}\n{row}\n", "x.csv")] == [expected]
+
+
+# ----------------------------------------------- fast paths (issue 11 item 6)
+
+
+def one_line_array(records: list[dict]) -> str:
+    return "[" + ",".join(json.dumps(record) for record in records) + "]"
+
+
+@pytest.mark.parametrize("size", [7, 64, 300, 1_000_000])
+def test_a_one_line_json_array_is_read_in_batches_with_lines_and_indices(size: int) -> None:
+    records = [{"n": i, "tags": [{"a": i}, {"b": i}]} for i in range(40)]  # "}," inside elements too
+    # The first element is read on its own; batching starts after it.
+    read_back = read('[{"lead": 0},' + one_line_array(records)[1:], "a.json", size)
+    assert [(r.line, r.index) for r in read_back] == [(1, 0)] + [(1, i + 1) for i in range(40)]
+    assert [r.data for r in read_back[1:]] == records
+
+
+@pytest.mark.parametrize("size", [7, 64, 300, 1_000_000])
+def test_a_json_array_that_turns_multi_line_keeps_every_line(size: int) -> None:
+    first = one_line_array([{"n": i} for i in range(30)])[:-1]  # 30 elements on line 1
+    rest = "".join(f',\n  {{"n": {i},\n "x": "}},"}}' for i in range(30, 40))  # then two lines each
+    read_back = read(first + rest + "\n]", "a.json", size)
+    assert [r.data["n"] for r in read_back] == list(range(40))
+    assert [r.line for r in read_back] == [1] * 30 + [2 + 2 * i for i in range(10)]
+
+
+@pytest.mark.parametrize(
+    ("element", "message"),
+    [("1", "an element that is not an object"), ('"x"', "an element that is not an object")],
+)
+def test_a_bad_element_in_a_one_line_array_names_its_line(element: str, message: str) -> None:
+    data = one_line_array([{"n": i} for i in range(20)])[:-1] + "," + element + ',{"n": 99}]'
+    error = error_of("\n\n" + data, "a.json", 64)
+    assert error.line == 3
+    assert message in error.message
+
+
+def test_a_one_line_array_closed_early_is_an_error() -> None:
+    data = one_line_array([{"n": i} for i in range(5)]) + ',{"n": 5},{"n": 6}]'
+    error = error_of(data, "a.json")
+    assert "after the end of the JSON document" in error.message
+
+
+def test_the_record_limit_holds_on_a_one_line_array() -> None:
+    data = one_line_array([{"n": i} for i in range(3)] + [{"big": "x" * 200}])
+    with pytest.raises(SeedDataError, match="larger than 100 bytes"):
+        read(data, "a.json", max_record_bytes=100)
+
+
+@pytest.mark.parametrize("size", CHUNK_SIZES)
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("a,b", {"a": "2", "b": 'x\n"y"\n'}),
+        ("a,b.c", {"a": "2", "b": {"c": 'x\n"y"\n'}}),
+    ],
+    ids=["flat", "dotted"],
+)
+def test_csv_rows_after_quoted_newlines_keep_their_lines(size: int, header: str, expected: dict) -> None:
+    content = f'{header}\r\n1,one\r\n2,"x\n""y""\n"\r\n\r\n3,three\n4\n'
+    records = []
+    with pytest.raises(SeedDataError) as caught:
+        records.extend(iter_seed_records(chunked(content.encode(), size), "x.csv"))
+    assert [(r.line, r.index) for r in records] == [(2, 0), (3, 1), (7, 2)]
+    assert records[1].data == expected
+    assert (caught.value.line, caught.value.message) == (8, "Expected 2 columns, found 1")
+
+
+@pytest.mark.parametrize(
+    "name", ["it's", 'say "hi"', "back\\slash", "'); import os; ('", "{c0}", "ünï\u2028code", "1"]
+)
+def test_csv_header_names_are_only_ever_data(name: str) -> None:
+    first, second = ('"' + column.replace('"', '""') + '"' for column in (name, f"b.{name}"))
+    (record,) = read(f"{first},{second}\nv,w\n", "x.csv")
+    assert record.data == {name: "v", "b": {name: "w"}}
+
+
+def test_a_wide_csv_header_is_read() -> None:
+    header = ",".join(f"g{i // 10}.f{i}" for i in range(500))
+    (record,) = read(header + "\n" + ",".join(str(i) for i in range(500)) + "\n", "x.csv")
+    assert record.data["g49"] == {f"f{i}": str(i) for i in range(490, 500)}
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "\r\n \r\n"])
+def test_a_csv_without_a_header_has_no_records(content: str) -> None:
+    assert read(content, "x.csv") == []

@@ -125,3 +125,41 @@ def test_the_definition_is_at_most_50_kb() -> None:
 
 def test_an_empty_prompt_is_refused() -> None:
     assert "empty prompt" in failure("   ").message
+
+
+# The exact bombs: the plain sandbox folded them while compiling, inside the API Lambda
+# (201 after 19 s, 502 or 500). Now each is a 400 naming the step and line.
+@pytest.mark.parametrize(
+    ("prompt", "reason"),
+    [
+        ("{{ 'x' * 10**9 }}", "repetition would exceed"),
+        ("{{ [1]*10**9 }}", "repetition would exceed"),
+        ("{{ ('x'*100000)|join('y'*100000) }}", "join would exceed"),
+        ("{{ 10**5000 }}", "too large"),
+        ("Intro\n{% set big = 'ab' * 10**8 %}{{ big }}", "repetition would exceed"),
+        ("{% for i in range(10**9) %}{{ i }}{% endfor %}", "Range too big"),
+        ("{{ ''.__class__.__mro__ }}", "unsafe"),
+    ],
+)
+def test_constant_bombs_are_refused_at_create_with_the_step_and_line(prompt: str, reason: str) -> None:
+    error = failure("Hello {{ author.name }}", prompt)
+    assert reason in error.message
+    assert error.details == {"step": "s1", "line": prompt.count("\n") + 1}
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("{{ 'ab' * 3 }} {{ 2 ** 10 }} {{ [1, 2] | join(', ') }} {{ author.name * 2 }}", ["author.name"]),
+        ("{% for i in range(3) %}{{ author.name }}{% endfor %}", ["author.name"]),
+        # A closed expression that fails for another reason is the worker's to report per record.
+        ("{% if author.young %}{{ 'a' - 1 }}{% endif %}", ["author.young"]),
+    ],
+)
+def test_closed_expressions_within_the_limits_are_accepted(prompt: str, expected: list[str]) -> None:
+    assert fields(prompt) == expected
+
+
+def test_a_prompt_nested_too_deep_for_the_parser_is_a_400() -> None:
+    error = failure("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}")
+    assert "too deeply" in error.message
