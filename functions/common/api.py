@@ -21,11 +21,11 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from functions.common.auth import Caller, caller_from_event
 from functions.common.body_guard import UNSUPPORTED_MEDIA_TYPE_MESSAGE, BodyRejection, body_rejection
 from functions.common.errors import DomainError, UnauthorizedError
+from functions.common.models import DeferredModel
 from functions.common.money import dumps, raw_numbers
 from functions.common.observability import logger
 
@@ -39,7 +39,7 @@ PUBLIC_PATHS = frozenset({"/health", "/docs", "/openapi.json"})
 API_DOMAINS = ("health", "jobs", "templates", "seed_data", "dashboard")
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(DeferredModel):
     """Every error answer: ``{"error": "..."}``; validation errors add ``details``."""
 
     error: str

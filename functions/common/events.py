@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from functions.common.models import DeferredModel
 
 SOURCE_JOBS = "plot-palette.jobs"
 SOURCE_TEMPLATES = "plot-palette.templates"
 SOURCE_SEED_DATA = "plot-palette.seed-data"
 
 
-class EventDetail(BaseModel):
+class EventDetail(DeferredModel):
     """Base of every event detail. Subclasses set the two class variables."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

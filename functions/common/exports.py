@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from functions.common.models import DeferredModel
 from functions.common.storage import OutputFormat, job_prefix
 
 _RECORDS = re.compile(r"records:([1-9][0-9]{0,5}|1000000)")
@@ -33,7 +34,7 @@ COMPRESSIONS: dict[OutputFormat, tuple[Compression, ...]] = {
 }
 
 
-class ExportConfig(BaseModel):
+class ExportConfig(DeferredModel):
     """``export_config`` of a job."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

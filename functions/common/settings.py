@@ -17,7 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class _Base(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    # defer_build: a handler builds the schema of the one settings model it loads (functions.common.models).
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
 

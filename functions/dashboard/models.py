@@ -3,26 +3,27 @@ the jobs API (see ``functions.common.money``); counts are JSON integers."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from functions.common.models import DeferredModel
 from functions.common.money import DecimalNumber
 from functions.common.status import JobStatus
 
 
-class Progress(BaseModel):
+class Progress(DeferredModel):
     records_generated: int
     target_records: int
     percentage: DecimalNumber = Field(description="0..100, two decimals.")
 
 
-class CostBreakdown(BaseModel):
+class CostBreakdown(DeferredModel):
     bedrock: DecimalNumber
     fargate: DecimalNumber
     s3: DecimalNumber
     total: DecimalNumber
 
 
-class Budget(BaseModel):
+class Budget(DeferredModel):
     limit: DecimalNumber
     used: DecimalNumber
     remaining: DecimalNumber = Field(description="limit - used, never below 0.")
@@ -31,7 +32,7 @@ class Budget(BaseModel):
     )
 
 
-class Timing(BaseModel):
+class Timing(DeferredModel):
     created_at: str
     started_at: str | None = None
     completed_at: str | None = None
@@ -44,7 +45,7 @@ class Timing(BaseModel):
     )
 
 
-class DashboardResponse(BaseModel):
+class DashboardResponse(DeferredModel):
     job_id: str
     status: JobStatus
     progress: Progress

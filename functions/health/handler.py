@@ -18,16 +18,16 @@ from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swag
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from functions.common.api import build_resolver
+from functions.common.models import DeferredModel
 from functions.common.observability import logger
 
 SETTINGS = None  # reads no resource
 router = APIGatewayHttpRouter()
 
 
-class HealthResponse(BaseModel):
+class HealthResponse(DeferredModel):
     status: str
 
 

@@ -12,11 +12,12 @@ import re
 from decimal import ROUND_UP, Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 from functions.common.exports import PARTITION_STRATEGIES, PARTITION_STRATEGY_PATTERN, ExportConfig
 from functions.common.json_types import json_int
+from functions.common.models import DeferredModel
 from functions.common.money import DecimalNumber
 from functions.common.sizes import DEFAULT_TASK_SIZE, TaskSize
 from functions.common.status import JobStatus
@@ -47,7 +48,7 @@ Money = Annotated[
 ]
 
 
-class CreateJobRequest(BaseModel):
+class CreateJobRequest(DeferredModel):
     model_config = ConfigDict(extra="forbid")
 
     template_id: str = Field(min_length=1, max_length=128)
@@ -103,7 +104,7 @@ class CreateJobRequest(BaseModel):
         return value
 
 
-class ListJobsQuery(BaseModel):
+class ListJobsQuery(DeferredModel):
     limit: int = Field(default=20, ge=1, le=100)
     status: JobStatus | None = None
     last_key: str | None = None
@@ -117,7 +118,7 @@ def _zero() -> Any:
     return Field(default=Decimal(0), json_schema_extra={"default": 0})
 
 
-class Cost(BaseModel):
+class Cost(DeferredModel):
     model_config = ConfigDict(extra="ignore")
 
     bedrock: DecimalNumber = _zero()
@@ -126,7 +127,7 @@ class Cost(BaseModel):
     total: DecimalNumber = _zero()
 
 
-class JobResult(BaseModel):
+class JobResult(DeferredModel):
     model_config = ConfigDict(extra="ignore")
 
     records: int | None = Field(default=None, description="Records in the export files.")
@@ -137,7 +138,7 @@ class JobResult(BaseModel):
     )
 
 
-class _JobFields(BaseModel):
+class _JobFields(DeferredModel):
     """Every field of a job: its config, progress, cost and outcome (never the lifecycle's task token)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -179,13 +180,13 @@ class JobRecord(_JobFields):
 # ---------------------------------------------------------------- responses
 
 
-class CreateJobResponse(BaseModel):
+class CreateJobResponse(DeferredModel):
     job_id: str
     status: JobStatus
     created_at: str
 
 
-class JobSummary(BaseModel):
+class JobSummary(DeferredModel):
     job_id: str
     status: JobStatus
     template_id: str
@@ -209,7 +210,7 @@ class JobSummary(BaseModel):
         )
 
 
-class JobListResponse(BaseModel):
+class JobListResponse(DeferredModel):
     jobs: list[JobSummary]
     last_key: str | None = Field(
         default=None, description="Opaque cursor; present while more jobs remain. Pass it back unchanged."
@@ -227,7 +228,7 @@ def _plain_json(value: Any) -> Any:
     return value
 
 
-class JobConfig(BaseModel):
+class JobConfig(DeferredModel):
     """What the job was created with (the spec's ``job['config']``), as the job runs it: the template
     version is the one resolved at create time."""
 
@@ -262,17 +263,17 @@ class JobDetail(_JobFields):
         return cls.model_validate(data)
 
 
-class JobActionResponse(BaseModel):
+class JobActionResponse(DeferredModel):
     message: str
     job_id: str
 
 
-class DownloadFile(BaseModel):
+class DownloadFile(DeferredModel):
     s3_key: str
     download_url: str
 
 
-class DownloadResponse(BaseModel):
+class DownloadResponse(DeferredModel):
     job_id: str
     download_url: str = Field(description="The first (or only) file's link.")
     s3_key: str = Field(description="The first (or only) file's key.")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from functions.common.json_types import json_int
+from functions.common.models import DeferredModel
 
 SeedContentType = Literal["application/json", "application/x-ndjson", "text/csv"]
 MAX_REPORTED_ERRORS = 20
@@ -72,7 +73,7 @@ _FORMAT_RULE: dict[str, Any] = {
 }
 
 
-class UploadRequest(BaseModel):
+class UploadRequest(DeferredModel):
     # The name rules are checked by the service (clear messages); the schema states them exactly.
     model_config = ConfigDict(extra="forbid", json_schema_extra=_FORMAT_RULE)
 
@@ -93,12 +94,12 @@ class UploadRequest(BaseModel):
     )
 
 
-class UploadForm(BaseModel):
+class UploadForm(DeferredModel):
     url: str
     fields: dict[str, str]
 
 
-class UploadResponse(BaseModel):
+class UploadResponse(DeferredModel):
     upload_url: str = Field(description="Presigned PUT; send the same Content-Type header.")
     s3_key: str
     expires_in: int
@@ -109,7 +110,7 @@ class UploadResponse(BaseModel):
     )
 
 
-class ValidateRequest(BaseModel):
+class ValidateRequest(DeferredModel):
     model_config = ConfigDict(extra="forbid")
 
     s3_key: str = Field(
@@ -124,7 +125,7 @@ class ValidateRequest(BaseModel):
     template_version: json_int(1, 1_000_000) | None = None  # type: ignore[valid-type]
 
 
-class RecordError(BaseModel):
+class RecordError(DeferredModel):
     record: int | None = Field(
         description="1-based position of the record in the file (in a folder: across its files)."
     )
@@ -134,13 +135,13 @@ class RecordError(BaseModel):
     message: str
 
 
-class ValidationSuccess(BaseModel):
+class ValidationSuccess(DeferredModel):
     valid: Literal[True] = True
     format: str = Field(description="json, jsonl or csv; `mixed` for a folder of several formats.")
     records_checked: int
 
 
-class ValidationFailure(BaseModel):
+class ValidationFailure(DeferredModel):
     error: str
     valid: Literal[False] = False
     format: str | None = None

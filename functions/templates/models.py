@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from functions.common.catalogue import DEFAULT_TIER, MODELS, TIERS, tiers_of
+from functions.common.models import DeferredModel
 from functions.common.money import DecimalNumber
 
 MAX_STEPS = 10
@@ -19,7 +20,7 @@ MAX_DEFINITION_BYTES = 50 * 1024
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 
-class TemplateStep(BaseModel):
+class TemplateStep(DeferredModel):
     model_config = ConfigDict(extra="forbid")
 
     # The rules are checked by template analysis (a 400 naming the step); the schema states them.
@@ -48,7 +49,7 @@ class TemplateStep(BaseModel):
     )
 
 
-class TemplateDefinition(BaseModel):
+class TemplateDefinition(DeferredModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: list[TemplateStep] = Field(
@@ -60,7 +61,7 @@ class TemplateDefinition(BaseModel):
 # ---------------------------------------------------------------- domain
 
 
-class ForkedFrom(BaseModel):
+class ForkedFrom(DeferredModel):
     """The template version a template was forked from (``POST /templates/{id}/fork``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -69,7 +70,7 @@ class ForkedFrom(BaseModel):
     version: int = Field(ge=1)
 
 
-class TemplateVersion(BaseModel):
+class TemplateVersion(DeferredModel):
     """One immutable version of a template, as stored in its version item."""
 
     model_config = ConfigDict(frozen=True)
@@ -93,7 +94,7 @@ class TemplateVersion(BaseModel):
         return self.user_id == user_id
 
 
-class TemplateHead(BaseModel):
+class TemplateHead(DeferredModel):
     """The head item (``version = 0``): the template's current name, visibility and latest version."""
 
     model_config = ConfigDict(frozen=True)
@@ -119,7 +120,7 @@ class TemplateHead(BaseModel):
 # ---------------------------------------------------------------- requests
 
 
-class CreateTemplateRequest(BaseModel):
+class CreateTemplateRequest(DeferredModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
@@ -128,7 +129,7 @@ class CreateTemplateRequest(BaseModel):
     template_definition: TemplateDefinition
 
 
-class UpdateTemplateRequest(BaseModel):
+class UpdateTemplateRequest(DeferredModel):
     """A new version: the definition is required; name, description and visibility default to the
     latest version's."""
 
@@ -143,13 +144,13 @@ class UpdateTemplateRequest(BaseModel):
 # ---------------------------------------------------------------- responses
 
 
-class TemplateWriteResponse(BaseModel):
+class TemplateWriteResponse(DeferredModel):
     template_id: str
     version: int
     schema_requirements: list[str]
 
 
-class TemplateResponse(BaseModel):
+class TemplateResponse(DeferredModel):
     template_id: str
     version: int
     name: str
@@ -177,7 +178,7 @@ class TemplateResponse(BaseModel):
         )
 
 
-class TemplateSummary(BaseModel):
+class TemplateSummary(DeferredModel):
     template_id: str
     latest_version: int
     name: str
@@ -189,14 +190,14 @@ class TemplateSummary(BaseModel):
     updated_at: str
 
 
-class TemplateListResponse(BaseModel):
+class TemplateListResponse(DeferredModel):
     templates: list[TemplateSummary]
     last_key: str | None = Field(
         default=None, description="Opaque cursor; present while more templates remain. Pass it back."
     )
 
 
-class TemplateDeleteResponse(BaseModel):
+class TemplateDeleteResponse(DeferredModel):
     message: str
     template_id: str
     versions_deleted: int
@@ -207,7 +208,7 @@ def definition_to_dict(definition: TemplateDefinition) -> dict[str, Any]:
     return definition.model_dump(exclude_none=True)
 
 
-class CatalogueModel(BaseModel):
+class CatalogueModel(DeferredModel):
     alias: str = Field(description="What a step's `model` may say, e.g. `llama-3.1-8b`.")
     model_id: str = Field(description="The Bedrock model id the worker invokes and bills (also accepted).")
     name: str
@@ -216,7 +217,7 @@ class CatalogueModel(BaseModel):
     output_per_million: DecimalNumber = Field(description="US dollars per million output tokens.")
 
 
-class ModelListResponse(BaseModel):
+class ModelListResponse(DeferredModel):
     models: list[CatalogueModel]
     tiers: dict[str, str] = Field(description="Tier name -> the alias of the model it chooses.")
     default_tier: str = Field(description="The tier of a step that names neither model nor tier.")

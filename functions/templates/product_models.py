@@ -7,9 +7,10 @@ import json
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
+from functions.common.models import DeferredModel
 from functions.common.money import DecimalNumber
 from functions.common.sizes import DEFAULT_TASK_SIZE, TaskSize
 from functions.templates.models import ForkedFrom
@@ -30,7 +31,7 @@ _EXAMPLE_SOURCE = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 # ------------------------------------------------------------------ versions
 
 
-class TemplateVersionSummary(BaseModel):
+class TemplateVersionSummary(DeferredModel):
     version: int
     name: str
     description: str | None = None
@@ -39,7 +40,7 @@ class TemplateVersionSummary(BaseModel):
     created_at: str
 
 
-class TemplateVersionsResponse(BaseModel):
+class TemplateVersionsResponse(DeferredModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -77,7 +78,7 @@ class MarketplaceSort(StrEnum):
     NAME = "name"
 
 
-class MarketplaceEntry(BaseModel):
+class MarketplaceEntry(DeferredModel):
     template_id: str
     version: int = Field(description="The latest version, the one a job or fork uses by default.")
     name: str
@@ -91,7 +92,7 @@ class MarketplaceEntry(BaseModel):
     updated_at: str
 
 
-class MarketplaceResponse(BaseModel):
+class MarketplaceResponse(DeferredModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -131,7 +132,7 @@ class MarketplaceResponse(BaseModel):
 # ---------------------------------------------------------------------- fork
 
 
-class ForkRequest(BaseModel):
+class ForkRequest(DeferredModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"version": 2, "name": "My author bios"}]},
@@ -152,7 +153,7 @@ class ForkRequest(BaseModel):
     _json_integers = field_validator("version", mode="before")(_json_number)
 
 
-class ForkResponse(BaseModel):
+class ForkResponse(DeferredModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -195,7 +196,7 @@ _ONE_SEED: JsonDict = {
 }
 
 
-class DryRunRequest(BaseModel):
+class DryRunRequest(DeferredModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -252,7 +253,7 @@ class DryRunRequest(BaseModel):
         return self
 
 
-class DryRunStep(BaseModel):
+class DryRunStep(DeferredModel):
     id: str
     model: str = Field(description="The model id the step is billed at.")
     prompt: str = Field(description="The rendered prompt.")
@@ -267,14 +268,14 @@ class DryRunStep(BaseModel):
     duration_ms: int
 
 
-class DryRunRecord(BaseModel):
+class DryRunRecord(DeferredModel):
     tokens_in: int
     tokens_out: int
     cost: DecimalNumber = Field(description="Dollars: the model cost of this one record.")
     duration_ms: int
 
 
-class JobEstimate(BaseModel):
+class JobEstimate(DeferredModel):
     num_records: int
     task_size: TaskSize
     parallel_partitions: int = Field(description="Partitions of the job in flight at once.")
@@ -287,7 +288,7 @@ class JobEstimate(BaseModel):
     assumptions: list[str]
 
 
-class DryRunResponse(BaseModel):
+class DryRunResponse(DeferredModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [

@@ -19,7 +19,6 @@ from functions.common.events import (
 )
 from functions.common.observability import logger
 from functions.common.retry import RetryPolicy
-from functions.templates.analysis import TemplateDefinitionError, analyze_definition
 from functions.templates.models import (
     CreateTemplateRequest,
     ForkedFrom,
@@ -57,6 +56,9 @@ def check_models(definition: TemplateDefinition) -> None:
     """Every step's ``model``/``model_tier`` must be in the catalogue (``functions.common.catalogue``):
     a 400 naming the step and the known names, so no job of an accepted template fails on its model.
     The definition is stored as written; the worker resolves the names to Bedrock ids."""
+    # Lazy, as in _analyze: the analysis module imports jinja2.
+    from functions.templates.analysis import TemplateDefinitionError
+
     for step in definition.steps:
         try:
             resolve_model(step.model, step.model_tier)
@@ -67,6 +69,16 @@ def check_models(definition: TemplateDefinition) -> None:
             raise TemplateDefinitionError(
                 message, details={"step": step.id, "field": error.field, "known": error.known}
             ) from None
+
+
+def _analyze(definition: TemplateDefinition) -> list[str]:
+    """The seed fields ``definition`` requires, once its prompts and models pass every rule (400)."""
+    # Lazy: jinja2 costs ~100 ms to import and only the routes writing a definition need it.
+    from functions.templates.analysis import analyze_definition
+
+    requirements = analyze_definition(definition)
+    check_models(definition)
+    return requirements
 
 
 def _requirements(repo: TemplateRepository, head: TemplateHead) -> list[str]:
@@ -105,8 +117,7 @@ class TemplateService:
     ) -> TemplateWriteResponse:
         """Validate and write version 1. Forks and imports come through here too (so they are
         validated exactly as a create), each announcing itself with its own event."""
-        requirements = analyze_definition(request.template_definition)
-        check_models(request.template_definition)
+        requirements = _analyze(request.template_definition)
         template = TemplateVersion(
             template_id=self._new_id(),
             version=1,
@@ -130,8 +141,7 @@ class TemplateService:
         )
 
     def update(self, caller: str, template_id: str, request: UpdateTemplateRequest) -> TemplateWriteResponse:
-        requirements = analyze_definition(request.template_definition)
-        check_models(request.template_definition)
+        requirements = _analyze(request.template_definition)
         for attempt in range(self._retry.attempts):
             head = self._owned_head(caller, template_id)
             template = TemplateVersion(

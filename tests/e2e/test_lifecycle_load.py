@@ -69,19 +69,34 @@ def cancel_at_random_moments(user: Any, job_ids: list[str], rng: random.Random) 
 def final_statuses(
     user: Any, job_ids: list[str], cancel_answers: dict[str, str], started: float
 ) -> dict[str, str]:
-    """Poll every job until all are terminal (or deleted as asked) or the bound passes."""
+    """Poll every job until all are terminal (or deleted as asked) or the bound passes.
+
+    A deletion is asynchronous: DELETE on a finished job answers 202 "Deletion requested" and the job
+    stays readable, with its terminal status, until the cleanup state machine deletes the item (only
+    then GET answers 404). So for such a job only the 404 is final; until then it must read terminal.
+    """
     final: dict[str, str] = {}
     while time.monotonic() - started < BOUND_SECONDS and len(final) < len(job_ids):
         for job_id in set(job_ids) - set(final):
-            answer = user.get(f"/jobs/{job_id}")
-            if answer.status_code == 404 and cancel_answers.get(job_id) == "Deletion requested":
-                final[job_id] = "DELETED"
-                continue
-            assert answer.status_code == 200, f"job {job_id} lost: {answer.status_code}"
-            if answer.json()["status"] in TERMINAL:
-                final[job_id] = answer.json()["status"]
+            status = polled_status(user, job_id, cancel_answers.get(job_id) == "Deletion requested")
+            if status is not None:
+                final[job_id] = status
         time.sleep(0.5)
     return final
+
+
+def polled_status(user: Any, job_id: str, deletion_requested: bool) -> str | None:
+    """The job's final status if it has one yet: DELETED (404) for a job deleted as asked, else the
+    terminal status; None while it is still on its way."""
+    answer = user.get(f"/jobs/{job_id}")
+    if deletion_requested and answer.status_code == 404:
+        return "DELETED"
+    assert answer.status_code == 200, f"job {job_id} lost: {answer.status_code}"
+    status: str = answer.json()["status"]
+    if deletion_requested:
+        assert status in TERMINAL, f"job {job_id} was deleted as finished but reads {status}"
+        return None  # the cleanup has not deleted it yet
+    return status if status in TERMINAL else None
 
 
 def listed_statuses(user: Any) -> dict[str, str]:
@@ -124,7 +139,8 @@ def test_thirty_jobs_three_slots_random_cancels(runtime: Runtime) -> None:
         cancel_answers = cancel_at_random_moments(user, to_cancel, rng)
         final = final_statuses(user, job_ids, cancel_answers, started)
 
-    assert len(final) == JOBS, f"not terminal within {BOUND_SECONDS:.0f} s: {set(job_ids) - set(final)}"
+    unfinished = set(job_ids) - set(final)
+    assert len(final) == JOBS, f"not ended (or deleted) within {BOUND_SECONDS:.0f} s: {unfinished}"
     assert samples, "the sampler saw nothing"
     assert max(samples) <= MAX_RUNNING_JOBS, f"RUNNING peaked at {max(samples)}"
     assert max(samples) >= 1
@@ -135,3 +151,36 @@ def test_thirty_jobs_three_slots_random_cancels(runtime: Runtime) -> None:
     # None lost: every job is listed, with the status it ended in, and stays there.
     listed = listed_statuses(user)
     assert {j: listed.get(j, "DELETED") for j in job_ids} == final
+
+
+class _Answer:
+    def __init__(self, status_code: int, body: dict[str, Any]) -> None:
+        self.status_code = status_code
+        self._body = body
+
+    def json(self) -> dict[str, Any]:
+        return self._body
+
+
+class _ApiDuringCleanup:
+    """GET /jobs/{id} as the API answers a finished job while its cleanup runs: the item is still
+    there (200 COMPLETED) for the first ``reads_before_deleted`` reads, then 404."""
+
+    def __init__(self, reads_before_deleted: int) -> None:
+        self.reads_left = reads_before_deleted
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> _Answer:
+        if self.reads_left == 0:
+            return _Answer(404, {"message": "Job not found"})
+        self.reads_left -= 1
+        return _Answer(200, {"job_id": path.rsplit("/", 1)[-1], "status": "COMPLETED"})
+
+
+def test_a_job_deleted_as_finished_is_final_only_once_the_cleanup_deleted_it() -> None:
+    """Regression: the poll took the COMPLETED read before the cleanup's delete as the job's end."""
+    api = _ApiDuringCleanup(reads_before_deleted=1)
+
+    final = final_statuses(api, ["job-1"], {"job-1": "Deletion requested"}, time.monotonic())
+
+    assert final == {"job-1": "DELETED"}
+    assert api.reads_left == 0

@@ -44,6 +44,11 @@ CLEANUP = "plot-palette-job-cleanup"
 CLEANUP_TWO_ROUNDS = "plot-palette-job-cleanup-two-rounds"
 # The lifecycle file deployed a second time with PartitionConcurrency = 1: one partition in flight.
 LIFECYCLE_SERIAL = "plot-palette-job-lifecycle-one-partition-at-a-time"
+# Its heartbeat is long: the tests on it pause a partition's worker on purpose (a cancellation runs
+# between two batches), and on a loaded machine that pause can outlast HEARTBEAT_SECONDS; the task's
+# Retry would then send the same partition again under a new token, which is not what they test.
+# Half the job timeout, which stays the bound on a stuck test.
+SERIAL_HEARTBEAT_SECONDS = int(TEST_CONTEXT["job_timeout_seconds"]) // 2
 SHIM_CHECK = "shim-check-mock-attempts"  # created by test_stepfunctions_shim.py
 # The promoter's conditions (docs/data-model.md); tests run jobs one at a time, the limit is not tested here.
 PROMOTER_MAX_RUNNING = 1000
@@ -180,7 +185,11 @@ def stack(
         "job_cleanup_two_rounds", "job_cleanup", CLEANUP_TWO_ROUNDS, CleanupRoundsPerExecution="2"
     )
     deployed.deploy(
-        "job_lifecycle_one_partition_at_a_time", "job_lifecycle", LIFECYCLE_SERIAL, PartitionConcurrency="1"
+        "job_lifecycle_one_partition_at_a_time",
+        "job_lifecycle",
+        LIFECYCLE_SERIAL,
+        PartitionConcurrency="1",
+        HeartbeatSeconds=str(SERIAL_HEARTBEAT_SECONDS),
     )
     yield deployed
     deployed.emulator.stop()

@@ -238,7 +238,12 @@ def test_cancel_landing_right_after_the_worker_succeeded_has_one_winner(env: Env
 
 def test_partitions_not_yet_sent_when_the_job_is_cancelled_are_never_sent(env: Env) -> None:
     """One partition at a time (MaxConcurrency 1): the cancel lands during partition 0, and partitions
-    1 and 2 read the job's flags and end without a work item."""
+    1 and 2 read the job's flags and end without a work item.
+
+    The deployment's heartbeat is long (SERIAL_HEARTBEAT_SECONDS): partition 0's worker waits for the
+    whole cancellation between its batches, and with the 3 s heartbeat a loaded machine could time the
+    task out first; its Retry would then send partition 0 again (a second work item, answered
+    JobCancelled), and the cancel would not be what ended the Map."""
     job = env.create_job(num_records=12)  # partitions [0, 2), [2, 4), [4, 6)
     env.claim(job)
     lifecycle_arn = env.stack.start(
@@ -246,16 +251,24 @@ def test_partitions_not_yet_sent_when_the_job_is_cancelled_are_never_sent(env: E
         {"job_id": job["job_id"], "user_id": job["user_id"]},
         name=job["job_id"],
     )
+    cancellations: list[str] = []
 
     def cancel_after_first_batch(batch: int) -> None:
         if batch == 0:
-            env.stack.wait(env.request_cancellation(job))
+            cancellations.append(env.request_cancellation(job))
+            env.stack.wait(cancellations[0])
 
     first = env.worker().run_once(between_batches=cancel_after_first_batch)
     done = env.drive(lifecycle_arn)
     lifecycle = env.stack.wait(lifecycle_arn)
 
-    assert (first.reported, first.batches_done) == ("JobCancelled", 1)
+    # The cancel failed partition 0's live task (the Map ended there); its worker's own report came late.
+    assert env.stack.wait(cancellations[0]).path == [
+        *READ,
+        "Fail the worker's task",
+        "Worker task failed with JobCancelled",
+    ]
+    assert (first.reported, first.batches_done, first.accepted) == ("JobCancelled", 1, False)
     assert [(i["kind"], o.reported) for i, o in done] == [("export", "exported")]  # no other partition
     assert lifecycle.path == LIFECYCLE_CANCELLED_WITH_EXPORT
     assert env.deltas(job["job_id"]) == ["00000000"]
