@@ -243,9 +243,11 @@ def test_cancellation_mid_run_stops_within_one_batch(world: World, make_service:
 
     assert result.outcome is Outcome.FAILED
     assert result.error == JOB_CANCELLED
-    # Batch 1 finished (it was under way), batch 2 never started.
+    # Batch 1 is committed with the records that had started when the cancel was seen (records run
+    # concurrently, so at least up to record 5, whose call made the request, and at most its last,
+    # record 7); batch 2 never started.
     assert world.parts(item.job_id) == [part_key(item.job_id, 0), part_key(item.job_id, 1)]
-    assert result.records_generated == 8
+    assert 6 <= result.records_generated <= 8
     assert [d["record_id"] for d in world.deltas(item.job_id)] == ["00000000", "00000001"]
     assert world.keys(f"jobs/{item.job_id}/exports/") == []
 
