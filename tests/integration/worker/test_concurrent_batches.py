@@ -117,9 +117,11 @@ def test_a_crash_mid_batch_with_calls_in_flight_resumes_without_duplicates_or_do
     with pytest.raises(_Crash):
         make_service(calls=controller(crashing, 8)).run(item, start(world, item))
     assert crashing.in_flight_at_crash > 1
-    # Batch 0 committed; nothing of batch 1 was written or billed.
-    assert world.parts(item.job_id) == [part_key(item.job_id, 0)]
-    assert [d["record_id"] for d in world.deltas(item.job_id)] == ["00000000"]
+    # Nothing of batch 1 was written or billed. Batch 0 is committed unless its last records were
+    # still in flight at the crash (batches overlap, so that depends on timing); part and delta agree.
+    committed = world.parts(item.job_id)
+    assert committed in ([], [part_key(item.job_id, 0)])
+    assert [d["record_id"] for d in world.deltas(item.job_id)] == ["00000000"][: len(committed)]
 
     result = make_service(calls=controller(InFlightProvider(), 8)).run(item, start(world, item))
 
