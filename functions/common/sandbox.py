@@ -34,8 +34,9 @@ from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment, SecurityError, safe_range
 
-DEFAULT_MAX_OUTPUT_CHARS = 200_000
-DEFAULT_MAX_SECONDS = 2.0
+from functions.common.render_limits import DEFAULT_MAX_OUTPUT_CHARS as DEFAULT_MAX_OUTPUT_CHARS
+from functions.common.render_limits import DEFAULT_MAX_SECONDS as DEFAULT_MAX_SECONDS
+
 TEMPLATE_FILENAME = "<template>"
 # A format spec or printf width with more digits than this is refused outright.
 _WIDTH = re.compile(r"\d+")

@@ -14,8 +14,8 @@ from functions.common.observability import logger
 from functions.common.settings import JobsTableSettings, load_settings
 from functions.dashboard.models import DashboardResponse
 from functions.dashboard.service import DashboardService
+from functions.jobs.access import JobAccess
 from functions.jobs.repository import JobsRepository
-from functions.jobs.service import JobAccess
 
 SETTINGS = JobsTableSettings
 router = APIGatewayHttpRouter()

@@ -13,8 +13,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from functions.common.clock import now, parse_iso, to_iso
 from functions.common.status import JobStatus
 from functions.dashboard.models import Budget, CostBreakdown, DashboardResponse, Progress, Timing
+from functions.jobs.access import JobAccess
 from functions.jobs.models import JobRecord
-from functions.jobs.service import JobAccess
 
 _HUNDRED = Decimal(100)
 _CENTS = Decimal("0.01")

@@ -14,7 +14,6 @@ from importlib.resources import files
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -43,6 +42,10 @@ def _openapi_json() -> str:
 
 @cache
 def _swagger_page() -> str:
+    # Imported here: Powertools' swagger_ui package builds its OpenAPI models (~0.5x the reference
+    # of benchmarks/cold_start.py) on import, and only GET /docs needs it.
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+
     assets = files("aws_lambda_powertools.event_handler.openapi.swagger_ui")
     return generate_swagger_html(
         _openapi_json().replace("</", "<\\/"),  # keep the spec from closing the page's <script>

@@ -74,6 +74,7 @@ from functions.common.storage import (
     is_seed_folder,
     seed_location,
 )
+from functions.jobs.access import JOB_ID, JobAccess
 from functions.jobs.models import (
     CreateJobRequest,
     CreateJobResponse,
@@ -100,7 +101,6 @@ DOWNLOAD_EXPIRES_SECONDS = 3600
 STOPPED = frozenset({JobStatus.BUDGET_EXCEEDED, JobStatus.CANCELLED, JobStatus.FAILED})
 IDEMPOTENCY_KEY_PREFIX = "plot-palette.jobs.create"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
-_JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @dataclass(frozen=True)
@@ -125,22 +125,6 @@ class TemplateReader(Protocol):
     """What the service needs of ``functions.templates.repository.TemplateRepository``."""
 
     def get_version(self, template_id: str, version: int | None = None) -> ReadableTemplate | None: ...
-
-
-class JobAccess:
-    """Reads one job for its owner; shared by the jobs and dashboard services."""
-
-    def __init__(self, jobs: JobsRepository) -> None:
-        self._jobs = jobs
-
-    def owned_job(self, user_id: str, job_id: str) -> JobRecord:
-        """The caller's job in one read: 404 when missing (or not a job id), 403 when another user's."""
-        job = self._jobs.get(job_id) if _JOB_ID.match(job_id) else None
-        if job is None:
-            raise NotFoundError("Job not found")
-        if not job.is_owned_by(user_id):
-            raise ForbiddenError("Forbidden")
-        return job
 
 
 class JobsService:
@@ -346,7 +330,7 @@ class JobsService:
         # Another user's cursor, or one from a listing with another filter, is as bad as garbage.
         if payload[key_name] != expected or not all(isinstance(v, str) for v in payload.values()):
             raise BadRequestError("Invalid pagination cursor")
-        if not _JOB_ID.match(payload["job_id"]) or len(payload["created_at"]) > 64:
+        if not JOB_ID.match(payload["job_id"]) or len(payload["created_at"]) > 64:
             raise BadRequestError("Invalid pagination cursor")
         return payload
 

@@ -30,21 +30,9 @@ from pydantic import ValidationError
 
 from functions.common.errors import BadRequestError, PayloadTooLargeError
 from functions.templates.models import CreateTemplateRequest, TemplateVersion, definition_to_dict
+from functions.templates.product_models import MAX_IMPORT_BYTES
 
-MAX_IMPORT_BYTES = 128 * 1024
 IMPORT_KEYS = frozenset({"name", "description", "steps", "schema_requirements", "is_public"})
-YAML_CONTENT_TYPE = "application/yaml"
-# What an import body may be sent as (JSON is YAML too).
-IMPORT_CONTENT_TYPES = frozenset(
-    {
-        "application/yaml",
-        "application/x-yaml",
-        "text/yaml",
-        "text/x-yaml",
-        "text/plain",
-        "application/json",
-    }
-)
 
 
 # ------------------------------------------------------------------- export

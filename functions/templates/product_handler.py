@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import boto3
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -27,6 +27,7 @@ from functions.common.body_guard import accept_media_types
 from functions.common.errors import BadRequestError, DomainError
 from functions.common.events import EventPublisher
 from functions.common.rate_limit import RateLimiter, Window
+from functions.common.render_limits import DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_MAX_SECONDS
 from functions.common.retry import RetryPolicy
 from functions.common.settings import (
     BucketSettings,
@@ -35,10 +36,11 @@ from functions.common.settings import (
     TemplatesTableSettings,
     load_settings,
 )
-from functions.templates.dry_run import DryRunService, S3SeedFiles, WorkerShape
 from functions.templates.models import TemplateWriteResponse
-from functions.templates.portable import IMPORT_CONTENT_TYPES, MAX_IMPORT_BYTES, YAML_CONTENT_TYPE
 from functions.templates.product_models import (
+    IMPORT_CONTENT_TYPES,
+    MAX_IMPORT_BYTES,
+    YAML_CONTENT_TYPE,
     DryRunRequest,
     DryRunResponse,
     ForkRequest,
@@ -51,13 +53,12 @@ from functions.templates.product_repository import ProductRepository
 from functions.templates.product_service import ProductService
 from functions.templates.repository import TemplateRepository
 from functions.templates.service import TemplateService
-from functions.worker.providers import BedrockProvider, ModelProvider, OfflineProvider
-from functions.worker.rendering import (
-    DEFAULT_MAX_OUTPUT_CHARS,
-    DEFAULT_MAX_SECONDS,
-    PromptRenderer,
-    RenderLimits,
-)
+
+if TYPE_CHECKING:
+    # The dry run (Jinja2, the worker's renderer and model providers, the seed reader) is imported
+    # by its route only: the other routes' cold start does not pay for it (benchmarks/cold_start.py).
+    from functions.templates.dry_run import DryRunService
+    from functions.worker.providers import ModelProvider
 
 DRY_RUN_SCOPE = "templates-test"
 # A throttled model call is not waited out: the dry run answers 503 within its time budget.
@@ -124,6 +125,8 @@ def _bedrock_client(read_timeout: int) -> Any:
 
 
 def _providers(settings: DryRunSettings) -> Callable[[float], ModelProvider]:
+    from functions.worker.providers import BedrockProvider, OfflineProvider
+
     if settings.model_provider == "offline":
         offline = OfflineProvider()
         return lambda _seconds: offline
@@ -147,6 +150,9 @@ def dry_run_limiter(settings: DryRunSettings) -> RateLimiter:
 
 
 def _dry_run() -> DryRunService:
+    from functions.templates.dry_run import DryRunService, S3SeedFiles, WorkerShape
+    from functions.worker.rendering import PromptRenderer, RenderLimits
+
     settings = load_settings(DryRunSettings)
     return DryRunService(
         templates=_templates(settings),

@@ -23,6 +23,22 @@ def _json_number(value: Any) -> Any:
     return value
 
 
+# YAML export/import (functions/templates/portable.py parses and writes the documents). Here, not
+# there, so the routes' declarations do not import PyYAML at cold start.
+MAX_IMPORT_BYTES = 128 * 1024
+YAML_CONTENT_TYPE = "application/yaml"
+# What an import body may be sent as (JSON is YAML too).
+IMPORT_CONTENT_TYPES = frozenset(
+    {
+        "application/yaml",
+        "application/x-yaml",
+        "text/yaml",
+        "text/x-yaml",
+        "text/plain",
+        "application/json",
+    }
+)
+
 MAX_SEED_RECORD_BYTES = 256 * 1024
 MAX_RECORD_INDEX = 10_000
 _EXAMPLE_ID = "3f6c2a1e-8b7d-4c5e-9f10-2a3b4c5d6e7f"

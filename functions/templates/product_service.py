@@ -31,7 +31,6 @@ from functions.templates.models import (
     TemplateVersion,
     TemplateWriteResponse,
 )
-from functions.templates.portable import export_document, parse_document
 from functions.templates.product_models import (
     ForkRequest,
     ForkResponse,
@@ -136,12 +135,17 @@ class ProductService:
         return ForkResponse(**written.model_dump(), forked_from=forked_from)
 
     # ------------------------------------------------------------ export/import
+    # PyYAML (functions.templates.portable) is imported by these two routes only, not at cold start.
 
     def export(self, caller: str, template_id: str, version: int | None) -> tuple[TemplateVersion, str]:
+        from functions.templates.portable import export_document
+
         template = self._templates.get(caller, template_id, version)
         return template, export_document(template, self._clock())
 
     def import_document(self, caller: str, raw: bytes) -> TemplateWriteResponse:
+        from functions.templates.portable import parse_document
+
         request = parse_document(raw)
 
         def announce(template: TemplateVersion) -> TemplateImported:

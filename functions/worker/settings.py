@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from functions.common.settings import (
     BucketSettings,
@@ -61,6 +62,12 @@ class WorkerSettings(JobsTableSettings, TemplatesTableSettings, CostTrackingTabl
     ecs_agent_uri: str | None = Field(default=None, validation_alias="ECS_AGENT_URI")
     # How long one protection call protects the task; renewed with heartbeats at half this.
     protection_minutes: int = Field(default=10, ge=1, le=2880, validation_alias="WORKER_PROTECTION_MINUTES")
+
+    @field_validator("model_rate_limits", mode="before")
+    @classmethod
+    def _parse_json(cls, value: Any) -> Any:
+        # The environment gives a string: the variable holds JSON (invalid JSON fails naming it).
+        return json.loads(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _renewal_fits_between_heartbeats(self) -> WorkerSettings:

@@ -15,8 +15,8 @@ from functions.common.aws import reset_clients
 from functions.common.clock import to_iso
 from functions.dashboard.handler import lambda_handler as dashboard_handler
 from functions.dashboard.service import DashboardService
+from functions.jobs.access import JobAccess
 from functions.jobs.repository import JobsRepository
-from functions.jobs.service import JobAccess
 from tests.integration.jobs.support import (
     COST_TABLE,
     JOBS_TABLE,
