@@ -7,6 +7,10 @@
   ``pip install --platform manylinux2014_x86_64 --only-binary=:all:`` (wheels for the Lambda
   platform, whatever the host is): a jsii ``ILocalBundling``, so CDK never reaches for Docker.
   Building it needs PyPI (or a pip index/cache) and happens at synth when bundling is on.
+  The layer ships its bytecode: ``/opt`` is read-only in Lambda, so without ``.pyc`` files every cold
+  start compiles boto3, botocore, Powertools and pydantic from source (several times the import
+  itself). pip writes none (``--no-compile``); ``compileall`` writes them as *unchecked-hash* pycs,
+  which Python uses without comparing source modification times (the asset zip does not keep them).
 - Skipping bundling: the standard context ``aws:cdk:bundling-stacks`` set to ``[]`` makes CDK skip
   every bundling step; the layer asset then points at a placeholder directory. The infra tests and
   ``make synth`` (without ``--bundle``) do this, so they stay fast and offline. ``cdk deploy`` sets the
@@ -16,6 +20,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import tomllib
@@ -83,9 +88,28 @@ def pip_command(requirements: list[str], target: Path) -> list[str]:
     ]
 
 
+def compile_command(target: Path) -> list[str] | None:
+    """``compileall`` of ``target`` into unchecked-hash pycs for the Lambda runtime's Python, or None
+    when this interpreter is another version (its pycs would be named for it and never read)."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" != PYTHON_VERSION:
+        return None
+    return [
+        sys.executable,
+        "-m",
+        "compileall",
+        "-q",
+        "-j",
+        "0",
+        "--invalidation-mode",
+        "unchecked-hash",
+        str(target),
+    ]
+
+
 @jsii.implements(ILocalBundling)
 class PipLayerBundling:
-    """Installs the requirements for the Lambda platform into ``<output>/python`` on the host."""
+    """Installs the requirements for the Lambda platform into ``<output>/python`` on the host and
+    byte-compiles them."""
 
     def __init__(self, requirements: list[str]) -> None:
         self.requirements = requirements
@@ -93,7 +117,22 @@ class PipLayerBundling:
     def try_bundle(self, output_dir: str, *args: Any, **kwargs: Any) -> bool:
         target = Path(output_dir) / "python"
         subprocess.run(pip_command(self.requirements, target), check=True)  # noqa: S603 - our own pip
+        compile_layer(target)
         return True
+
+
+def compile_layer(target: Path) -> None:
+    """Write the pycs of every module under ``target`` (see the module docstring)."""
+    command = compile_command(target)
+    if command is None:
+        host = f"{sys.version_info.major}.{sys.version_info.minor}"
+        sys.stderr.write(f"bundling: Python {host} is not the runtime's {PYTHON_VERSION}: no bytecode\n")
+        return
+    # Not check=True: a file that does not compile (a package's example in old syntax) stays source
+    # only, as with pip's own compile step; it cannot be imported either way.
+    # Next to the sources, where Lambda's Python looks, whatever this shell's PYTHONPYCACHEPREFIX.
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
+    subprocess.run(command, check=False, env=environment)  # noqa: S603 - our own interpreter
 
 
 def dependencies_layer_code(requirements: list[str] | None = None) -> lambda_.Code:

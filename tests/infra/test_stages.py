@@ -3,12 +3,14 @@ no CDK custom resources, nothing retained, no layer), the prod stage runs the wo
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from functions.common.sizes import DEFAULT_TASK_SIZE, TASK_SHAPES, TaskSize
-from stacks.bundling import FUNCTION_CODE_EXCLUDES, PYTHON_VERSION, RUNTIME, pip_command
+from stacks.bundling import FUNCTION_CODE_EXCLUDES, PYTHON_VERSION, RUNTIME, compile_layer, pip_command
 from tests.infra.conftest import Synthesized, get_att, ref
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
@@ -55,6 +57,22 @@ def test_layer_is_built_with_pip_for_the_function_runtime(tmp_path: Any) -> None
     assert command[command.index("--platform") + 1] == "manylinux2014_x86_64"
     assert "--only-binary=:all:" in command
     assert command[command.index("--target") + 1] == str(tmp_path)
+
+
+def test_the_layer_ships_bytecode_lambda_uses_without_source_mtimes(tmp_path: Path) -> None:
+    """/opt is read-only in Lambda: without pycs in the layer every cold start compiles it."""
+    package = tmp_path / "python" / "package"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("VALUE = 42\n")
+
+    compile_layer(tmp_path / "python")
+
+    tag = sys.implementation.cache_tag
+    pyc = package / "__pycache__" / f"__init__.{tag}.pyc"
+    assert tag == f"cpython-{PYTHON_VERSION.replace('.', '')}"
+    assert pyc.is_file()
+    # PEP 552: flags 0b01 = hash-based and not checked against the source (the zip keeps no mtimes).
+    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b01
 
 
 def test_function_code_asset_is_the_functions_package_only(each: Synthesized) -> None:
