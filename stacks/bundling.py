@@ -2,7 +2,8 @@
 
 - The function code is the ``functions`` package only: the repository root filtered down to
   ``functions/**`` (no tests, no venv, no worker), so the zip is small and ``import functions.…``
-  works from the zip root exactly as in the repository.
+  works from the zip root exactly as in the repository. Bundling copies it and writes its bytecode
+  (as for the layer below: ``/var/task`` is read-only too); skipped bundling stages the sources.
 - The third-party dependencies of ``pyproject.toml`` go into one Lambda layer, built on the host by
   ``pip install --platform manylinux2014_x86_64 --only-binary=:all:`` (wheels for the Lambda
   platform, whatever the host is): a jsii ``ILocalBundling``, so CDK never reaches for Docker.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -54,9 +56,41 @@ FUNCTION_CODE_EXCLUDES = [
 ]
 
 
-def function_code() -> lambda_.Code:
-    """The ``functions`` package as a Lambda code asset (no dependencies inside)."""
-    return lambda_.Code.from_asset(str(ROOT), exclude=FUNCTION_CODE_EXCLUDES)
+def function_code(*, bundle: bool) -> lambda_.Code:
+    """The ``functions`` package as a Lambda code asset (no dependencies inside): with its bytecode
+    when the stack is bundled (``Stack.bundling_required``), else the filtered sources. (A bundled
+    asset whose bundling CDK skips would stage the whole repository, excludes ignored.)"""
+    if not bundle:
+        return lambda_.Code.from_asset(str(ROOT), exclude=FUNCTION_CODE_EXCLUDES)
+    return lambda_.Code.from_asset(
+        str(ROOT),
+        exclude=FUNCTION_CODE_EXCLUDES,
+        asset_hash_type=AssetHashType.SOURCE,
+        bundling=BundlingOptions(
+            # Never pulled: local bundling always succeeds or raises.
+            image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.11"),
+            local=FunctionCodeBundling(),
+        ),
+    )
+
+
+def _function_code_ignore(directory: str, names: list[str]) -> set[str]:
+    # FUNCTION_CODE_EXCLUDES for a copy of functions/: no worker, no hidden files, no bytecode.
+    top = Path(directory) == ROOT / "functions"
+    bytecode = {name for name in names if name == "__pycache__" or name.endswith(".pyc")}
+    hidden = {name for name in names if name.startswith(".")}
+    return bytecode | hidden | ({"worker"} & set(names) if top else set())
+
+
+@jsii.implements(ILocalBundling)
+class FunctionCodeBundling:
+    """Copies the ``functions`` package into ``<output>/functions`` and byte-compiles it."""
+
+    def try_bundle(self, output_dir: str, *args: Any, **kwargs: Any) -> bool:
+        target = Path(output_dir)
+        shutil.copytree(ROOT / "functions", target / "functions", ignore=_function_code_ignore)
+        compile_bytecode(target)
+        return True
 
 
 def runtime_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
@@ -117,12 +151,13 @@ class PipLayerBundling:
     def try_bundle(self, output_dir: str, *args: Any, **kwargs: Any) -> bool:
         target = Path(output_dir) / "python"
         subprocess.run(pip_command(self.requirements, target), check=True)  # noqa: S603 - our own pip
-        compile_layer(target)
+        compile_bytecode(target)
         return True
 
 
-def compile_layer(target: Path) -> None:
-    """Write the pycs of every module under ``target`` (see the module docstring)."""
+def compile_bytecode(target: Path) -> None:
+    """Write the pycs of every module under ``target`` (see the module docstring): the layer's and
+    the function code's."""
     command = compile_command(target)
     if command is None:
         host = f"{sys.version_info.major}.{sys.version_info.minor}"

@@ -31,7 +31,7 @@ class PlotPaletteStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
-        code = function_code()
+        code = function_code(bundle=self.bundling_required)
         layers: list[lambda_.ILayerVersion] = []
         if not config.is_local:
             # In the local stage the emulator runs handlers with the project's own environment.

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from functions.common.sizes import DEFAULT_TASK_SIZE, TASK_SHAPES, TaskSize
-from stacks.bundling import FUNCTION_CODE_EXCLUDES, PYTHON_VERSION, RUNTIME, compile_layer, pip_command
+from stacks.bundling import (
+    FUNCTION_CODE_EXCLUDES,
+    PYTHON_VERSION,
+    RUNTIME,
+    FunctionCodeBundling,
+    compile_bytecode,
+    pip_command,
+)
 from tests.infra.conftest import Synthesized, get_att, ref
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
@@ -59,23 +66,36 @@ def test_layer_is_built_with_pip_for_the_function_runtime(tmp_path: Any) -> None
     assert command[command.index("--target") + 1] == str(tmp_path)
 
 
+def _unchecked_pyc(source: Path) -> bool:
+    """PEP 552: flags 0b01 = hash-based, not checked against the source (the zip keeps no mtimes)."""
+    pyc = source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
+    return pyc.is_file() and int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b01
+
+
 def test_the_layer_ships_bytecode_lambda_uses_without_source_mtimes(tmp_path: Path) -> None:
     """/opt is read-only in Lambda: without pycs in the layer every cold start compiles it."""
     package = tmp_path / "python" / "package"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("VALUE = 42\n")
 
-    compile_layer(tmp_path / "python")
+    compile_bytecode(tmp_path / "python")
 
-    tag = sys.implementation.cache_tag
-    pyc = package / "__pycache__" / f"__init__.{tag}.pyc"
-    assert tag == f"cpython-{PYTHON_VERSION.replace('.', '')}"
-    assert pyc.is_file()
-    # PEP 552: flags 0b01 = hash-based and not checked against the source (the zip keeps no mtimes).
-    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b01
+    assert sys.implementation.cache_tag == f"cpython-{PYTHON_VERSION.replace('.', '')}"
+    assert _unchecked_pyc(package / "__init__.py")
+
+
+def test_bundled_function_code_is_the_functions_package_with_its_bytecode(tmp_path: Path) -> None:
+    assert FunctionCodeBundling().try_bundle(str(tmp_path))
+
+    assert {p.name for p in tmp_path.iterdir()} == {"functions"}
+    assert not (tmp_path / "functions" / "worker").exists()
+    sources = list((tmp_path / "functions").rglob("*.py"))
+    assert tmp_path / "functions" / "health" / "handler.py" in sources
+    assert [s for s in sources if not _unchecked_pyc(s)] == []
 
 
 def test_function_code_asset_is_the_functions_package_only(each: Synthesized) -> None:
+    # Bundling is skipped here (tests/infra/conftest.py): the staged sources, without bytecode.
     code_keys = {f["Properties"]["Code"]["S3Key"] for f in each.of_type("AWS::Lambda::Function").values()}
     assert len(code_keys) == 1  # one asset shared by every function
     directory = each.file_asset(next(iter(code_keys)))
