@@ -19,7 +19,7 @@ import pytest
 
 from functions.common.errors import DomainError, TooManyRequestsError
 from functions.common.events import EventPublisher
-from functions.common.queued_jobs import JOB_IDS, user_queued_key
+from functions.common.queued_jobs import JOB_IDS, forget, user_queued_key
 from functions.common.settings import load_settings
 from functions.jobs.models import CreateJobRequest, CreateJobResponse
 from functions.jobs.repository import JobFiles, JobsRepository
@@ -34,6 +34,7 @@ from tests.integration.jobs.support import (
     job_body,
     jobs_api,
     make_template,
+    set_status,
     upload_seed,
 )
 from tests.integration.jobs.test_template_refs import ConflictsFirst
@@ -111,6 +112,17 @@ def test_the_queued_quota_answers_429_with_retry_after_and_writes_nothing(aws: A
     other = _post("user-2", make_template(aws, "user-2"), upload_seed(aws, "user-2"))
     assert other.status == 201
     assert _queued_set(aws, "user-2") == {other.body["job_id"]}
+
+    # A refused create does not burn its Idempotency-Key: once a job started (and the promoter took
+    # it out of the set, as the Jobs stream has it do), the same key creates the job.
+    keyed = _post("user-1", template_id, seed_key, **{"Idempotency-Key": "after-429"})
+    assert keyed.status == 429
+    started = created[0].body["job_id"]
+    set_status(aws, started, "RUNNING")
+    assert forget(aws.client("dynamodb"), QUEUE_TABLE, "user-1", started)
+    retried = _post("user-1", template_id, seed_key, **{"Idempotency-Key": "after-429"})
+    assert retried.status == 201
+    assert _queued_set(aws, "user-1") == ids - {started} | {retried.body["job_id"]}
 
 
 def test_invalid_requests_use_up_no_quota_and_a_replay_is_answered_before_it(aws: Any, quotas: None) -> None:
