@@ -16,14 +16,21 @@ from the content type (``application/json``, ``application/x-ndjson``/``applicat
 ``line`` of a record is the line its first character is on; ``index`` is its 0-based position.
 
 Speed (``benchmarks/seed_reader.py``): the parsing is the stdlib's C code and the Python left is a
-few calls per record or per buffer. A JSON array written on one line is parsed one buffer at a
-time by one C call (``_JsonScanner._batch``), otherwise element by element; a CSV row becomes its
-record in one call of a function compiled from the header (``_builder``).
+few calls per buffer, or per record where the layout needs it; records reach the caller a batch at
+a time through ``itertools.chain`` (no Python frame per record). A JSON array written on one line
+is parsed one buffer at a time by one C call (``_JsonScanner._batch``), one written an element per
+line too (``_JsonScanner._line_batch``), any other layout element by element; JSONL is parsed a
+line at a time by the C scanner; a CSV chunk without quotes becomes its records in one call of a
+function compiled from the header (``_builder``), other chunks row by row.
 
-Every record, whichever parser produced it, then passes ``check_record``: at most
+Every record, whichever parser produced it, is held to the limits of ``check_record``: at most
 ``MAX_RECORD_DEPTH`` levels of objects and arrays and no integer longer than ``MAX_NUMBER_DIGITS``
 digits (a record that breaks either is a ``SeedDataError`` naming its line, never a crash later in
-the worker's renderer). A parser that fails on such input (Python's JSON parser recurses, and
+the worker's renderer). For JSON a batch is first checked as a whole in C (``_within_limits``:
+the parsed values level by level, integers only where the text has a long run of digits); only a
+batch that may break a limit is walked record by record, so the error names the same record and
+line, after the records before it. A CSV record is as deep as its header and holds only strings,
+so only the first is checked. A parser that fails on such input (Python's JSON parser recurses, and
 refuses integers of more than 4,300 digits) reports the same ``SeedDataError``.
 """
 
