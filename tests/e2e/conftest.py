@@ -232,12 +232,15 @@ def create_template(client: Client) -> str:
     return str(answer.json()["template_id"])
 
 
-def upload_seed(client: Client, name: str = "authors.jsonl") -> str:
-    """POST /seed-data/upload, then a plain HTTP PUT of the file to the presigned URL."""
+def upload_seed(
+    client: Client, name: str = "authors.jsonl", records: list[dict[str, Any]] | None = None
+) -> str:
+    """POST /seed-data/upload, then a plain HTTP PUT of the file (``records`` as JSONL, the five
+    ``SEED_RECORDS`` by default) to the presigned URL."""
     answer = client.post("/seed-data/upload", json={"filename": name})
     assert answer.status_code == 200, answer.text
     upload = answer.json()
-    body = "".join(json.dumps(record) + "\n" for record in SEED_RECORDS).encode()
+    body = "".join(json.dumps(record) + "\n" for record in (records or SEED_RECORDS)).encode()
     put = requests.put(
         upload["upload_url"], data=body, headers={"Content-Type": upload["content_type"]}, timeout=30
     )
