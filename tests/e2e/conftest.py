@@ -205,9 +205,12 @@ def create_template(client: Client) -> str:
     return str(answer.json()["template_id"])
 
 
-def upload_seed(client: Client, name: str = "authors.jsonl") -> str:
-    """Upload SEED_RECORDS as JSON Lines through a presigned URL; answers the S3 key."""
-    body = "".join(json.dumps(record) + "\n" for record in SEED_RECORDS).encode()
+def upload_seed(
+    client: Client, name: str = "authors.jsonl", records: list[dict[str, Any]] | None = None
+) -> str:
+    """Upload ``records`` (the five ``SEED_RECORDS`` by default) as JSON Lines through a presigned
+    URL; answers the S3 key."""
+    body = "".join(json.dumps(record) + "\n" for record in (records or SEED_RECORDS)).encode()
     return str(client.upload(name, body)["s3_key"])
 
 
