@@ -42,18 +42,10 @@ from typing import Any
 import boto3
 
 from benchmarks.worker import THREE_STEPS, seed_records
-from local.emulator import REGION, free_port
-from tests.e2e.conftest import (
-    TERMINAL,
-    Runtime,
-    create_job,
-    start_local,
-    stop_local,
-    upload_seed,
-    wait_for,
-    wait_until_ready,
-)
+from local.emulator import REGION
+from tests.e2e.conftest import Runtime, create_job, local_runtime, upload_seed
 from tests.e2e.test_partitions import partitions_by_worker
+from tests.support.remote import TERMINAL, wait_for
 
 WORKERS = 4
 MAX_CONCURRENCY = 16  # records in flight per worker (MODEL_MAX_CONCURRENCY, the default)
@@ -247,22 +239,17 @@ def run() -> tuple[list[str], dict[str, Any]]:
         state_dir = Path(directory) / "state"
         state_dir.mkdir()
         log_path = Path(directory) / "local.log"
-        with open(log_path, "wb") as log:
-            args = (
-                *("--workers", str(WORKERS)),
-                *("-c", f"offline_latency_ms={LATENCY_S * 1000:g}"),
-                *("-c", f"model_max_concurrency={MAX_CONCURRENCY}"),
-                *("-c", f"partition_records={PARTITION_RECORDS}"),
-            )
-            began = time.monotonic()
-            # INFO: the workers log each work item they processed (which worker did which partition).
-            process = start_local(state_dir, log, *args, port=free_port(), POWERTOOLS_LOG_LEVEL="INFO")
-            try:
-                info = wait_until_ready(state_dir, process, log_path)
-                startup = time.monotonic() - began
-                results = measure(Runtime(state_dir=state_dir, info=info, process=process))
-            finally:
-                stop_local(process)
+        args = (
+            *("--workers", str(WORKERS)),
+            *("-c", f"offline_latency_ms={LATENCY_S * 1000:g}"),
+            *("-c", f"model_max_concurrency={MAX_CONCURRENCY}"),
+            *("-c", f"partition_records={PARTITION_RECORDS}"),
+        )
+        began = time.monotonic()
+        # INFO: the workers log each work item they processed (which worker did which partition).
+        with local_runtime(state_dir, log_path, *args, POWERTOOLS_LOG_LEVEL="INFO") as runtime:
+            startup = time.monotonic() - began
+            results = measure(runtime)
     results["runtime_start_seconds"] = round(startup, 1)
     return _table(results), results
 
