@@ -7,7 +7,7 @@ import platform
 import time
 from pathlib import Path
 
-from benchmarks import cold_start, seed_reader, worker
+from benchmarks import cold_start, fanout, seed_reader, worker
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 
@@ -18,6 +18,7 @@ def main() -> None:
     for name, bench in (
         ("seed_reader", seed_reader.run),
         ("worker", worker.run),
+        ("fanout", fanout.run),
         ("cold_start", cold_start.run),
     ):
         lines, numbers = bench()

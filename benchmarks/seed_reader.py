@@ -6,8 +6,10 @@ stays flat, a few records' worth, while the file grows 16x, so the memory ratio 
 each format reads at least as fast as the stdlib parser given the whole file at once, on the same
 bytes (``json.loads`` of the array, ``json.loads`` per line after ``splitlines``,
 and ``csv.DictReader`` over the decoded text, named per case in ``CASES``; both sides hand every
-record to the same counting loop). From the speed on one core follows the time to validate
-100 MB at the deployed Lambda size: 512 MB of memory gives 512 / 1769 of a vCPU.
+record to the same counting loop). The reader is measured as the validator and the worker use it,
+with the hostile-input limits on (depth and integer digits, issue 14): ``run`` first makes sure
+each case still refuses a record nested too deep. From the speed on one core follows the time to
+validate 100 MB at the deployed Lambda size: 512 MB of memory gives 512 / 1769 of a vCPU.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 
-from functions.seed_data.reader import SeedFormat, iter_seed_records
+from functions.seed_data.reader import MAX_RECORD_DEPTH, SeedDataError, SeedFormat, iter_seed_records
 
 CHUNK = 256 * 1024  # what the validator asks S3 for per read
 
@@ -66,6 +68,22 @@ def _chunks(case: str, count: int) -> Iterator[bytes]:
             del buffer[:CHUNK]
     if buffer:
         yield bytes(buffer)
+
+
+def _refuses_a_deep_record(case: str) -> bool:
+    """Whether the reader, as measured, still holds the case's layout to the depth limit."""
+    deep = '{"a": ' * (MAX_RECORD_DEPTH + 1) + "1" + "}" * (MAX_RECORD_DEPTH + 1)
+    documents = {
+        "jsonl": '{"ok": 1}\n' + deep + "\n",
+        "json": '[{"ok": 1},' + deep + "]",
+        "json_indented": '[{"ok": 1},\n  {"ok": 2},\n  ' + deep + ",\n  {}]",
+    }
+    document = documents.get(case, ".".join(["a"] * (MAX_RECORD_DEPTH + 1)) + "\nx\n")
+    try:
+        sum(1 for _ in iter_seed_records([document.encode()], CASES[case][0]))
+    except SeedDataError as error:
+        return "deeper" in error.message
+    return False
 
 
 def _size(case: str, count: int) -> int:
@@ -121,7 +139,9 @@ def _speed_vs_stdlib(case: str, count: int, rounds: int = 5) -> tuple[float, flo
     return len(data) / 1e6 / reader, stdlib / reader
 
 
-def run(small: int = 2_000, large: int = 32_000) -> tuple[list[str], dict]:
+# The small file is a few read chunks, past the first (the reader holds about one chunk's records
+# at a time, so a file of one or two chunks holds less than any larger one).
+def run(small: int = 4_000, large: int = 64_000, timed: int = 32_000) -> tuple[list[str], dict]:
     rows = [
         "seed reader: memory held vs file size (16x more records);"
         " speed vs the stdlib parser of the whole file"
@@ -136,10 +156,11 @@ def run(small: int = 2_000, large: int = 32_000) -> tuple[list[str], dict]:
         "formats": {},
     }
     for case, (_, baseline) in CASES.items():
+        assert _refuses_a_deep_record(case), f"{case}: the limits must be on while measuring"
         _, peak_small = _measure(case, small)
         _, peak_large = _measure(case, large)
         size = _size(case, large)
-        speed, ratio = _speed_vs_stdlib(case, large)
+        speed, ratio = _speed_vs_stdlib(case, timed)
         lambda_seconds = 100 / (speed * LAMBDA_VCPU)
         results["formats"][case] = {
             "file_mb": round(size / 1e6, 1),

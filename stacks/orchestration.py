@@ -161,6 +161,12 @@ class Orchestration(Construct):
             )
 
         # Stream consumers -------------------------------------------------------------------------
+        # What promoting a job needs; the promoter and the reconciler both promote.
+        self.promotion_resources = storage.resources | {
+            "MAX_RUNNING_JOBS": str(config.max_running_jobs),
+            "MAX_RUNNING_JOBS_PER_USER": str(config.per_user_running_cap),
+            "LIFECYCLE_STATE_MACHINE_ARN": self.lifecycle.state_machine_arn,
+        }
         self.promoter = PythonFunction(
             self,
             "Promoter",
@@ -170,12 +176,7 @@ class Orchestration(Construct):
             layers=layers,
             description="plot-palette queue promoter (Jobs stream)",
             timeout_seconds=60,
-            resources=storage.resources
-            | {
-                "MAX_RUNNING_JOBS": str(config.max_running_jobs),
-                "MAX_RUNNING_JOBS_PER_USER": str(config.per_user_running_cap),
-                "LIFECYCLE_STATE_MACHINE_ARN": self.lifecycle.state_machine_arn,
-            },
+            resources=self.promotion_resources,
         )
         self.rollup = PythonFunction(
             self,

@@ -45,13 +45,10 @@ class Reconciler(Construct):
             layers=layers,
             description="plot-palette reconciler (every minute: stuck jobs, leaked slots, missed promotions)",
             timeout_seconds=55,
-            resources=storage.resources
+            resources=orchestration.promotion_resources
             | {
                 "EVENT_BUS_NAME": orchestration.bus.event_bus_name,
-                "MAX_RUNNING_JOBS": str(config.max_running_jobs),
-                "MAX_RUNNING_JOBS_PER_USER": str(config.per_user_running_cap),
                 "MAX_LIFECYCLE_REDRIVES": str(config.max_lifecycle_redrives),
-                "LIFECYCLE_STATE_MACHINE_ARN": lifecycle.state_machine_arn,
             },
         )
         fn = self.function.function

@@ -16,14 +16,21 @@ from the content type (``application/json``, ``application/x-ndjson``/``applicat
 ``line`` of a record is the line its first character is on; ``index`` is its 0-based position.
 
 Speed (``benchmarks/seed_reader.py``): the parsing is the stdlib's C code and the Python left is a
-few calls per record or per buffer. A JSON array written on one line is parsed one buffer at a
-time by one C call (``_JsonScanner._batch``), otherwise element by element; a CSV row becomes its
-record in one call of a function compiled from the header (``_builder``).
+few calls per buffer, or per record where the layout needs it; records reach the caller a batch at
+a time through ``itertools.chain`` (no Python frame per record). A JSON array written on one line
+is parsed one buffer at a time by one C call (``_JsonScanner._batch``), one written an element per
+line too (``_JsonScanner._line_batch``), any other layout element by element; JSONL is parsed a
+line at a time by the C scanner; a CSV chunk without quotes becomes its records in one call of a
+function compiled from the header (``_builder``), other chunks row by row.
 
-Every record, whichever parser produced it, then passes ``check_record``: at most
+Every record, whichever parser produced it, is held to the limits of ``check_record``: at most
 ``MAX_RECORD_DEPTH`` levels of objects and arrays and no integer longer than ``MAX_NUMBER_DIGITS``
 digits (a record that breaks either is a ``SeedDataError`` naming its line, never a crash later in
-the worker's renderer). A parser that fails on such input (Python's JSON parser recurses, and
+the worker's renderer). For JSON a batch is first checked as a whole in C (``_within_limits``:
+the parsed values level by level, integers only where the text has a long run of digits); only a
+batch that may break a limit is walked record by record, so the error names the same record and
+line, after the records before it. A CSV record is as deep as its header and holds only strings,
+so only the first is checked. A parser that fails on such input (Python's JSON parser recurses, and
 refuses integers of more than 4,300 digits) reports the same ``SeedDataError``.
 """
 
@@ -32,6 +39,7 @@ from __future__ import annotations
 import codecs
 import csv
 import functools
+import gc
 import io
 import itertools
 import json
@@ -98,6 +106,7 @@ class SeedRecord(NamedTuple):
 # ``_record((line, index, data))``: a SeedRecord without the Python frame of ``SeedRecord.__new__``.
 _record: Callable[[tuple[int, int, dict[str, Any]]], SeedRecord]
 _record = functools.partial(tuple.__new__, SeedRecord)
+_new_tuple = tuple.__new__
 
 
 def format_from_name(filename: str | None) -> SeedFormat | None:
@@ -133,12 +142,14 @@ def iter_seed_records(
     """Records of a seed file, streamed. Raises ``SeedDataError`` (with a line) on malformed input."""
     fmt = detect_format(filename_or_content_type)
     if fmt is SeedFormat.JSONL:
-        records = _iter_jsonl(chunks, max_record_bytes)
+        batches = _jsonl_batches(chunks, max_record_bytes)
     elif fmt is SeedFormat.CSV:
-        records = _iter_csv(chunks, max_record_bytes)
+        batches = _csv_batches(chunks, max_record_bytes)
     else:
-        records = _JsonScanner(max_record_bytes).records(chunks)
-    return (check_record(record) for record in records)
+        batches = _JsonScanner(max_record_bytes).batches(chunks)
+    # Each parser yields its records a batch at a time (a list per buffer, already checked); the
+    # records then reach the caller through C iteration, without a Python frame per record.
+    return itertools.chain.from_iterable(batches)
 
 
 def _number_too_long(value: int | Decimal) -> bool:
@@ -169,6 +180,53 @@ def check_record(record: SeedRecord) -> SeedRecord:
     return record
 
 
+# A run of more than MAX_NUMBER_DIGITS digits covers at least this many consecutive points of a
+# sample taken every _DIGIT_STRIDE characters (any n consecutive positions hold at least
+# n // stride multiples of the stride).
+_DIGIT_STRIDE = 20
+_DIGIT_RUN = b"1" * ((MAX_NUMBER_DIGITS + 1) // _DIGIT_STRIDE)
+_DIGIT_MASK = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x30 for byte in range(256))  # digit -> "1"
+
+
+def _may_hold_long_numbers(text: str) -> bool:
+    """False when ``text`` certainly has no run of more than ``MAX_NUMBER_DIGITS`` ASCII digits, so
+    no integer that long: a 1-in-20 sample, in C (UTF-8 keeps ASCII digits single bytes, and a
+    non-ASCII character only adds non-digit bytes)."""
+    return _DIGIT_RUN in text[::_DIGIT_STRIDE].encode().translate(_DIGIT_MASK)
+
+
+def _within_limits(values: list[Any], text: str | None) -> bool:
+    """True when none of the parsed ``values`` (records; ``text``: the JSON they were parsed from,
+    or None) nests deeper than ``MAX_RECORD_DEPTH`` or holds an integer of more than
+    ``MAX_NUMBER_DIGITS`` digits; False when one may (then ``check_record`` decides, record by
+    record, with the record's line).
+
+    Level by level in C instead of a Python walk: ``gc.get_referents`` of every container at one
+    depth is every value at the next (a dict gives its values, a list its items; strings and
+    numbers give nothing), so a record deeper than the limit is one whose values go on past
+    ``MAX_RECORD_DEPTH`` levels. Integers are only looked at when the text has a long run of
+    digits (or no text is given), and then only their bit length."""
+    numbers = text is None or _may_hold_long_numbers(text)
+    level = values
+    for _ in range(MAX_RECORD_DEPTH):
+        if (
+            numbers
+            and max(map(int.bit_length, filter(int.__instancecheck__, level)), default=0)
+            > (_LONG_INT_BITS[0])
+        ):
+            return False
+        level = gc.get_referents(*level)
+        if not level:
+            return True
+    return False  # values below MAX_RECORD_DEPTH levels: a container there is too deep
+
+
+def _checked(records: list[SeedRecord], values: list[Any], text: str | None) -> Iterable[SeedRecord]:
+    """The batch as it is when every record is within the limits, else checked one by one (so
+    that the records before a faulty one still come first, as they would one at a time)."""
+    return records if _within_limits(values, text) else map(check_record, records)
+
+
 # ------------------------------------------------------------------ JSONL
 
 
@@ -195,17 +253,19 @@ def _split_csv(text: str) -> list[str]:
     return lines
 
 
-def _text_lines(
+def _line_batches(
     chunks: Iterable[bytes], max_line_chars: int, split: Callable[[str], list[str]] = _split_lf
-) -> Iterator[str]:
-    """The text's lines (``split`` decides where lines end and whether they keep their ends),
-    decoded per chunk (a leading BOM dropped) and split in C; a line longer than
+) -> Iterator[tuple[list[str], str]]:
+    """The text's lines, a chunk at a time: ``(lines, text)``, the chunk's complete lines (``split``
+    decides where lines end and whether they keep their ends) and the text they were split from.
+    Decoded per chunk (a leading BOM dropped) and split in C; a line longer than
     ``max_line_chars`` is refused before more of it is buffered."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     pending = ""
     line = 1
     for chunk in chunks:
-        lines = split(pending + _decode(decoder, chunk, False, line))
+        text = pending + _decode(decoder, chunk, False, line)
+        lines = split(text)
         pending = lines.pop()
         if len(pending) > max_line_chars:
             raise SeedDataError(f"Line longer than {max_line_chars} bytes", line + len(lines))
@@ -213,32 +273,46 @@ def _text_lines(
             longest = next(i for i, text in enumerate(lines) if len(text) > max_line_chars)
             raise SeedDataError(f"Line longer than {max_line_chars} bytes", line + longest)
         line += len(lines)
-        yield from lines
+        yield lines, text
     pending += _decode(decoder, b"", True, line)
     if pending:
-        yield pending
+        yield [pending], pending
 
 
-def _iter_jsonl(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[SeedRecord]:
-    """One object per line. The stdlib's C scanner parses each line in place; anything unusual
-    (leading space, a blank line, trailing text, an error) goes through ``json.loads`` for its
-    exact verdict and message."""
-    index = 0
-    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner, without json.loads' wrapping
-    for line_no, line in enumerate(_text_lines(chunks, max_record_bytes), start=1):
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner, without json.loads' wrapping
+
+
+def _jsonl_batches(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[Iterable[SeedRecord]]:
+    """One object per line, a chunk's lines at a time. The stdlib's C scanner parses each line in
+    place; anything unusual (leading space, a blank line, trailing text, an error) goes through
+    ``json.loads`` for its exact verdict and message. The records of a chunk before a faulty line
+    are yielded before its error."""
+    line_no = index = 0
+    scan = _SCAN
+    for lines, text in _line_batches(chunks, max_record_bytes):
+        records: list[SeedRecord] = []
+        values: list[Any] = []
         try:
-            data, end = scan(line, 0)
-            clean = end == len(line)
-        except (StopIteration, ValueError, RecursionError):  # json.loads names the problem below
-            clean = False
-        if not clean:
-            if not line.strip(" \t\r\n"):
-                continue
-            data = _loads(line, line_no)
-        if not isinstance(data, dict):
-            raise SeedDataError(f"Expected a JSON object, found {_json_kind(data)}", line_no)
-        yield _record((line_no, index, data))
-        index += 1
+            for line in lines:
+                line_no += 1
+                try:
+                    data, end = scan(line, 0)
+                    clean = end == len(line)
+                except (StopIteration, ValueError, RecursionError):  # json.loads names the problem
+                    clean = False
+                if not clean:
+                    if not line.strip(" \t\r\n"):
+                        continue
+                    data = _loads(line, line_no)
+                if not isinstance(data, dict):
+                    raise SeedDataError(f"Expected a JSON object, found {_json_kind(data)}", line_no)
+                values.append(data)
+                records.append(_record((line_no, index, data)))
+                index += 1
+        except SeedDataError:
+            yield _checked(records, values, text)
+            raise
+        yield _checked(records, values, text)
 
 
 # ------------------------------------------------------------------- JSON
@@ -271,6 +345,10 @@ def _json_kind(value: Any) -> str:
 
 _SPACE = re.compile(r"[ \t\r\n]*")
 _NEXT = re.compile(r"[ \t\r\n]*,[ \t\r\n]*(?=\{)")
+# After every line's comma in a one-element-per-line array (``_JsonScanner._line_batch``).
+_MARKER = "\x7f"
+_MARKED_LINE_END = '\n"\x7f",'
+_LAST_MARKER = '"\x7f"]'
 # How many characters a refill adds at least (or as many as the record so far: linear overall).
 _REFILL_CHARS = 64 * 1024
 
@@ -294,14 +372,15 @@ class _JsonScanner:
         self._max = max_record_bytes
         self._scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
-    def records(self, chunks: Iterable[bytes]) -> Iterator[SeedRecord]:
+    def batches(self, chunks: Iterable[bytes]) -> Iterator[Iterable[SeedRecord]]:
+        """The records, a batch at a time (each already checked against the limits)."""
         self._chunks = iter(chunks)
         self._utf8 = codecs.getincrementaldecoder("utf-8-sig")()
         self._text = ""
         self._pos = 0
         self._line = 1  # the line of ``_text[_pos]``
         self._eof = False
-        self._batching = True
+        self._batching = self._line_batching = True
         state = self._START
         index = 0
         while True:
@@ -319,30 +398,34 @@ class _JsonScanner:
                 self._pos += 1
             elif char == "{" and state != self._DONE:
                 line, data = self._element()
-                yield SeedRecord(line=line, index=index, data=data)
+                yield (check_record(_record((line, index, data))),)
                 index += 1
                 if state == self._START:
                     state = self._DONE
                     continue
-                burst = self._burst(index)
+                burst, checked = self._burst(index)
                 index += len(burst)
-                yield from burst
+                yield checked
                 state = self._AFTER_ELEMENT
             else:
                 raise SeedDataError(self._unexpected(state, char), self._line)
         if state in (self._ARRAY_FIRST, self._ARRAY_NEXT, self._AFTER_ELEMENT):
             raise SeedDataError("Unexpected end of file: the JSON array is not closed", self._line)
 
-    def _burst(self, index: int) -> list[SeedRecord]:
-        """The elements that follow in the buffer, comma after comma, parsed back to back while
-        each is whole (the common case: a few C calls per record, in a plain loop rather than a
-        generator resumed per record; the list holds at most one buffer's records). Anything else
-        (the buffer's end, an error, the array's end) is left to the careful path, at the last
-        comma. Line ends are counted only in text that has one (``next_lf``)."""
-        records = self._batch(index)
-        if records:
-            return records
+    def _burst(self, index: int) -> tuple[list[SeedRecord], Iterable[SeedRecord]]:
+        """The elements that follow in the buffer (and those records checked), read by one C call
+        when the layout allows (``_batch``, ``_line_batch``), else comma after comma, parsed back
+        to back while each is whole (a few C calls per record, in a plain loop; the list holds at
+        most one buffer's records). Anything else (the buffer's end, an error, the array's end) is
+        left to the careful path, at the last comma. Line ends are counted only in text that has
+        one (``next_lf``)."""
+        found = self._batch(index) or self._line_batch(index)
+        if found:
+            return found
+        records: list[SeedRecord] = []
+        values: list[Any] = []
         text, pos, line = self._text, self._pos, self._line
+        first = pos
         scan, next_element, find, count, limit = self._scan, _NEXT.match, text.find, text.count, self._max
         next_lf = find("\n", pos) % (len(text) + 1)  # -1 (none) becomes len(text)
         append = records.append
@@ -350,10 +433,10 @@ class _JsonScanner:
             if text.startswith(",{", pos):  # the usual separator, without the regular expression
                 start = pos + 1
             else:
-                found = next_element(text, pos)
-                if found is None:
+                found_next = next_element(text, pos)
+                if found_next is None:
                     break
-                start = found.end()
+                start = found_next.end()
             try:
                 data, end = scan(text, start)
             except (StopIteration, ValueError, RecursionError):  # the careful path reports it
@@ -365,37 +448,100 @@ class _JsonScanner:
                 record_line = line + count("\n", pos, start)
                 line = record_line + count("\n", start, end)
                 next_lf = find("\n", end) % (len(text) + 1)
+            values.append(data)
             append(_record((record_line, index, data)))
             index += 1
             pos = end
         self._pos, self._line = pos, line
-        return records
+        return records, _checked(records, values, text[first:pos])
 
-    def _batch(self, index: int) -> list[SeedRecord]:
+    def _batch(self, index: int) -> tuple[list[SeedRecord], Iterable[SeedRecord]] | None:
         """The whole elements of a buffer on one line (``json.dumps`` of a list), parsed by one
         C call as an array: ``[`` + the elements up to the buffer's last ``},`` + ``]``. Such a
         cut either ends an element or makes the array invalid (it leaves an object open), so a
         successful parse that consumes the slice exactly is those elements; they are all on
-        the cursor's line. Anything else is left to the per-element path; after a failed guess
+        the cursor's line. Anything else is left to the other paths; after a failed guess
         (a ``},`` inside the last element) the file is read per element from then on. After a
-        batch the next chunk is read in, so the element cut by the buffer's end is whole."""
+        batch the next chunk is read in, so the element cut by this one parses at once."""
         text, pos = self._text, self._pos
         found = _NEXT.match(text, pos) if self._batching else None
         start, cut = (found.end() if found else len(text)), text.rfind("},", pos) + 1
         if not start < cut <= start + self._max or text.find("\n", pos, cut) >= 0:
-            return []
-        array = "[" + text[start:cut] + "]"
+            return None
+        array = f"[{text[start:cut]}]"
         try:
             elements, end = self._scan(array, 0)
         except (StopIteration, ValueError, RecursionError):
             elements, end = [], 0
         if end != len(array) or not set(map(type, elements)) <= {dict}:
             self._batching = False
-            return []
-        self._pos = cut
-        if not self._eof:  # the next chunk now, so that the element cut by this one parses at once
+            return None
+        return self._batched(elements, itertools.repeat(self._line), index, cut, array)
+
+    def _line_batch(self, index: int) -> tuple[list[SeedRecord], Iterable[SeedRecord]] | None:
+        """The whole elements of a buffer written one per line (``[`` then ``{...},`` lines: the
+        layout of ``",\n".join(map(json.dumps, items))``), parsed by one C call. The buffer's
+        whole lines, up to the last one that ends with a comma, become an array with a marker
+        string after every line end: ``[{...},\n"\x7f",{...},\n"\x7f",{...},"\x7f"]``.
+
+        The marker cannot come from the data (text holding ``\x7f`` or its escape is not batched
+        here), and the parse must be element, marker, element, marker, ... with as many markers as
+        were put in (one per line end, and the last): then every marker is in the top-level
+        array, not inside an element, so every line end is between two elements, each line holds
+        exactly one element followed by its comma, and element ``k`` is on the ``k``-th line.
+        That is exactly what the element path would read, line numbers included (the property
+        tests compare the two). Anything else is left to the element path."""
+        text, pos = self._text, self._pos
+        found = _NEXT.match(text, pos) if self._line_batching else None
+        if found is None:
+            return None
+        start = found.end()
+        comma, end = self._last_line_end(start)
+        if not start < comma <= start + self._max:
+            return None
+        lines = text[start:end]
+        if _MARKER in lines or ("\\" in lines and "\\u007" in lines):
+            return None
+        array = "".join(("[", lines.replace("\n", _MARKED_LINE_END), _LAST_MARKER))
+        try:
+            parsed, parsed_end = self._scan(array, 0)
+        except (StopIteration, ValueError, RecursionError):
+            parsed, parsed_end = [], 0
+        breaks = len(parsed) // 2 - 1  # line ends, if every marker is a top-level element
+        elements = parsed[::2]
+        if not (
+            parsed_end == len(array)
+            and len(array) == len(lines) + len(_LAST_MARKER) + 1 + breaks * (len(_MARKED_LINE_END) - 1)
+            and parsed.count(_MARKER) == breaks + 1
+            and set(map(type, elements)) == {dict}
+        ):
+            self._line_batching = False
+            return None
+        first_line = self._line + text.count("\n", pos, start)
+        self._line = first_line + breaks  # the line of ``comma``, where the cursor goes
+        return self._batched(elements, itertools.count(first_line), index, comma, lines)
+
+    def _last_line_end(self, start: int) -> tuple[int, int]:
+        """``(comma, end)``: the last comma after ``start`` that ends a line (``,\n``, or ``,\r\n``
+        when the buffer's lines end so) and that line's end; ``(-1, -1)`` when there is none."""
+        text = self._text
+        last = text.rfind("\n", start)
+        ending = ",\r\n" if text.startswith("\r", last - 1) else ",\n"
+        comma = text.rfind(ending, start)
+        return (comma, comma + len(ending) - 1) if comma >= 0 and last >= 0 else (-1, -1)
+
+    def _batched(
+        self, elements: list[Any], lines: Iterator[int], index: int, end: int, text: str
+    ) -> tuple[list[SeedRecord], Iterable[SeedRecord]]:
+        """The batch's records (and them checked); the cursor moves to ``end`` and the next chunk
+        is read in, so that the element cut by this one parses at once."""
+        records = list(
+            map(_new_tuple, itertools.repeat(SeedRecord), zip(lines, itertools.count(index), elements))
+        )
+        self._pos = end
+        if not self._eof:
             self._refill(_REFILL_CHARS)
-        return list(map(_record, zip(itertools.repeat(self._line), itertools.count(index), elements)))
+        return records, _checked(records, elements, text)
 
     def _after_element(self, char: str) -> int:
         if char == ",":
@@ -485,41 +631,113 @@ class _JsonScanner:
 # -------------------------------------------------------------------- CSV
 
 
-def _iter_csv(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[SeedRecord]:
-    """Rows of the C ``csv`` reader, fed one physical line at a time so that ``reader.line_num``
-    counts lines even inside quoted newlines: a record's line is the one after the previous
-    record's last line. Each row becomes its record in one call of the header's builder."""
-    reader = csv.reader(_text_lines(chunks, max_record_bytes, _split_csv), strict=True)
-    try:
-        build, last_line = _read_header(reader)
-        if build is not None:
-            yield from _csv_records(reader, build, last_line)
-    except csv.Error as error:
-        raise SeedDataError(f"Malformed CSV: {error}", reader.line_num) from None
+def _csv_batches(chunks: Iterable[bytes], max_record_bytes: int) -> Iterator[list[SeedRecord]]:
+    return _CsvReader(_line_batches(chunks, max_record_bytes, _split_csv)).batches()
 
 
-def _read_header(reader: Any) -> tuple[_Builder | None, int]:
-    """The builder made from the first non-blank row (None: no row), and the line it ended on."""
-    last_line = 0
-    for row in reader:
-        first_line, last_line = last_line + 1, reader.line_num
-        if not _blank(row):
-            return _builder(_csv_header(row, first_line)), last_line
-    return None, last_line
+class _CsvReader:
+    """Records of a CSV file, a chunk's lines at a time.
 
+    A chunk without a double quote cannot continue a row onto another line, so each of its
+    lines is one row: a fresh C ``csv`` reader splits them and one call of a function compiled
+    from the header turns them all into records, the ``k``-th on the chunk's ``k``-th line
+    (``_builder``). Any other chunk (and the first, with the header) is read row by row by a C
+    ``csv`` reader fed one physical line at a time, so that ``reader.line_num`` counts lines even
+    inside quoted newlines (a record's line is the one after the previous record's last line);
+    that reader goes on into the next chunks while a row is open and hands back at the first
+    chunk boundary between rows.
 
-def _csv_records(reader: Any, build: _Builder, last_line: int) -> Iterator[SeedRecord]:
-    index = 0
-    for row in reader:
-        first_line, last_line = last_line + 1, reader.line_num
+    Every record has the header's shape with a string at every leaf, so the first record is as
+    deep as any and none holds a number: the limits are checked on the first record only."""
+
+    def __init__(self, chunk_lines: Iterable[tuple[list[str], str]]) -> None:
+        self._chunks = iter(chunk_lines)
+        self._build: _Builder | None = None
+        self._index = 0
+        self._read = 0  # lines read before the current chunk's (or reader's) first
+        self._fed = 0  # lines taken from the chunks so far
+
+    def batches(self) -> Iterator[list[SeedRecord]]:
+        for lines, text in self._chunks:
+            if self._build is not None and self._quote_free(text):
+                try:
+                    rows = list(csv.reader(lines, strict=True))
+                except csv.Error:  # the row-by-row reader names its line
+                    pass
+                else:
+                    self._fed += len(lines)
+                    yield from self._whole_lines(rows)
+                    continue
+            yield from self._row_by_row(lines)
+
+    @staticmethod
+    def _quote_free(text: str) -> bool:
+        return '"' not in text
+
+    def _whole_lines(self, rows: list[list[str]]) -> Iterator[list[SeedRecord]]:
+        """A quote-free chunk's records: one row per line."""
+        assert self._build is not None
+        first = self._read + 1
         try:
-            data = build(row)
+            records = self._build.all(rows, first, self._index)
+        except ValueError:  # a row of another width: blank (skipped) or an error, row by row
+            records = []
+            try:
+                for line, row in enumerate(rows, start=first):
+                    self._add(records, row, line)
+            except SeedDataError:
+                yield self._counted(records, 0)
+                raise
+        yield self._counted(records, len(rows))
+
+    def _row_by_row(self, lines: list[str]) -> Iterator[list[SeedRecord]]:
+        reader = csv.reader(itertools.chain.from_iterable(self._feed(lines)), strict=True)
+        records: list[SeedRecord] = []
+        last_line = self._read
+        try:
+            for row in reader:
+                first_line, last_line = last_line + 1, self._read + reader.line_num
+                if self._build is None:
+                    if not _blank(row):
+                        self._build = _builder(_csv_header(row, first_line))
+                else:
+                    self._add(records, row, first_line)
+                if last_line == self._fed:  # between rows at the end of a chunk: hand back
+                    break
+        except csv.Error as error:
+            line = self._read + reader.line_num
+            yield self._counted(records, 0)
+            raise SeedDataError(f"Malformed CSV: {error}", line) from None
+        except SeedDataError:
+            yield self._counted(records, 0)
+            raise
+        yield self._counted(records, reader.line_num)
+
+    def _feed(self, lines: list[str]) -> Iterator[list[str]]:
+        """``lines``, then the next chunks' lines while the reader asks for them (a row goes on)."""
+        self._fed += len(lines)
+        yield lines
+        for more, _ in self._chunks:
+            self._fed += len(more)
+            yield more
+
+    def _add(self, records: list[SeedRecord], row: list[str], line: int) -> None:
+        assert self._build is not None
+        try:
+            records.append(self._build(row, line, self._index + len(records)))
         except ValueError:  # the builder unpacks the row: it has another number of cells
-            if _blank(row):
-                continue
-            raise SeedDataError(f"Expected {build.columns} columns, found {len(row)}", first_line) from None
-        yield _record((first_line, index, data))
-        index += 1
+            if not _blank(row):
+                raise SeedDataError(
+                    f"Expected {self._build.columns} columns, found {len(row)}", line
+                ) from None
+
+    def _counted(self, records: list[SeedRecord], lines: int) -> list[SeedRecord]:
+        """``records``, once counted (and the file's first record checked), ``lines`` read."""
+        if records and not self._index:
+            check_record(records[0])
+        self._index += len(records)
+        self._read += lines
+        return records
 
 
 def _blank(row: list[str]) -> bool:
@@ -550,21 +768,23 @@ def _csv_header(row: list[str], line: int) -> list[list[str]]:
 
 class _Builder(Protocol):
     columns: int
+    all: Callable[[list[list[str]], int, int], list[SeedRecord]]
 
-    def __call__(self, row: list[str], /) -> dict[str, Any]: ...
+    def __call__(self, row: list[str], line: int, index: int, /) -> SeedRecord: ...
 
 
 def _builder(header: list[list[str]]) -> _Builder:
     """The function from a row to its record, compiled once per file from the header: it unpacks
-    the row into locals (a row of another width raises ``ValueError``) and returns one nested
-    dict display, e.g. for ``id,author.name,author.bio``::
+    the row into locals (a row of another width raises ``ValueError``) and returns the record
+    around one nested dict display, e.g. for ``id,author.name,author.bio``::
 
-        def build(row):
+        def build(row, line, index):
             c0, c1, c2, = row
-            return {'id': c0, 'author': {'name': c1, 'bio': c2}}
+            return new(SeedRecord, (line, index, {'id': c0, 'author': {'name': c1, 'bio': c2}}))
 
-    so a record costs one call and no per-cell Python, flat or dotted header alike. The field
-    names enter the source only as ``repr()`` string literals, never as code."""
+    so a record costs one call and no per-cell Python, flat or dotted header alike; ``build.all``
+    is the same as one list comprehension over many rows, the ``k``-th on line ``line + k``. The
+    field names enter the source only as ``repr()`` string literals, never as code."""
     tree: dict[str, Any] = {}
     for column, parts in enumerate(header):
         target = tree
@@ -572,11 +792,17 @@ def _builder(header: list[list[str]]) -> _Builder:
             target = target.setdefault(part, {})
         target[parts[-1]] = column
     cells = "".join(f"c{column}, " for column in range(len(header)))
-    source = f"def build(row):\n    {cells}= row\n    return {_display(tree)}\n"
-    namespace: dict[str, Any] = {}
+    record = f"new(SeedRecord, (line, index, {_display(tree)}))"
+    source = (
+        f"def build(row, line, index):\n    {cells}= row\n    return {record}\n"
+        f"def build_all(rows, line, index):\n    return [{record} for line, index, ({cells})"
+        " in zip(count(line), count(index), rows)]\n"
+    )
+    namespace: dict[str, Any] = {"new": tuple.__new__, "SeedRecord": SeedRecord, "count": itertools.count}
     exec(compile(source, "<csv header>", "exec"), namespace)  # noqa: S102  # names are repr() literals
     build = namespace["build"]
     build.columns = len(header)
+    build.all = namespace["build_all"]
     return cast(_Builder, build)
 
 

@@ -25,22 +25,21 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
 import uuid
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import boto3
 import pytest
-import requests
+
+from tests.support.remote import TERMINAL, HttpClient, wait_for
 
 DEPLOYED_VARIABLES = ("API_ENDPOINT", "USER_POOL_ID", "CLIENT_ID")
-TERMINAL = {"COMPLETED", "FAILED", "BUDGET_EXCEEDED", "CANCELLED"}
 # Jobs in AWS wait for a Fargate worker to start (a minute or two); locally they take seconds.
 JOB_TIMEOUT = float(os.environ.get("BLACKBOX_JOB_TIMEOUT", "900"))
-HTTP_TIMEOUT = 30
 
 
 @dataclass(frozen=True)
@@ -93,37 +92,15 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 # ----------------------------------------------------------------------------- HTTP client
 
 
-@dataclass
-class Client:
+@dataclass(kw_only=True)
+class Client(HttpClient):
     """One signed-up user's HTTP client (or an anonymous one); records what it creates for cleanup."""
 
     target: Target
-    token: str | None = None
     email: str = ""
-    session: requests.Session = field(default_factory=requests.Session)
     templates: list[str] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)
     seeds: list[tuple[str, str]] = field(default_factory=list)  # (bucket, key)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = dict(kwargs.pop("headers", None) or {})
-        if self.token is not None:
-            headers.setdefault("Authorization", f"Bearer {self.token}")
-        return self.session.request(
-            method, self.target.api + path, headers=headers, timeout=HTTP_TIMEOUT, **kwargs
-        )
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("POST", path, **kwargs)
-
-    def put(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("PUT", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("DELETE", path, **kwargs)
 
     # ------------------------------------------------------------------ steps that create things
 
@@ -135,16 +112,10 @@ class Client:
         return template_id
 
     def upload_seed(self, name: str | None = None, records: list[dict[str, Any]] | None = None) -> str:
-        """POST /seed-data/upload, then a plain HTTP PUT of JSON Lines to the presigned URL."""
+        """Upload JSON Lines through a presigned URL (a plain HTTP PUT); answers the S3 key."""
         name = name or f"blackbox-{uuid.uuid4().hex[:8]}.jsonl"
-        answer = self.post("/seed-data/upload", json={"filename": name})
-        assert answer.status_code == 200, answer.text
-        upload = answer.json()
         body = "".join(json.dumps(r) + "\n" for r in records or SEED_RECORDS).encode()
-        put = requests.put(
-            upload["upload_url"], data=body, headers={"Content-Type": upload["content_type"]}, timeout=30
-        )
-        assert put.status_code == 200, put.text
+        upload = self.upload(name, body)
         key = str(upload["s3_key"])
         self.seeds.append((bucket_of(upload["upload_url"], key), key))
         return key
@@ -156,11 +127,7 @@ class Client:
         self.jobs.append(job_id)
         return job_id
 
-    def job_status(self, job_id: str) -> str | None:
-        answer = self.get(f"/jobs/{job_id}")
-        return answer.json()["status"] if answer.status_code == 200 else None
-
-    def wait_for_status(self, job_id: str, statuses: set[str], timeout: float = JOB_TIMEOUT) -> str:
+    def wait_for_status(self, job_id: str, statuses: AbstractSet[str], timeout: float = JOB_TIMEOUT) -> str:
         status = wait_for(
             lambda: (s := self.job_status(job_id)) in statuses and s, timeout=timeout, what=f"{statuses}"
         )
@@ -205,17 +172,6 @@ def bucket_of(presigned_url: str, key: str) -> str:
     return url.hostname.split(".s3")[0] if url.hostname else ""
 
 
-def wait_for(probe: Callable[[], Any], *, timeout: float, interval: float = 1.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"{what or 'condition'} not reached within {timeout:.0f} s (last: {last!r})")
-
-
 # ----------------------------------------------------------------------------- users
 
 
@@ -245,7 +201,7 @@ def make_user(target: Target) -> Iterator[Callable[[], Client]]:
 
     def make() -> Client:
         email, token = sign_up(target)
-        client = Client(target, token, email)
+        client = Client(base=target.api, token=token, target=target, email=email)
         made.append(client)
         return client
 
@@ -286,7 +242,7 @@ def bob(make_user: Callable[[], Client]) -> Client:
 
 @pytest.fixture(scope="session")
 def anonymous(target: Target) -> Client:
-    return Client(target)
+    return Client(base=target.api, target=target)
 
 
 # ----------------------------------------------------------------------------- request bodies

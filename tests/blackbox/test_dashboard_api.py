@@ -9,7 +9,8 @@ from decimal import Decimal
 import pytest
 import requests
 
-from tests.blackbox.conftest import Client, wait_for
+from tests.blackbox.conftest import Client
+from tests.support.remote import wait_for
 
 pytestmark = [pytest.mark.blackbox, pytest.mark.xdist_group("e2e")]
 

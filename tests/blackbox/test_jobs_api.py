@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from tests.blackbox.conftest import Client, job_body, wait_for
+from tests.blackbox.conftest import Client, job_body
+from tests.support.remote import wait_for
 
 pytestmark = [pytest.mark.blackbox, pytest.mark.xdist_group("e2e")]
 

@@ -15,24 +15,23 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
-import requests
 
 from local.emulator import free_port
 from local.runtime.state import RuntimeInfo, RuntimeNotRunning, ready_runtime
+from tests.support.remote import HttpClient as Client
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 300.0  # synth (~10-30 s on 2 shared cores) + deploy + workers
 MAX_RUNNING_JOBS = 3
 WORKERS = 3
 PARTITION_RECORDS = 10  # one batch (the default batch_size 10) per partition
-TERMINAL = {"COMPLETED", "FAILED", "BUDGET_EXCEEDED", "CANCELLED"}
 
 
 def cli(state_dir: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -45,33 +44,6 @@ def cli(state_dir: Path, *args: str, timeout: float = 60.0) -> subprocess.Comple
         timeout=timeout,
         check=False,
     )
-
-
-@dataclass
-class Client:
-    """An HTTP client of the API for one user (or none): real tokens, real requests."""
-
-    base: str
-    token: str | None = None
-    session: requests.Session = field(default_factory=requests.Session)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = dict(kwargs.pop("headers", {}) or {})
-        if self.token is not None:
-            headers.setdefault("Authorization", f"Bearer {self.token}")
-        return self.session.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("POST", path, **kwargs)
-
-    def put(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("PUT", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("DELETE", path, **kwargs)
 
 
 @dataclass
@@ -162,24 +134,39 @@ def shared_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime
 
 
 @contextmanager
-def _start_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    state_dir = tmp_path_factory.mktemp("plot-palette")
-    log_path = state_dir.parent / "plot-palette-local.log"
-    with open(log_path, "wb") as log:
-        # The load test's one user may use every slot: it checks the global limit, not fair share.
-        args = (
-            *("--workers", str(WORKERS)),
-            *("-c", f"max_running_jobs={MAX_RUNNING_JOBS}"),
-            *("-c", f"max_running_jobs_per_user={MAX_RUNNING_JOBS}"),
-            *("-c", f"partition_records={PARTITION_RECORDS}"),
-        )
-        # The workers log each work item they processed at INFO (tests read which worker did what).
-        process = start_local(state_dir, log, *args, port=free_port(), POWERTOOLS_LOG_LEVEL="INFO")
+def local_runtime(
+    state_dir: Path,
+    log_path: Path,
+    *args: str,
+    port: int | None = None,
+    new_session: bool = False,
+    **env: str,
+) -> Iterator[Runtime]:
+    """``plot-palette local`` on ``state_dir``, once ready; stopped with SIGTERM on exit (nothing to
+    do if the test killed it). The log is appended to, so a restart on the same dir keeps one log."""
+    with open(log_path, "ab") as log:
+        process = start_local(state_dir, log, *args, port=port or free_port(), new_session=new_session, **env)
         try:
             info = wait_until_ready(state_dir, process, log_path)
             yield Runtime(state_dir=state_dir, info=info, process=process)
         finally:
             stop_local(process)
+
+
+@contextmanager
+def _start_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    state_dir = tmp_path_factory.mktemp("plot-palette")
+    # The load test's one user may use every slot: it checks the global limit, not fair share.
+    args = (
+        *("--workers", str(WORKERS)),
+        *("-c", f"max_running_jobs={MAX_RUNNING_JOBS}"),
+        *("-c", f"max_running_jobs_per_user={MAX_RUNNING_JOBS}"),
+        *("-c", f"partition_records={PARTITION_RECORDS}"),
+    )
+    # The workers log each work item they processed at INFO (tests read which worker did what).
+    log_path = state_dir.parent / "plot-palette-local.log"
+    with local_runtime(state_dir, log_path, *args, POWERTOOLS_LOG_LEVEL="INFO") as started:
+        yield started
 
 
 def wait_until_ready(state_dir: Path, process: subprocess.Popen[bytes], log_path: Path) -> RuntimeInfo:
@@ -195,20 +182,6 @@ def wait_until_ready(state_dir: Path, process: subprocess.Popen[bytes], log_path
         except RuntimeNotRunning:
             time.sleep(0.5)
     pytest.fail(f"plot-palette local not ready within {START_TIMEOUT:.0f} s:\n{log_path.read_text()[-3000:]}")
-
-
-def wait_for(
-    probe: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = "condition"
-) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"{what} not reached within {timeout:.0f} s (last: {last!r})")
 
 
 # ----------------------------------------------------------------------------- API steps used by tests
@@ -232,17 +205,13 @@ def create_template(client: Client) -> str:
     return str(answer.json()["template_id"])
 
 
-def upload_seed(client: Client, name: str = "authors.jsonl") -> str:
-    """POST /seed-data/upload, then a plain HTTP PUT of the file to the presigned URL."""
-    answer = client.post("/seed-data/upload", json={"filename": name})
-    assert answer.status_code == 200, answer.text
-    upload = answer.json()
-    body = "".join(json.dumps(record) + "\n" for record in SEED_RECORDS).encode()
-    put = requests.put(
-        upload["upload_url"], data=body, headers={"Content-Type": upload["content_type"]}, timeout=30
-    )
-    assert put.status_code == 200, put.text
-    return str(upload["s3_key"])
+def upload_seed(
+    client: Client, name: str = "authors.jsonl", records: list[dict[str, Any]] | None = None
+) -> str:
+    """Upload ``records`` (the five ``SEED_RECORDS`` by default) as JSON Lines through a presigned
+    URL; answers the S3 key."""
+    body = "".join(json.dumps(record) + "\n" for record in (records or SEED_RECORDS)).encode()
+    return str(client.upload(name, body)["s3_key"])
 
 
 def create_job(client: Client, template_id: str, seed_key: str, num_records: int, **extra: Any) -> str:
@@ -258,8 +227,3 @@ def create_job(client: Client, template_id: str, seed_key: str, num_records: int
     assert answer.status_code == 201, answer.text
     assert answer.json()["status"] == "QUEUED"
     return str(answer.json()["job_id"])
-
-
-def job_status(client: Client, job_id: str) -> str | None:
-    answer = client.get(f"/jobs/{job_id}")
-    return answer.json()["status"] if answer.status_code == 200 else None

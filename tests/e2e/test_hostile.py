@@ -9,16 +9,8 @@ import pytest
 import requests
 
 from local.runtime.tokens import DEMO_PASSWORD, cognito_username
-from tests.e2e.conftest import (
-    TEMPLATE,
-    TERMINAL,
-    Runtime,
-    create_job,
-    create_template,
-    job_status,
-    upload_seed,
-    wait_for,
-)
+from tests.e2e.conftest import TEMPLATE, Runtime, create_job, create_template, upload_seed
+from tests.support.remote import TERMINAL, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -130,7 +122,7 @@ def test_an_idempotency_key_whose_job_was_deleted_is_a_409(runtime: Runtime) -> 
     first = bob.post("/jobs", json=body, headers=headers)
     assert first.status_code == 201, first.text
     job_id = first.json()["job_id"]
-    wait_for(lambda: job_status(bob, job_id) in TERMINAL, timeout=120, what="a terminal status")
+    wait_for(lambda: bob.job_status(job_id) in TERMINAL, timeout=120, what="a terminal status")
     assert bob.delete(f"/jobs/{job_id}").status_code == 202
     wait_for(lambda: bob.get(f"/jobs/{job_id}").status_code == 404, timeout=60, what="404 after cleanup")
 

@@ -15,14 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import (
-    MAX_RUNNING_JOBS,
-    TERMINAL,
-    Runtime,
-    create_job,
-    create_template,
-    upload_seed,
-)
+from tests.e2e.conftest import MAX_RUNNING_JOBS, Runtime, create_job, create_template, upload_seed
+from tests.support.remote import TERMINAL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 

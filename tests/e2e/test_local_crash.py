@@ -23,17 +23,8 @@ import requests
 from local.emulator import free_port
 from local.runtime.state import RuntimeInfo, pid_alive
 from local.runtime.synth import local_assembly
-from tests.e2e.conftest import (
-    Client,
-    Runtime,
-    create_job,
-    create_template,
-    start_local,
-    stop_local,
-    upload_seed,
-    wait_for,
-    wait_until_ready,
-)
+from tests.e2e.conftest import Client, Runtime, create_job, create_template, local_runtime, upload_seed
+from tests.support.remote import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -70,11 +61,8 @@ def test_a_kill_9_of_the_runtime_keeps_what_was_made_before_the_window(
     state_dir.mkdir()
     args = ("--workers", "2", "--assembly", assembly)  # one may be busy with the long job
     snapshots = {"PLOT_PALETTE_SNAPSHOT_SECONDS": str(WINDOW)}
-    with open(log_path, "ab") as log:
-        first = start_local(state_dir, log, *args, port=port, new_session=True, **snapshots)
+    with local_runtime(state_dir, log_path, *args, port=port, new_session=True, **snapshots) as crash:
         try:
-            info = wait_until_ready(state_dir, first, log_path)
-            crash = Runtime(state_dir=state_dir, info=info, process=first)
             carla = crash.client("crash-carla")
             template_id = create_template(carla)
             seed_key = upload_seed(carla)
@@ -86,35 +74,29 @@ def test_a_kill_9_of_the_runtime_keeps_what_was_made_before_the_window(
             before = carla.get(f"/jobs/{job_id}").json()
             time.sleep(WINDOW * 2.5)  # past the window: a snapshot holds all of it
         finally:
-            _kill_9_everything(state_dir, first.pid)
+            _kill_9_everything(state_dir, crash.process.pid)
 
-        second = start_local(state_dir, log, *args, port=port, new_session=True, **snapshots)
-        try:
-            wait_until_ready(state_dir, second, log_path)
-            # The same user, with the token issued before the crash (the pool's keys are state too).
-            assert carla.get(f"/templates/{template_id}").status_code == 200
-            after = carla.get(f"/jobs/{job_id}").json()
-            assert after == before
-            assert (after["status"], after["records_generated"]) == ("COMPLETED", 3)
-            download = carla.get(f"/jobs/{job_id}/download")
-            assert download.status_code == 200, download.text
-            exported = requests.get(download.json()["download_url"], timeout=30)
-            assert exported.status_code == 200
-            assert len(exported.content.splitlines()) == 3
-            validated = carla.post(
-                "/seed-data/validate", json={"s3_key": seed_key, "template_id": template_id}
-            )
-            assert validated.status_code == 200, validated.text
-            assert validated.json()["valid"] is True
+    with local_runtime(state_dir, log_path, *args, port=port, new_session=True, **snapshots):
+        # The same user, with the token issued before the crash (the pool's keys are state too).
+        assert carla.get(f"/templates/{template_id}").status_code == 200
+        after = carla.get(f"/jobs/{job_id}").json()
+        assert after == before
+        assert (after["status"], after["records_generated"]) == ("COMPLETED", 3)
+        download = carla.get(f"/jobs/{job_id}/download")
+        assert download.status_code == 200, download.text
+        exported = requests.get(download.json()["download_url"], timeout=30)
+        assert exported.status_code == 200
+        assert len(exported.content.splitlines()) == 3
+        validated = carla.post("/seed-data/validate", json={"s3_key": seed_key, "template_id": template_id})
+        assert validated.status_code == 200, validated.text
+        assert validated.json()["valid"] is True
 
-            # The job in flight at the crash is there; it ends once the reconciler re-drives it
-            # (the emulator failed its execution on restart: States.ServiceRestart).
-            in_flight = carla.get(f"/jobs/{long_job}").json()
-            assert in_flight["status"] in {"QUEUED", "RUNNING"}
-            assert (in_flight["template_id"], in_flight["num_records"]) == (template_id, 100_000)
+        # The job in flight at the crash is there; it ends once the reconciler re-drives it
+        # (the emulator failed its execution on restart: States.ServiceRestart).
+        in_flight = carla.get(f"/jobs/{long_job}").json()
+        assert in_flight["status"] in {"QUEUED", "RUNNING"}
+        assert (in_flight["template_id"], in_flight["num_records"]) == (template_id, 100_000)
 
-            # The restored stack runs: a new job on the old template and upload finishes.
-            again = create_job(carla, template_id, seed_key, num_records=2)
-            _completed(carla, again, 2)
-        finally:
-            stop_local(second)
+        # The restored stack runs: a new job on the old template and upload finishes.
+        again = create_job(carla, template_id, seed_key, num_records=2)
+        _completed(carla, again, 2)

@@ -11,16 +11,8 @@ from decimal import Decimal
 import pytest
 import requests
 
-from tests.e2e.conftest import (
-    PARTITION_RECORDS,
-    TERMINAL,
-    WORKERS,
-    Client,
-    Runtime,
-    create_job,
-    create_template,
-    wait_for,
-)
+from tests.e2e.conftest import PARTITION_RECORDS, WORKERS, Client, Runtime, create_job, create_template
+from tests.support.remote import TERMINAL, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 

@@ -9,27 +9,15 @@ and promotes the waiting one. Each export then holds exactly ``num_records`` rec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from local.emulator import free_port
-from tests.e2e.conftest import (
-    TERMINAL,
-    Client,
-    Runtime,
-    create_job,
-    create_template,
-    start_local,
-    stop_local,
-    upload_seed,
-    wait_for,
-    wait_until_ready,
-)
+from tests.e2e.conftest import Client, Runtime, create_job, create_template, local_runtime, upload_seed
+from tests.support.remote import TERMINAL, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -37,19 +25,10 @@ NUM_RECORDS = 3000
 FINISH_SECONDS = 420.0
 
 
-@contextmanager
-def _runtime(state_dir: Path, log_name: str) -> Iterator[Runtime]:
-    """``plot-palette local`` on ``state_dir`` with two slots (both usable by one user), stopped
-    with SIGTERM (a clean stop) on exit."""
-    log_path = state_dir.parent / log_name
+def _runtime(state_dir: Path, log_name: str) -> AbstractContextManager[Runtime]:
+    """``plot-palette local`` on ``state_dir`` with two slots (both usable by one user)."""
     args = ("--workers", "2", "-c", "max_running_jobs=2", "-c", "max_running_jobs_per_user=2")
-    with open(log_path, "wb") as log:
-        process = start_local(state_dir, log, *args, port=free_port())
-        try:
-            info = wait_until_ready(state_dir, process, log_path)
-            yield Runtime(state_dir=state_dir, info=info, process=process)
-        finally:
-            stop_local(process)
+    return local_runtime(state_dir, state_dir.parent / log_name, *args)
 
 
 def _job(client: Client, job_id: str) -> dict[str, Any]:

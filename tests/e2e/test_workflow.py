@@ -8,15 +8,8 @@ from decimal import Decimal
 import pytest
 
 from functions.worker.service import BUDGET_EXCEEDED
-from tests.e2e.conftest import (
-    TERMINAL,
-    Runtime,
-    create_job,
-    create_template,
-    job_status,
-    upload_seed,
-    wait_for,
-)
+from tests.e2e.conftest import Runtime, create_job, create_template, upload_seed
+from tests.support.remote import TERMINAL, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -52,7 +45,7 @@ def test_phase3_workflow_create_upload_validate_job_cancel_delete(runtime: Runti
 
     cancel = alice.delete(f"/jobs/{job_id}")
     assert cancel.status_code == 202, cancel.text
-    wait_for(lambda: job_status(alice, job_id) == "CANCELLED", timeout=60, what="CANCELLED")
+    wait_for(lambda: alice.job_status(job_id) == "CANCELLED", timeout=60, what="CANCELLED")
     cancelled = alice.get(f"/jobs/{job_id}").json()
     assert cancelled["completed_at"]
     assert cancelled["cancel_requested_at"]
@@ -70,8 +63,8 @@ def test_small_job_completes_with_the_offline_model(runtime: Runtime) -> None:
     seed_key = upload_seed(bob)
     job_id = create_job(bob, template_id, seed_key, num_records=12)
 
-    wait_for(lambda: job_status(bob, job_id) in TERMINAL, timeout=120, what="a terminal status")
-    assert job_status(bob, job_id) == "COMPLETED"
+    wait_for(lambda: bob.job_status(job_id) in TERMINAL, timeout=120, what="a terminal status")
+    assert bob.job_status(job_id) == "COMPLETED"
     # The cost rollup follows the CostTracking stream: the dashboard catches up shortly after.
     board = wait_for(
         lambda: (d := bob.get(f"/dashboard/{job_id}").json())["progress"]["records_generated"] == 12 and d,
@@ -115,7 +108,7 @@ def test_a_job_over_its_budget_ends_budget_exceeded_through_the_real_worker(runt
     budget = Decimal("0.000001")  # the first batch costs more
     job_id = create_job(carol, template_id, seed_key, num_records=200, budget_limit=str(budget))
 
-    wait_for(lambda: job_status(carol, job_id) in TERMINAL, timeout=120, what="a terminal status")
+    wait_for(lambda: carol.job_status(job_id) in TERMINAL, timeout=120, what="a terminal status")
     job = carol.get(f"/jobs/{job_id}").json()
     assert (job["status"], job["error"]) == ("BUDGET_EXCEEDED", BUDGET_EXCEEDED)
     # The worker stopped early, and the rolled-up cost shows why.

@@ -323,3 +323,70 @@ def test_the_lifecycle_catches_the_real_workers_error_names() -> None:
     assert "'stop': 'CANCELLED'" in caught[JOB_CANCELLED]
     failed = {s["Error"] for s in states_of(definition).values() if s["Type"] == "Fail" and "Error" in s}
     assert {BUDGET_EXCEEDED, JOB_CANCELLED} <= failed
+
+
+PARTITION_READ = "Read the job before sending a partition"
+PARTITION_SEND = "Send a partition to a worker and wait"
+WORKER_LOST = ("States.HeartbeatTimeout", "WorkerError")
+
+
+def _partition_states() -> dict[str, Any]:
+    definition = json.loads((STATEMACHINES_DIR / "job_lifecycle.asl.json").read_text())
+    processor = definition["States"]["Generate the partitions"]["ItemProcessor"]
+    assert processor["StartAt"] == PARTITION_READ
+    return dict(processor["States"])
+
+
+def test_a_partition_whose_worker_died_is_sent_again_only_through_the_job_read() -> None:
+    """Issue 11: a Task-level Retry would send the work item again without reading the job, so a
+    cancelled or over-budget job could get one more work item. The worker's loss is caught instead, and
+    every way from the catch back to the send passes the read and the Choice that checks its answer."""
+    states = _partition_states()
+    send = states[PARTITION_SEND]
+    retried = {error for retrier in send["Retry"] for error in retrier["ErrorEquals"]}
+    assert not retried & set(WORKER_LOST)
+    (catcher,) = [c for c in send["Catch"] if set(WORKER_LOST) <= set(c["ErrorEquals"])]
+    # Walk from the catch without entering the read: the send must be out of reach.
+    seen, todo = set(), [catcher["Next"]]
+    while todo:
+        name = todo.pop()
+        if name in seen or name == PARTITION_READ:
+            continue
+        seen.add(name)
+        todo += successors(states[name])
+    assert PARTITION_SEND not in seen, f"{sorted(seen)} reach the send without reading the job"
+    assert PARTITION_READ in successors(states[catcher["Next"]])
+    assert states[PARTITION_READ]["Next"] == "Check whether the job still wants this partition"
+
+
+def test_a_partition_is_sent_again_at_most_twice_with_the_backoff_of_the_former_retry() -> None:
+    """Bound and backoff as the Task Retry had them (MaxAttempts 2, IntervalSeconds 5, BackoffRate 2,
+    full jitter), evaluated with the JSONata engine MiniStack runs; the third loss fails the iteration
+    with that worker's own error."""
+    import jsonata
+
+    states = _partition_states()
+    wait = states[states[PARTITION_SEND]["Catch"][0]["Next"]]
+    assert (wait["Type"], wait["Next"]) == ("Wait", PARTITION_READ)
+    seconds = jsonata.Jsonata(wait["Seconds"].removeprefix("{%").removesuffix("%}"))
+    output = jsonata.Jsonata(wait["Output"].removeprefix("{%").removesuffix("%}"))
+    for retries, bound in ((0, 5), (1, 10), (2, 0)):
+        state_input = {"partition": 3, "retries": retries, "worker_failure": {"Error": "WorkerError"}}
+        context = {"states": {"input": state_input}}
+        drawn = {seconds.evaluate(None, context) for _ in range(500)}
+        assert all(float(s).is_integer() for s in drawn)
+        assert (min(drawn), max(drawn)) == (0, bound), retries
+        assert output.evaluate(None, context) == {**state_input, "retries": retries + 1}
+    check = states["Check whether the job still wants this partition"]
+    (bound_choice,) = [c for c in check["Choices"] if c.get("Variable") == "$.retries"]
+    # Checked after cancellation and budget: a cancelled job's lost worker ends the job CANCELLED.
+    assert (bound_choice["NumericGreaterThan"], check["Choices"][-1]) == (2, bound_choice)
+    gave_up = states[bound_choice["Next"]]
+    assert gave_up == {
+        "Type": "Fail",
+        "Comment": gave_up["Comment"],
+        "ErrorPath": "$.worker_failure.Error",
+        "CausePath": "$.worker_failure.Cause",
+    }
+    definition = json.loads((STATEMACHINES_DIR / "job_lifecycle.asl.json").read_text())
+    assert definition["States"]["Generate the partitions"]["ItemSelector"]["retries"] == 0

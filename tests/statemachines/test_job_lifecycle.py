@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from functions.common.events import JobBudgetExceeded, JobCompleted, JobFailed, JobStarted
+from functions.common.events import JobBudgetExceeded, JobCancelled, JobCompleted, JobFailed, JobStarted
 from tests.statemachines.conftest import BATCH_SIZE, HEARTBEAT_SECONDS, Env
 from tests.support.lifecycle_worker import (
     BEDROCK_COST_PER_RECORD,
@@ -123,8 +123,8 @@ def test_a_job_of_one_partition_takes_the_same_path(env: Env) -> None:
 
 
 def test_a_failed_partition_is_retried_alone_and_the_job_completes(env: Env) -> None:
-    """Partition 1's first worker commits one batch, then dies (no heartbeat): only partition 1 is sent
-    again, with the same range, and the redone batch is not counted twice."""
+    """Partition 1's first worker commits one batch, then dies (no heartbeat): the job is read again and
+    only partition 1 is sent again, with the same range, and the redone batch is not counted twice."""
     job = env.create_job(num_records=8)
     execution_arn = env.promote(job)
     attempts: dict[int, int] = {}
@@ -153,6 +153,81 @@ def test_a_failed_partition_is_retried_alone_and_the_job_completes(env: Env) -> 
     record = env.job(job["job_id"])
     assert (record["status"], record["records_generated"]) == ("COMPLETED", 8)
     assert record["cost"]["total"] == cost_of(batches=4, records=8)
+
+
+def test_a_partition_whose_worker_died_is_not_sent_again_once_the_job_is_cancelled(env: Env) -> None:
+    """The worker dies right after it received the partition, before recording its task token; the
+    cancellation lands meanwhile and finds no token to fail, so it is left to the worker. When the heartbeat
+    times out, the lifecycle reads the job before sending the partition again, sees the request and ends
+    the job CANCELLED: no second work item reaches the queue (before, the retry sent one, and its worker
+    only recorded the token to find the job cancelled)."""
+    job = env.create_job(num_records=4)  # one partition of two batches
+    execution_arn = env.promote(job)
+    cancellations: list[Any] = []
+
+    def handle(worker: LifecycleWorker, item: dict[str, Any]) -> WorkOutcome:
+        if item["kind"] == "partition" and not cancellations:
+            cancellations.append(env.stack.wait(env.request_cancellation(job)))
+            return WorkOutcome(item["job_id"], "died", 0, 0)
+        return worker.process(item)
+
+    done = env.drive(execution_arn, handle)
+    execution = env.stack.wait(execution_arn)
+
+    assert cancellations[0].path[-1] == "Leave the cancellation to the worker"
+    assert partitions(done) == [(0, 0, 2, "died")]  # sent once, never again
+    assert exports(done) == [(True, "exported")]  # asked, and found nothing committed
+    assert env.worker().receive(wait_seconds=0) is None
+    assert [f["error"] for f in execution.failures("Generate the partitions")] == ["States.HeartbeatTimeout"]
+    assert execution.path == [
+        *STARTED,
+        *NOTHING_EXPORTED,
+        "Mark job cancelled",
+        *RELEASED,
+        "Emit job cancelled",
+    ]
+    record = env.job(job["job_id"])
+    assert (record["status"], record["error"]) == ("CANCELLED", "JobCancelled")
+    assert "task_token" not in record  # no worker of this job ever held a task
+    assert env.deltas(job["job_id"]) == []
+    assert job["job_id"] not in env.slot_holders()
+    assert [type(e) for e in env.events(job["job_id"], expected=2)] == [JobStarted, JobCancelled]
+
+
+def test_a_partition_whose_worker_died_is_not_sent_again_once_the_budget_is_reached(env: Env) -> None:
+    """The worker commits batch 0 and dies; the rollup of that batch's delta then reaches the budget. The
+    lifecycle reads the job before sending the partition again and ends the job BUDGET_EXCEEDED with the
+    committed batch exported, without a second work item."""
+    job = env.create_job(num_records=4)  # one partition of two batches
+    execution_arn = env.promote(job)
+
+    def handle(worker: LifecycleWorker, item: dict[str, Any]) -> WorkOutcome:
+        if item["kind"] == "partition":
+            outcome = worker.process(item, die_after_batches=1)
+            env.set_budget_exceeded(job["job_id"])  # the rollup of batch 0, after the worker died
+            return outcome
+        return worker.process(item)
+
+    done = env.drive(execution_arn, handle)
+    execution = env.stack.wait(execution_arn)
+
+    assert partitions(done) == [(0, 0, 2, "died")]  # sent once, never again
+    assert exports(done) == [(True, "exported")]
+    assert env.worker().receive(wait_seconds=0) is None
+    assert [f["error"] for f in execution.failures("Generate the partitions")] == ["States.HeartbeatTimeout"]
+    assert execution.path == [
+        *STARTED,
+        *PARTIAL,
+        "Mark job budget exceeded with its partial export",
+        *RELEASED,
+        "Emit job budget exceeded",
+    ]
+    assert env.deltas(job["job_id"]) == ["00000000"]
+    assert env.exported(job["job_id"]) == [0, 1]
+    record = env.job(job["job_id"])
+    assert (record["status"], record["error"]) == ("BUDGET_EXCEEDED", "BudgetExceeded")
+    assert record["records_generated"] == 2
+    assert record["cost"]["total"] == cost_of(batches=1, records=2)
 
 
 def test_a_partition_that_fails_for_good_ends_the_job_failed_with_the_committed_part(env: Env) -> None:
@@ -296,6 +371,8 @@ def test_a_dead_worker_is_retried_then_the_job_fails_and_a_late_answer_is_refuse
     ]
     record = env.job(job["job_id"])
     assert (record["status"], record["error"]) == ("FAILED", "States.HeartbeatTimeout")
+    # The last lost worker's own error and cause, carried out of the iteration by its Fail state.
+    assert record["cause"] == f"No heartbeat within {HEARTBEAT_SECONDS:g} seconds"
     assert job["job_id"] not in env.slot_holders()
     # A worker that comes back to life cannot change the outcome.
     assert env.worker().process(late[0]).reported == "nothing"
