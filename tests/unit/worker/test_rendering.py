@@ -130,6 +130,25 @@ def test_only_code_that_jumps_backwards_can_loop():
     assert [can_loop(f.__code__) for f in (straight, for_loop, delegate)] == [False, True, True]  # cached
 
 
+def test_a_code_objects_loop_flag_goes_with_it():
+    """The flags are kept by code object id; a template compiled and dropped leaves nothing behind
+    (and a new code object at a recycled id is never taken for the old one)."""
+    import gc
+
+    from functions.common import sandbox
+
+    namespace: dict = {}
+    exec(compile("def f(xs):\n    for x in xs:\n        pass\n", "<template>", "exec"), namespace)
+    code = namespace.pop("f").__code__
+    key = id(code)
+
+    assert sandbox.can_loop(code)
+    assert key in sandbox._LOOPS
+    del code
+    gc.collect()
+    assert key not in sandbox._LOOPS
+
+
 def test_the_same_prompt_text_is_compiled_once_and_an_edited_one_anew(renderer):
     first = renderer.compile("Hello {{ name }}")
 
