@@ -212,7 +212,8 @@ class _LimitedTemplate(Template):
         return template
 
 
-_JUMPS = frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
+# Every jump opcode: 3.13 lists them all in ``hasjump`` (``hasjrel``/``hasjabs`` are legacy there).
+_JUMPS = frozenset(getattr(dis, "hasjump", ())) | frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
 # Whether a code object can loop, by id (hashing a code object, or a WeakKeyDictionary, costs more
 # than the render it is asked for): the weak reference both checks that the id is still this code
 # object's and drops the entry when the code object goes.
