@@ -14,7 +14,11 @@ with a configured latency. Ratios are measured side by side in one run:
   call): an offline quota below what the worker could do; achieved calls/s against the quota and
   the share of calls throttled after the first (scaled) minute, i.e. second.
 - **CPU per record** of the pipeline itself (render, write, checkpoint, export; moto included) with
-  an instant model: records per CPU-second of this process.
+  an instant model: records per CPU-second of this process. The same run also measures, with
+  per-thread CPU clocks, the CPU spent inside moto's request handler (the stand-in for DynamoDB and
+  S3, which in AWS runs elsewhere) and inside the offline model (Bedrock's side, in AWS), and
+  reports the worker's own share: records per CPU-second of what is left (boto3's client side,
+  rendering, the concurrency machinery, serialization, cost accounting, the export's copying).
 - **budget overshoot** for budgets of 1x, 10x and 100x one record's cost.
 """
 
@@ -71,15 +75,19 @@ BATCH_SIZE = 100
 
 
 class CountingProvider:
-    """The offline provider, timestamping every success and throttle."""
+    """The offline provider, timestamping every success and throttle; with ``timed``, adding up
+    the CPU time of its calls (the model's side, and this bookkeeping) in ``cpu``."""
 
-    def __init__(self, inner: OfflineProvider) -> None:
+    def __init__(self, inner: OfflineProvider, timed: bool = False) -> None:
         self._inner = inner
         self._lock = threading.Lock()
+        self._timed = timed
         self.successes: list[float] = []
         self.throttles: list[float] = []
+        self.cpu = 0.0
 
     def complete(self, model: ModelPrice, prompt: str, seed_record: Mapping[str, Any]) -> Completion:
+        began = time.thread_time() if self._timed else 0.0
         try:
             completion = self._inner.complete(model, prompt, seed_record)
         except ModelThrottled:
@@ -88,7 +96,34 @@ class CountingProvider:
             raise
         with self._lock:
             self.successes.append(time.monotonic())
+            if self._timed:
+                self.cpu += time.thread_time() - began
         return completion
+
+
+@contextmanager
+def moto_cpu() -> Iterator[list[float]]:
+    """The CPU time threads spend inside moto's request handler (``[seconds]``, summed): what
+    DynamoDB and S3 do on their side. boto3's own work (serializing, signing, parsing) stays out."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    spent = [0.0]
+    lock = threading.Lock()
+    handler = BotocoreStubber.__call__
+
+    def timed(self: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
+        began = time.thread_time()
+        try:
+            return handler(self, event_name, request, **kwargs)
+        finally:
+            with lock:
+                spent[0] += time.thread_time() - began
+
+    BotocoreStubber.__call__ = timed  # type: ignore[method-assign]
+    try:
+        yield spent
+    finally:
+        BotocoreStubber.__call__ = handler  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -165,8 +200,8 @@ def job(
     )
 
 
-def offline(latency_ms: float, rpm: int | None = None) -> CountingProvider:
-    return CountingProvider(OfflineProvider(OfflineBehaviour(latency_ms=latency_ms, rpm=rpm)))
+def offline(latency_ms: float, rpm: int | None = None, timed: bool = False) -> CountingProvider:
+    return CountingProvider(OfflineProvider(OfflineBehaviour(latency_ms=latency_ms, rpm=rpm)), timed)
 
 
 # ------------------------------------------------------------------ benchmarks
@@ -231,12 +266,20 @@ def quota(world: World, template_id: str, seed: str) -> dict[str, Any]:
 
 def cpu_per_record(world: World, template_id: str, seed: str) -> dict[str, Any]:
     item = job(world, 2000, template_id, seed)
-    run = run_jobs(world, [(item, service(world, offline(0), MAX_CONCURRENCY))])
+    model = offline(0, timed=True)
+    with moto_cpu() as moto:
+        run = run_jobs(world, [(item, service(world, model, MAX_CONCURRENCY))])
+    worker = run.cpu - moto[0] - model.cpu
     return {
         "records": run.records,
         "cpu_seconds": round(run.cpu, 2),
         "ms_cpu_per_record": round(run.cpu / run.records * 1000, 3),
         "records_per_cpu_second": round(run.records / run.cpu, 1),
+        # The same run, split: moto (AWS's side), the offline model (Bedrock's side), the worker.
+        "moto_share": round(moto[0] / run.cpu, 3),
+        "model_share": round(model.cpu / run.cpu, 3),
+        "worker_ms_cpu_per_record": round(worker / run.records * 1000, 3),
+        "worker_records_per_cpu_second": round(run.records / worker, 1),
     }
 
 
@@ -304,6 +347,9 @@ def _table(results: dict[str, Any]) -> list[str]:
     lines.append(
         f"worker: CPU per record, instant model (render+write+checkpoint+export, moto included):"
         f" {c['ms_cpu_per_record']} ms = {c['records_per_cpu_second']:.0f} records per CPU-second"
+        f" (moto {c['moto_share']:.0%}, offline model {c['model_share']:.0%}; the worker's own:"
+        f" {c['worker_ms_cpu_per_record']} ms = {c['worker_records_per_cpu_second']:.0f}"
+        " records per CPU-second)"
     )
     lines.append(
         f"{'budget (records)':<18}{'outcome':>16}{'records':>9}{'overshoot':>11}"

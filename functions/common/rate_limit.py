@@ -10,6 +10,10 @@ after their window ends.
 
 Fixed windows admit at most twice a window's limit across a window boundary; that is the accepted
 price of one write per request.
+
+``count`` gives the same counter updates as transaction items, for a caller that counts a request
+in the transaction that does the request's own writes (the jobs API's create): then a request
+refused for any reason counts nowhere, and a counted one is exactly a committed one.
 """
 
 from __future__ import annotations
@@ -41,6 +45,22 @@ class Window:
         return f"{self.limit} per {unit}"
 
 
+@dataclass(frozen=True)
+class RateCount:
+    """One request's counter updates (``items``, one per window, in window order), to be written in
+    a caller's transaction; ``refusal`` reads their cancellation codes."""
+
+    items: tuple[dict[str, Any], ...]
+    limiter: RateLimiter
+    now: float
+    starts: tuple[int, ...]
+
+    def refusal(self, codes: Sequence[str]) -> TooManyRequestsError | None:
+        """The 429 to answer when a window's condition failed (``codes`` are the items' own), else None."""
+        full = [i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
+        return self.limiter.refusal(self.now, self.starts, full) if full else None
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -68,21 +88,28 @@ class RateLimiter:
     def acquire(self, user_id: str) -> None:
         """Count one request of ``user_id``, or raise ``TooManyRequestsError`` (429, Retry-After)
         when a window is full; a refused request is counted nowhere."""
-        now = self._clock()
-        starts = [int(now // w.seconds) * w.seconds for w in self._windows]
-        items = [self._increment(user_id, w, start) for w, start in zip(self._windows, starts, strict=True)]
-        self._retry.call(lambda: self._count(items, now, starts), retry_on=TransactionConflictError)
+        count = self.count(user_id)
+        self._retry.call(lambda: self._write(count), retry_on=TransactionConflictError)
 
-    def _count(self, items: list[dict[str, Any]], now: float, starts: list[int]) -> None:
+    def count(self, user_id: str) -> RateCount:
+        """The updates that count one request of ``user_id`` now, each conditional on its window."""
+        now = self._clock()
+        starts = tuple(int(now // w.seconds) * w.seconds for w in self._windows)
+        items = tuple(
+            self._increment(user_id, w, start) for w, start in zip(self._windows, starts, strict=True)
+        )
+        return RateCount(items=items, limiter=self, now=now, starts=starts)
+
+    def _write(self, count: RateCount) -> None:
         try:
-            self._ddb.transact_write_items(TransactItems=items)
+            self._ddb.transact_write_items(TransactItems=list(count.items))
         except ClientError as error:
             codes = cancellation_codes(error)
             if codes is None:
                 raise
-            full = [i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
-            if full:
-                raise self._refusal(now, starts, full) from None
+            refusal = count.refusal(codes)
+            if refusal is not None:
+                raise refusal from None
             if "TransactionConflict" in codes:
                 raise TransactionConflictError(error) from error
             raise
@@ -101,7 +128,7 @@ class RateLimiter:
             }
         }
 
-    def _refusal(self, now: float, starts: list[int], full: list[int]) -> TooManyRequestsError:
+    def refusal(self, now: float, starts: Sequence[int], full: Sequence[int]) -> TooManyRequestsError:
         # Every full window must have rolled over before a retry can pass.
         retry_after = max(math.ceil(starts[i] + self._windows[i].seconds - now) for i in full)
         retry_after = max(retry_after, 1)

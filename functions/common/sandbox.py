@@ -12,22 +12,33 @@ hang or exhaust it (a *template bomb*). The limits, each turned into ``RenderErr
 - **no constant folding of big values**: ``*``, ``**``, ``+`` and ``%`` are intercepted operators,
   so Jinja's compiler never folds ``'x' * 10**9`` at compile time (it would build the value while
   compiling, outside every check); they are evaluated at render time through ``call_binop``;
-- **time**: a ``Deadline`` trace function watches the template's own frames and raises once its
-  time has passed, so loops that print nothing (nested ``range`` loops) stop too;
+- **time**: a ``Deadline`` trace function checks the clock on every call (template code and
+  everything it calls in Python) and on every line of the template's own frames that can loop, and
+  raises once its time has passed, so loops that print nothing (nested ``range`` loops) stop too;
 - **recursion**: a recursive macro ends as a ``RecursionError`` and is reported like the rest.
 
 ``render_limited`` renders a compiled template under these limits; the worker's ``PromptRenderer``
 and the API's template analysis both use it.
+
+Cost (the worker renders every step of every record): a trace function slows every Python frame
+of its thread, so only the template's own execution is traced (the context is built before the
+trace is set), and line events are asked for only in template frames whose code can jump backwards
+(a loop): a frame without one runs each instruction at most once, and everything it calls has its
+own call event, so the clock is still read at least once per loop iteration or call. Templates keep
+their globals as a plain dict (Jinja's ``ChainMap`` over the environment's globals is copied into
+every render's context, and iterating it cost more than rendering a short prompt).
 """
 
 from __future__ import annotations
 
+import dis
 import math
 import re
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError
@@ -99,8 +110,9 @@ class LimitedSandbox(SandboxedEnvironment):
         return "".join(chunks)
 
     def _finalize(self, value: Any) -> Any:
-        if isinstance(value, str | list | tuple | dict):
-            self.check_size(len(value), "an expression's value")
+        # Runs for every ``{{ }}``: the size check is inlined (one call less per expression).
+        if isinstance(value, str | list | tuple | dict) and len(value) > self.max_output_chars:
+            self._refuse("an expression's value")
         return value
 
     def _check_arguments(self, args: Iterable[Any], kwargs: Mapping[str, Any], what: str) -> None:
@@ -194,30 +206,66 @@ class _LimitedTemplate(Template):
         namespace = template.root_render_func.__globals__
         namespace["str_join"] = environment.limited_concat
         namespace["markup_join"] = environment.limited_concat
+        # Every render copies the globals into its context: a dict copies fast, Jinja's ChainMap over
+        # the environment's globals does not. The environment's globals do not change once built.
+        template.globals = dict(template.globals)
         return template
 
 
+# Every jump opcode: 3.13 lists them all in ``hasjump`` (``hasjrel``/``hasjabs`` are legacy there).
+_JUMPS = frozenset(getattr(dis, "hasjump", ())) | frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
+# Whether a code object can loop, by id (hashing a code object, or a WeakKeyDictionary, costs more
+# than the render it is asked for): the weak reference both checks that the id is still this code
+# object's and drops the entry when the code object goes.
+_LOOPS: dict[int, tuple[weakref.ref[CodeType], bool]] = {}
+
+
+def can_loop(code: CodeType) -> bool:
+    """True when ``code`` has a backward jump (a ``for`` loop, ``yield from``): without one, each of
+    its instructions runs at most once per call, so it cannot spin without calling something."""
+    key = id(code)
+    entry = _LOOPS.get(key)
+    if entry is not None and entry[0]() is code:
+        return entry[1]
+    loops = any(
+        ins.opcode in _JUMPS and isinstance(ins.argval, int) and ins.argval <= ins.offset
+        for ins in dis.get_instructions(code)
+    )
+    _LOOPS[key] = (weakref.ref(code, lambda ref: _forget(key, ref)), loops)
+    return loops
+
+
+def _forget(key: int, ref: weakref.ref[CodeType]) -> None:
+    entry = _LOOPS.get(key)
+    if entry is not None and entry[0] is ref:
+        del _LOOPS[key]
+
+
 class Deadline:
-    """A trace function that stops template code once the render has run too long."""
+    """A trace function that stops template code once the render has run too long: the clock is
+    read on every call event (any Python frame) and on every line of template frames that can loop.
+    """
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._deadline = clock() + seconds
         self._seconds = seconds
 
-    def _check(self) -> None:
-        if self._clock() > self._deadline:
-            raise LimitExceeded(f"rendering took longer than {self._seconds:g} s")
+    def _expired(self) -> None:
+        raise LimitExceeded(f"rendering took longer than {self._seconds:g} s")
 
     def trace(self, frame: FrameType, event: str, arg: Any) -> Any:
-        self._check()
-        if frame.f_code.co_filename == TEMPLATE_FILENAME:
+        # Called for every frame entered while rendering: the check is inlined, not a method call.
+        if self._clock() > self._deadline:
+            self._expired()
+        code = frame.f_code
+        if code.co_filename == TEMPLATE_FILENAME and can_loop(code):
             return self._trace_lines
         return None
 
     def _trace_lines(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "line":
-            self._check()
+        if event == "line" and self._clock() > self._deadline:
+            self._expired()
         return self._trace_lines
 
 
@@ -227,19 +275,29 @@ def render_limited(
     """Render ``template`` (compiled by a ``LimitedSandbox``) under the size limit and ``deadline``.
 
     Every failure is a ``RenderError`` (``LimitExceeded`` for the size, time and power limits).
+    This is ``Template.generate`` with the context built before the trace is set, so only the
+    template's own execution is traced; an error's traceback is rewritten onto the template's
+    lines as ``generate`` does (the dry run names the line), once the trace is off.
     """
-    previous = sys.gettrace()
-    sys.settrace(deadline.trace)
     try:
-        chunks: list[str] = []
-        total = 0
-        for chunk in template.generate(dict(context)):
-            total += len(chunk)
-            if total > max_output_chars:
-                raise LimitExceeded(
-                    f"the prompt would exceed the size limit of {max_output_chars} characters"
-                )
-            chunks.append(chunk)
+        render_context = template.new_context(dict(context))
+        previous = sys.gettrace()
+        sys.settrace(deadline.trace)
+        try:
+            chunks: list[str] = []
+            total = 0
+            for chunk in template.root_render_func(render_context):
+                total += len(chunk)
+                if total > max_output_chars:
+                    raise LimitExceeded(
+                        f"the prompt would exceed the size limit of {max_output_chars} characters"
+                    )
+                chunks.append(chunk)
+        except Exception:
+            sys.settrace(previous)
+            template.environment.handle_exception()
+        finally:
+            sys.settrace(previous)
         return "".join(chunks)
     except RenderError:
         raise
@@ -253,5 +311,3 @@ def render_limited(
         raise RenderError(f"{type(error).__name__}: {error}") from error
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as error:
         raise RenderError(f"{type(error).__name__}: {error}") from error
-    finally:
-        sys.settrace(previous)

@@ -42,7 +42,7 @@ from functions.jobs.models import (
     JobStatus,
 )
 from functions.jobs.repository import JobFiles, JobsRepository
-from functions.jobs.service import JobQuota, JobsService
+from functions.jobs.service import JobQuota, JobsService, create_rate_limiter
 from functions.templates.repository import TemplateRepository
 
 
@@ -77,9 +77,9 @@ def _service() -> JobsService:
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         seed_max_bytes=settings.upload_max_bytes,
         lambda_context=router.lambda_context,
-        quota=JobQuota(
-            max_queued=settings.max_queued_jobs_per_user,
-            max_per_minute=settings.max_jobs_created_per_minute,
+        quota=JobQuota(max_queued=settings.max_queued_jobs_per_user),
+        create_limiter=create_rate_limiter(
+            dynamodb, settings.idempotency_table, settings.max_jobs_created_per_minute
         ),
     )
 
@@ -99,7 +99,10 @@ def _json(status: int, body: Any) -> Response:
         "Queues a job for a template version readable by you and one of your seed-data uploads. "
         "With an `Idempotency-Key` header a retry answers the first answer and creates nothing; the "
         "same key with a different body is a 400, a retry while the first is still running a 409, and "
-        "a retry after its job was deleted a 409 too."
+        "a retry after its job was deleted a 409 too. Per-user quotas, counted in the create's own "
+        "transaction so concurrent creates never pass them: jobs QUEUED at once, and creates per "
+        "calendar minute (a fixed window); a refused create answers 429 with `Retry-After` and "
+        "writes nothing, and a request refused as invalid (400/403/404) uses up neither."
     ),
     responses=api_responses(
         (201, "Queued"),
@@ -112,7 +115,10 @@ def _json(status: int, body: Any) -> Response:
         e403="seed_data_path is not under seed-data/{you}/",
         e404="Template version (yours or public) or seed object not found",
         e409="A request with this Idempotency-Key is still in progress, or its job was deleted",
-        e429="A per-user quota (waiting jobs, or jobs created a minute) is used up; see Retry-After",
+        e429=(
+            "A per-user quota is used up (jobs waiting, or jobs created in this minute), or too many "
+            "of your creates ran at once; see Retry-After. Nothing was created"
+        ),
     ),
 )
 def create_job(

@@ -5,11 +5,13 @@ Item layouts, index names and conditions follow docs/data-model.md verbatim.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from functions.common import queued_jobs
 from functions.common.dynamo import TransactionConflictError, cancellation_codes, from_item, to_item
 from functions.common.retry import RetryPolicy
 from functions.common.status import JobStatus
@@ -20,8 +22,11 @@ USER_ID_INDEX = "user-id-index"
 USER_STATUS_INDEX = "user-status-index"
 # The Templates table's head item (docs/data-model.md, "Templates table"): holds ``job_refs``.
 TEMPLATE_HEAD_VERSION = 0
-# Jobs of one template share its head item, so their transactions may conflict.
+# Jobs of one template share its head item, and one user's creates share their QUEUED set and rate
+# counters, so their transactions may conflict.
 CONFLICT_RETRY = RetryPolicy(attempts=5, base_delay=0.02)
+# The create transaction's items, in order (``JobsRepository.create``).
+_JOB, _QUEUE_ITEM, _TEMPLATE_VERSION, _TEMPLATE_HEAD, _QUEUED_SET, _COUNTERS = range(6)
 
 
 def user_status_key(user_id: str, status: JobStatus | str) -> str:
@@ -39,6 +44,18 @@ class JobIdTakenError(Exception):
 
 class TemplateVersionGoneError(Exception):
     """The ConditionCheck on the template version failed: it was deleted meanwhile."""
+
+
+class QueuedQuotaFullError(Exception):
+    """The user's QUEUED set already holds ``max_queued`` jobs."""
+
+
+class CountersFullError(Exception):
+    """A counter given to ``create`` (a rate limit window) refused; ``codes`` are their reasons."""
+
+    def __init__(self, codes: Sequence[str]) -> None:
+        super().__init__(list(codes))
+        self.codes = list(codes)
 
 
 @dataclass(frozen=True)
@@ -76,10 +93,18 @@ class JobsRepository:
 
     # ------------------------------------------------------------ writes
 
-    def create(self, job: dict[str, Any]) -> None:
+    def create(
+        self, job: dict[str, Any], *, max_queued: int, counters: Sequence[dict[str, Any]] = ()
+    ) -> None:
         """Jobs item + Queue item + template version check + ``ADD job_refs :one`` (and the usage
-        counters) on the template's head item, in one transaction (lifecycle step 1). A version or
-        head gone: the template is."""
+        counters) on the template's head item + the job's id in its user's QUEUED set (on condition
+        the set holds fewer than ``max_queued``) + ``counters`` (the rate limiter's window updates),
+        in one transaction (lifecycle step 1): a create refused for any reason writes nothing.
+
+        Raises ``TemplateVersionGoneError`` (a version or head gone: the template is),
+        ``JobIdTakenError``, ``QueuedQuotaFullError``, ``CountersFullError`` (with the counters'
+        own cancellation codes), or ``TransactionConflictError`` once the retries are spent.
+        """
         if self._queue is None or self._templates is None:
             raise RuntimeError("create needs the Queue and Templates table names")
         queue_item = {
@@ -118,6 +143,9 @@ class JobsRepository:
                     "ExpressionAttributeValues": to_item({":one": 1}),
                 }
             },
+            # The per-user queued quota, strict: the user's creates are serialized on this item.
+            queued_jobs.admit_item(self._queue, job["user_id"], job["job_id"], max_queued),
+            *counters,
         ]
         self._retry.call(lambda: self._create(transact_items), retry_on=TransactionConflictError)
 
@@ -126,57 +154,20 @@ class JobsRepository:
             self._ddb.transact_write_items(TransactItems=transact_items)
         except ClientError as error:
             reasons = cancellation_codes(error)
-            if reasons is None:
+            if reasons is None or len(reasons) != len(transact_items):
                 raise
-            if len(reasons) == 4 and "ConditionalCheckFailed" in (reasons[2], reasons[3]):
+            failed = [code == "ConditionalCheckFailed" for code in reasons]
+            if failed[_TEMPLATE_VERSION] or failed[_TEMPLATE_HEAD]:
                 raise TemplateVersionGoneError from error
-            if reasons and reasons[0] == "ConditionalCheckFailed":
+            if failed[_JOB]:
                 raise JobIdTakenError from error
+            if failed[_QUEUED_SET]:
+                raise QueuedQuotaFullError from error
+            if any(failed[_COUNTERS:]):
+                raise CountersFullError(reasons[_COUNTERS:]) from error
             if "TransactionConflict" in reasons:
                 raise TransactionConflictError(error) from error
             raise
-
-    # ------------------------------------------------------------ quotas (index reads: soft)
-
-    def count_queued(self, user_id: str, at_most: int) -> int:
-        """The user's QUEUED jobs, counted up to ``at_most`` (user-status-index, no items read)."""
-        arguments: dict[str, Any] = {
-            "TableName": self._jobs,
-            "IndexName": USER_STATUS_INDEX,
-            "KeyConditionExpression": "user_status = :k",
-            "ExpressionAttributeValues": to_item({":k": user_status_key(user_id, JobStatus.QUEUED)}),
-            "Select": "COUNT",
-        }
-        total = 0
-        while total < at_most:
-            arguments["Limit"] = at_most - total
-            answer = self._ddb.query(**arguments)
-            total += int(answer.get("Count", 0))
-            if "LastEvaluatedKey" not in answer:
-                break
-            arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        return total
-
-    def created_since(self, user_id: str, since: str, at_most: int) -> list[str]:
-        """``created_at`` of the user's jobs created at or after ``since``, oldest first, at most
-        ``at_most`` of them (user-id-index)."""
-        arguments: dict[str, Any] = {
-            "TableName": self._jobs,
-            "IndexName": USER_ID_INDEX,
-            "KeyConditionExpression": "user_id = :u AND created_at >= :since",
-            "ExpressionAttributeValues": to_item({":u": user_id, ":since": since}),
-            "ProjectionExpression": "created_at",
-            "ScanIndexForward": True,
-        }
-        found: list[str] = []
-        while len(found) < at_most:
-            arguments["Limit"] = at_most - len(found)
-            answer = self._ddb.query(**arguments)
-            found.extend(str(from_item(item)["created_at"]) for item in answer.get("Items", []))
-            if "LastEvaluatedKey" not in answer:
-                break
-            arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        return found
 
     def request_cancel(self, job_id: str, requested_at: str) -> CancelOutcome:
         """Record the cancellation request once: condition status QUEUED or RUNNING and not yet asked."""

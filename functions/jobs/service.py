@@ -18,12 +18,25 @@ Decisions where the issue is silent (also in the route descriptions):
   ``DELETE``; a finished job answers 409 naming its status and is **never** deleted. ``DELETE`` keeps
   the spec's double meaning (cancel an active job, delete a finished one), so a client that means
   "cancel" and races the job's completion deletes the output; UIs should use ``/cancel``.
-* Per-user quotas (issue 13, ``JobQuota``): at most ``max_queued`` QUEUED jobs and at most
-  ``max_per_minute`` jobs created in the last 60 s; past either, 429 with ``Retry-After`` (the
-  rate: seconds until the oldest create of the window leaves it; the queued quota: 60 s, about
-  one promotion cycle). They read the user indexes, which lag writes by a moment, so concurrent
-  creates can pass a quota by a few jobs: quotas guard capacity; the budget guards money. A replay
-  of an ``Idempotency-Key`` is answered before any quota check.
+* Per-user quotas (issue 13), strict: concurrent creates can never pass them together. Both are
+  counted in the create's own transaction, so a create refused for any reason (a quota, a template
+  deleted meanwhile) writes nothing and counts in neither, and a request refused by validation
+  (400/403/404) never reaches them. A replay of an ``Idempotency-Key`` is answered before either.
+
+  - At most ``JobQuota.max_queued`` QUEUED jobs: the transaction adds the job to its user's QUEUED
+    set on condition the set is smaller (``functions.common.queued_jobs``); the promoter removes a
+    job when it leaves QUEUED. Past it, 429 with ``Retry-After`` ``queued_retry_after_seconds``
+    (60 s, about one promotion cycle: a place frees when one of the user's jobs starts).
+  - At most ``max_per_minute`` creates per user per minute: the common ``RateLimiter`` (scope
+    ``job-create``), its window counters updated in the same transaction. The windows are fixed
+    (calendar minutes), so across a window boundary up to twice the limit can pass within 60 s:
+    the accepted price of one counter write per request. ``Retry-After`` is the seconds until
+    the window ends.
+  - Many concurrent creates of one user contend on these items; a create that still conflicts
+    after its retries answers 429 with ``Retry-After: 1`` (never a 500 for what a client sent).
+
+  Jobs queued before the set existed are not in it: they leave the quota uncounted (looser, never
+  stricter) until they start.
 * ``DELETE`` on an active job that already has a cancellation request answers 202 again and re-emits
   ``Job Cancellation Requested`` with the first ``requested_at`` (the cancellation state machine is
   idempotent); so a client whose first call lost the event can simply retry. If the job reached a
@@ -34,10 +47,10 @@ Decisions where the issue is silent (also in the route descriptions):
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -51,8 +64,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 
-from functions.common.clock import now_iso, parse_iso, to_iso
+from functions.common.clock import now_iso
 from functions.common.cursor import decode_cursor, encode_cursor
+from functions.common.dynamo import TransactionConflictError
 from functions.common.errors import (
     BadRequestError,
     ConflictError,
@@ -68,6 +82,7 @@ from functions.common.events import (
 )
 from functions.common.exports import compression_error, exports_prefix
 from functions.common.observability import logger
+from functions.common.rate_limit import RateLimiter, Window
 from functions.common.storage import (
     SeedFolderTooLargeError,
     SeedPathError,
@@ -87,9 +102,11 @@ from functions.jobs.models import (
     JobSummary,
 )
 from functions.jobs.repository import (
+    CountersFullError,
     JobFiles,
     JobIdTakenError,
     JobsRepository,
+    QueuedQuotaFullError,
     TemplateVersionGoneError,
     queue_key,
     user_status_key,
@@ -101,14 +118,28 @@ STOPPED = frozenset({JobStatus.BUDGET_EXCEEDED, JobStatus.CANCELLED, JobStatus.F
 IDEMPOTENCY_KEY_PREFIX = "plot-palette.jobs.create"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# The rate limiter's scope of job creates (its counters' ids start ``rate-limit#job-create#``).
+CREATE_RATE_SCOPE = "job-create"
 
 
 @dataclass(frozen=True)
 class JobQuota:
     max_queued: int = 100
-    max_per_minute: int = 60
-    # Retry-After of the queued quota: a slot frees when a job ends; one promotion cycle is a guess.
+    # Retry-After of the queued quota: a place frees when a job starts; one promotion cycle is a guess.
     queued_retry_after_seconds: int = 60
+
+
+def create_rate_limiter(
+    dynamodb_client: Any, table_name: str, max_per_minute: int, clock: Callable[[], float] = time.time
+) -> RateLimiter:
+    """The per-user limit on job creates: ``max_per_minute`` in each fixed minute window."""
+    return RateLimiter(
+        dynamodb_client,
+        table_name,
+        scope=CREATE_RATE_SCOPE,
+        windows=[Window(60, max_per_minute)],
+        clock=clock,
+    )
 
 
 class ReadableTemplate(Protocol):
@@ -158,8 +189,11 @@ class JobsService:
         clock: Callable[[], str] = now_iso,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         quota: JobQuota | None = None,
+        create_limiter: RateLimiter | None = None,
     ) -> None:
+        """``create_limiter`` (``create_rate_limiter``) limits creates per user; None: no rate limit."""
         self._quota = quota or JobQuota()
+        self._create_limiter = create_limiter
         self._jobs = jobs
         self._access = JobAccess(jobs)
         self._files = files
@@ -233,7 +267,6 @@ class JobsService:
         seed_key = self._seed_key(user_id, request.seed_data_path)
 
         created_at = self._clock()
-        self._check_quotas(user_id, created_at)
         job_id = self._new_id()
         job = {
             "job_id": job_id,
@@ -257,12 +290,26 @@ class JobsService:
             "tokens_used": 0,
             "cost": {"bedrock": 0, "fargate": 0, "s3": 0, "total": 0},
         }
+        rate = self._create_limiter.count(user_id) if self._create_limiter is not None else None
         try:
-            self._jobs.create(job)
+            self._jobs.create(job, max_queued=self._quota.max_queued, counters=rate.items if rate else ())
         except TemplateVersionGoneError:
             raise NotFoundError("Template version not found") from None
         except JobIdTakenError:
             raise ConflictError("Job id collision; retry the request") from None
+        except QueuedQuotaFullError:
+            raise TooManyRequestsError(
+                f"You have {self._quota.max_queued} jobs waiting, the most allowed; "
+                "try again when some have started",
+                self._quota.queued_retry_after_seconds,
+            ) from None
+        except CountersFullError as error:
+            refusal = rate.refusal(error.codes) if rate is not None else None
+            if refusal is None:
+                raise
+            raise refusal from None
+        except TransactionConflictError:
+            raise TooManyRequestsError("Too many concurrent job creates; retry in a second", 1) from None
         try:
             self._publisher.publish(
                 JobQueued(
@@ -279,23 +326,6 @@ class JobsService:
             logger.exception("Job Queued not published; the job is committed", extra={"job_id": job_id})
         logger.info("Job queued", extra={"job_id": job_id, "template_id": template.template_id})
         return CreateJobResponse(job_id=job_id, status=JobStatus.QUEUED, created_at=created_at)
-
-    def _check_quotas(self, user_id: str, now: str) -> None:
-        quota = self._quota
-        window_start = parse_iso(now) - timedelta(seconds=60)
-        recent = self._jobs.created_since(user_id, to_iso(window_start), quota.max_per_minute)
-        if len(recent) >= quota.max_per_minute:
-            leaves_window = parse_iso(recent[0]) - window_start
-            raise TooManyRequestsError(
-                f"At most {quota.max_per_minute} jobs a minute; try again shortly",
-                int(leaves_window.total_seconds()) + 1,
-            )
-        if self._jobs.count_queued(user_id, quota.max_queued) >= quota.max_queued:
-            raise TooManyRequestsError(
-                f"You have {quota.max_queued} jobs waiting, the most allowed; "
-                "try again when some have started",
-                quota.queued_retry_after_seconds,
-            )
 
     def _seed_key(self, user_id: str, path: str) -> str:
         """The key or folder the job reads (an ``s3://`` URI is stored as its key): 403 when it is

@@ -1,7 +1,8 @@
 """Queue promoter: the Jobs table stream (NEW_AND_OLD_IMAGES) → admit waiting jobs.
 
-A record triggers a promotion pass when a job was queued (INSERT, status QUEUED) or a running slot
-was released (MODIFY that changes ``slot_released_at``); every other record is ignored. Records
+A record that takes a job out of QUEUED removes it from its user's QUEUED set (the jobs API's
+queued quota; idempotent). A record triggers a promotion pass when a job was queued (INSERT, status
+QUEUED) or a running slot was released (MODIFY that changes ``slot_released_at``). Records
 are already committed when Lambda delivers them, so one successful pass covers the whole batch: the
 first trigger record runs it and later ones only run another if it failed. A record whose images
 do not parse, or whose pass fails, is reported alone in ``batchItemFailures``; the stream retries
@@ -46,6 +47,9 @@ class _BatchPromotion:
         self._done = False
 
     def handle(self, record: JobStreamRecord) -> None:
+        left = record.left_queue
+        if left is not None and left.user_id is not None:
+            self._service.job_left_queue(left.user_id, left.job_id)
         finished = record.finished_as
         if finished is not None:
             metrics.add_metric(

@@ -61,6 +61,7 @@ class JobImage(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     job_id: str
+    user_id: str | None = None
     # Optional: a write that lands after the job's deletion can recreate a bare item (job_id and
     # slot_released_at only). A status, when present, must be one of the six.
     status: JobStatus | None = None
@@ -87,6 +88,17 @@ class JobStreamRecord(DynamoDBStreamRecordModel):
             return True
         released_before = old.slot_released_at if old is not None else None
         return new.slot_released_at is not None and new.slot_released_at != released_before
+
+    @property
+    def left_queue(self) -> JobImage | None:
+        """The job's old image when this record took it out of QUEUED (promoted to RUNNING,
+        cancelled or failed while queued, or deleted): its id leaves its user's QUEUED set."""
+        new, old = self.dynamodb.NewImage, self.dynamodb.OldImage
+        if old is None or old.status is not JobStatus.QUEUED or old.user_id is None:
+            return None
+        if new is not None and new.status is JobStatus.QUEUED:
+            return None
+        return old
 
     @property
     def finished_as(self) -> JobStatus | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from functions.common import queued_jobs
 from functions.common.dynamo import (
     TRANSIENT_REASONS,
     cancellation_reasons,
@@ -236,6 +237,10 @@ class QueueRepository:
                 ExpressionAttributeNames={"#user": user_slots_attribute(user_id)},
                 ExpressionAttributeValues={":jobs": {"SS": sorted(job_ids)}},
             )
+
+    def forget_queued(self, user_id: str, job_id: str) -> bool:
+        """Take ``job_id`` out of its user's QUEUED set (idempotent); False when it was not there."""
+        return queued_jobs.forget(self._db, self._queue_table, user_id, job_id)
 
     def remove_entry(self, entry: QueueEntry) -> None:
         """Delete a leftover Queue item (idempotent)."""

@@ -16,6 +16,11 @@ One pass (docs/data-model.md, "Job lifecycle protocol" step 2):
    whole because the fairest job of a priority may be its newest; the per-user quota on queued jobs
    (jobs API) bounds it.
 
+Besides the pass, every Jobs stream record that takes a job out of QUEUED (to RUNNING, CANCELLED,
+FAILED, or deleted) removes the job from its user's QUEUED set (``job_left_queue``), which the jobs
+API's queued quota counts. The removal is a set DELETE on condition the id is there: a replay, a
+retry or the reconciler's own repair removes nothing twice.
+
 Several passes run concurrently (one per stream shard batch, plus replays). Safety comes from the
 conditions, not from the pass: a slot is taken only by the conditional ADD, which also refuses a
 job that already holds one; the Queue item is deleted in the same transaction, so a job is claimed
@@ -53,6 +58,10 @@ class PromoterService:
         self._per_user = max_running_jobs_per_user or max_running_jobs
         self._clock = clock
         self._retry = retry
+
+    def job_left_queue(self, user_id: str, job_id: str) -> bool:
+        """Free the job's place in its user's queued quota; False when it was already free."""
+        return self._repo.forget_queued(user_id, job_id)
 
     def promote(self) -> PromotionReport:
         report = PromotionReport()

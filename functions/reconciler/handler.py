@@ -19,7 +19,7 @@ from functions.common.settings import load_settings
 from functions.promoter.repository import LifecycleExecutions, QueueRepository
 from functions.promoter.service import PromoterService
 from functions.reconciler.models import ReconcileReport, ReconcilerSettings
-from functions.reconciler.repository import LifecycleRuns, MissedCostDeltas, ReconcilerJobs
+from functions.reconciler.repository import LifecycleRuns, MissedCostDeltas, QueuedSets, ReconcilerJobs
 from functions.reconciler.service import ReconcilerService
 from functions.rollup.repository import CostRepository
 from functions.rollup.service import CostRollupService
@@ -46,6 +46,9 @@ def build_service(settings: ReconcilerSettings) -> ReconcilerService:
             MissedCostDeltas(dynamodb, settings.cost_tracking_table),
             CostRollupService(CostRepository(dynamodb, settings.cost_tracking_table, settings.jobs_table)),
         ),
+        queued_sets=QueuedSets(dynamodb, settings.queue_table, settings.jobs_table),
+        # The stream's own removal gets the same grace as its promotions.
+        queued_set_grace_seconds=settings.promotion_repair_after_seconds,
         rollup_repair_after_seconds=settings.rollup_repair_after_seconds,
         max_redrives=settings.max_lifecycle_redrives,
         redrive_grace_seconds=settings.redrive_grace_seconds,

@@ -59,6 +59,28 @@ class RunningJob(BaseModel):
         return lifecycle_execution_name(self.job_id, self.lifecycle_redrives)
 
 
+class QueuedJobState(BaseModel):
+    """The part of a Jobs item the reconciler needs to tell whether it still counts as queued."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    job_id: str
+    status: JobStatus | None = None  # None: a bare item recreated after deletion, i.e. gone
+    started_at: str | None = None
+    completed_at: str | None = None
+    updated_at: str | None = None
+
+    def left_queue_by(self, cutoff: str) -> bool:
+        """True when the job is no longer QUEUED and left it at or before ``cutoff`` (ISO-8601)."""
+        if self.status is None:
+            return True
+        if self.status is JobStatus.QUEUED:
+            return False
+        # A job leaves QUEUED when it starts, or ends without starting (cancelled, failed).
+        left_at = self.started_at or self.completed_at or self.updated_at
+        return left_at is None or left_at <= cutoff
+
+
 @dataclass
 class ReconcileReport:
     """What one pass repaired (each list is one metric) and what it saw."""
@@ -70,6 +92,8 @@ class ReconcileReport:
     redriven: list[str] = field(default_factory=list)  # RUNNING jobs given a new execution
     failed: list[str] = field(default_factory=list)  # RUNNING jobs failed after too many re-drives
     rolled_up: list[str] = field(default_factory=list)  # "job_id/record_id" of deltas the stream missed
+    # Ids left in a user's QUEUED set (the queued quota) after their job left QUEUED or was deleted
+    unqueued: list[str] = field(default_factory=list)
     queued: int = 0
     running: int = 0
     waited_seconds: dict[str, float] = field(default_factory=dict)
@@ -83,6 +107,7 @@ class ReconcileReport:
             "RedrivenJobs": len(self.redriven),
             "FailedLostJobs": len(self.failed),
             "RolledUpMissedCosts": len(self.rolled_up),
+            "PrunedQueuedJobIds": len(self.unqueued),
         }
 
     @property

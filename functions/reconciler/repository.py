@@ -1,26 +1,110 @@
 """DynamoDB and Step Functions access of the reconciler.
 
 ``ReconcilerJobs`` reads slot holders and writes the two repairs of a RUNNING job (a re-drive, or
-FAILED), each on a condition; ``LifecycleRuns`` looks up and starts lifecycle executions by name.
+FAILED), each on a condition; ``LifecycleRuns`` looks up and starts lifecycle executions by name;
+``QueuedSets`` reads and prunes the users' QUEUED sets (``functions.common.queued_jobs``).
 The slot itself is released through ``functions.promoter.repository.QueueRepository``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from functions.common.dynamo import error_code, from_item, to_attribute
+from functions.common.queued_jobs import JOB_IDS, USER_QUEUED_PARTITION, user_queued_key
 from functions.common.status import JobStatus
 from functions.promoter.models import execution_input
-from functions.reconciler.models import LIFECYCLE_LOST, RunningJob
+from functions.reconciler.models import LIFECYCLE_LOST, QueuedJobState, RunningJob
 from functions.rollup.models import CostDelta
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _av = to_attribute
 _error_code = error_code
+
+
+class QueuedSets:
+    """Every user's QUEUED set (Queue table, partition ``USER_QUEUED``) and the jobs in them."""
+
+    def __init__(self, dynamodb: Any, queue_table: str, jobs_table: str) -> None:
+        self._db = dynamodb
+        self._queue = queue_table
+        self._jobs = jobs_table
+
+    def sets(self) -> Iterator[tuple[str, frozenset[str]]]:
+        """``(user_id, job ids)`` of every user's item; an emptied item has no ids."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._queue,
+            "KeyConditionExpression": "#status = :partition",
+            "ExpressionAttributeNames": {"#status": "status", "#ids": JOB_IDS},
+            "ExpressionAttributeValues": {":partition": _av(USER_QUEUED_PARTITION)},
+            "ProjectionExpression": "queue_key, #ids",
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._db.query(**kwargs)
+            for item in page.get("Items", []):
+                plain = from_item(item)
+                yield str(plain["queue_key"]), frozenset(plain.get(JOB_IDS) or ())
+            if not page.get("LastEvaluatedKey"):
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def jobs(self, job_ids: Iterable[str]) -> dict[str, QueuedJobState]:
+        """The Jobs items of ``job_ids`` that exist (strongly consistent), by id."""
+        keys = [{"job_id": _av(job_id)} for job_id in sorted(set(job_ids))]
+        found: dict[str, QueuedJobState] = {}
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self._jobs: {
+                    "Keys": keys[start : start + 100],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "job_id, #status, started_at, completed_at, updated_at",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                }
+            }
+            while request:
+                answer = self._db.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._jobs, []):
+                    job = QueuedJobState.model_validate(from_item(item))
+                    found[job.job_id] = job
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def remove(self, user_id: str, job_ids: set[str]) -> set[str]:
+        """Take ``job_ids`` out of the user's set; returns those that were in it (so a repair the
+        stream made meanwhile is not counted twice)."""
+        try:
+            answer = self._db.update_item(
+                TableName=self._queue,
+                Key=user_queued_key(user_id),
+                UpdateExpression="DELETE #ids :stale",
+                ConditionExpression="attribute_exists(#ids)",
+                ExpressionAttributeNames={"#ids": JOB_IDS},
+                ExpressionAttributeValues={":stale": {"SS": sorted(job_ids)}},
+                ReturnValues="UPDATED_OLD",
+            )
+        except ClientError as error:
+            if _error_code(error) == _CONDITION_FAILED:
+                return set()  # emptied meanwhile
+            raise
+        before = from_item(answer.get("Attributes") or {}).get(JOB_IDS) or set()
+        return set(job_ids) & set(before)
+
+    def drop_if_empty(self, user_id: str) -> None:
+        """Delete a user's item that holds no id (a create racing this re-creates it with its ADD)."""
+        try:
+            self._db.delete_item(
+                TableName=self._queue,
+                Key=user_queued_key(user_id),
+                ConditionExpression="attribute_not_exists(#ids)",
+                ExpressionAttributeNames={"#ids": JOB_IDS},
+            )
+        except ClientError as error:
+            if _error_code(error) != _CONDITION_FAILED:
+                raise
 
 
 class ReconcilerJobs:

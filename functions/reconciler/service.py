@@ -17,6 +17,11 @@ One pass (docs/data-model.md, "Reconciler"):
 2. A promoter pass (``functions.promoter.service.PromoterService``): start the execution of holders
    still QUEUED, free the slots of terminal or deleted jobs without a running lifecycle, then admit
    QUEUED jobs into free slots (fair share).
+3. The users' QUEUED sets (the jobs API's queued quota): an id whose job is gone, or left QUEUED
+   more than ``queued_set_grace_seconds`` ago, had its stream record lost (the promoter removes it
+   when the Jobs stream shows the change; a younger one is left to it) and is removed. A job never
+   returns to QUEUED, so removing it can never free a place that is still taken. Items left with no
+   id are deleted (on condition they are still empty).
 
 Every write is conditional or idempotent, so a pass racing the stream's promoter, a lifecycle or
 another pass changes nothing twice. Each repair is counted in the report (one metric each).
@@ -38,7 +43,7 @@ from functions.reconciler.models import (
     RunningJob,
     lifecycle_execution_name,
 )
-from functions.reconciler.repository import LifecycleRuns, MissedCostDeltas, ReconcilerJobs
+from functions.reconciler.repository import LifecycleRuns, MissedCostDeltas, QueuedSets, ReconcilerJobs
 from functions.rollup.models import RollupOutcome
 from functions.rollup.service import CostRollupService
 
@@ -53,6 +58,8 @@ class ReconcilerService:
         runs: LifecycleRuns,
         publisher: EventPublisher,
         costs: tuple[MissedCostDeltas, CostRollupService] | None = None,
+        queued_sets: QueuedSets | None = None,
+        queued_set_grace_seconds: int = 60,
         rollup_repair_after_seconds: int = 30,
         max_redrives: int = 3,
         redrive_grace_seconds: int = 120,
@@ -65,6 +72,8 @@ class ReconcilerService:
         self._runs = runs
         self._publisher = publisher
         self._costs = costs
+        self._queued_sets = queued_sets
+        self._queued_grace = queued_set_grace_seconds
         self._rollup_after = rollup_repair_after_seconds
         self._max_redrives = max_redrives
         self._grace = redrive_grace_seconds
@@ -87,6 +96,7 @@ class ReconcilerService:
             for job_id in promotion.promoted
             if promotion.waited_seconds.get(job_id, 0) > self._repair_after
         ]
+        self._prune_queued_sets(report)
         report.queued, report.running = self._slots.count_queued(), promotion.running
         logger.info("Reconciliation pass done", extra={"repairs": report.repairs(), "queued": report.queued})
         return report
@@ -99,6 +109,27 @@ class ReconcilerService:
         for delta in missed.written_before(job.job_id, cutoff):
             if rollup.roll_up(delta) is RollupOutcome.APPLIED:
                 report.rolled_up.append(f"{delta.job_id}/{delta.record_id}")
+
+    def _prune_queued_sets(self, report: ReconcileReport) -> None:
+        if self._queued_sets is None:
+            return
+        sets = self._queued_sets
+        cutoff = to_iso(parse_iso(self._clock()) - timedelta(seconds=self._queued_grace))
+        for user_id, job_ids in sets.sets():
+            if not job_ids:
+                sets.drop_if_empty(user_id)
+                continue
+            jobs = sets.jobs(job_ids)
+            stale = {job_id for job_id in job_ids if job_id not in jobs or jobs[job_id].left_queue_by(cutoff)}
+            if not stale:
+                continue
+            removed = sets.remove(user_id, stale)
+            if removed:
+                logger.warning(
+                    "Removed ids of jobs no longer QUEUED from a user's queued set",
+                    extra={"user_id": user_id, "job_ids": sorted(removed)},
+                )
+                report.unqueued.extend(sorted(removed))
 
     def _check_lifecycle(self, job: RunningJob, report: ReconcileReport) -> None:
         status = self._runs.status(job.execution_name)

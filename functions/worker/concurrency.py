@@ -140,6 +140,8 @@ class ModelLimiter:
 
     def start(self) -> float:
         """Wait for the rate budget, take one request; answer the call's start time."""
+        if self._requests is None and self._tokens is None:
+            return self._clock()  # no rate budget: nothing to wait for or take (no lock either)
         while True:
             with self._lock:
                 wait = max(
@@ -195,6 +197,9 @@ class ConcurrencyController:
         self.throttles = 0
 
     def limiter(self, model_id: str) -> ModelLimiter:
+        limiter = self._limiters.get(model_id)  # limiters are only ever added: read without the lock
+        if limiter is not None:
+            return limiter
         with self._lock:
             limiter = self._limiters.get(model_id)
             if limiter is None:

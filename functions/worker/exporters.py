@@ -11,7 +11,8 @@ complete in itself (its own CSV header, its own Parquet footer). Options (``expo
 ``compression`` — gzip for JSONL/CSV (``.gz`` appended to the name), snappy/zstd/none inside
 Parquet; ``include_prompts: false`` drops every step's ``prompt``.
 
-Columns: JSONL keeps the record shape ``{id, job_id, seed_index, created_at, steps}``; Parquet keeps
+Columns: JSONL keeps the record shape ``{id, job_id, seed_index, created_at, steps}``, one compact
+JSON object a line (with every field kept, the parts' lines are copied as they are); Parquet keeps
 it too, ``steps`` as a struct of one ``{prompt, output, model}`` struct per step; CSV flattens the
 steps into ``steps.<id>.prompt``, ``steps.<id>.output``, ``steps.<id>.model`` columns.
 
@@ -33,7 +34,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from boto3.s3.transfer import TransferConfig
 
@@ -107,11 +108,21 @@ class Exporter:
         fields = step_fields(options.config.include_prompts)
         compression = options.config.compression_for(fmt)
         per_file = records_per_file(options.partition_strategy)
-        records = (
-            _trim(record, fields)
-            for batch_index in batch_indexes
-            for record in self._part(job_id, batch_index, on_progress)
-        )
+        records: Iterator[dict[str, Any] | bytes]
+        if fmt is OutputFormat.JSONL and fields == STEP_FIELDS:
+            # A part's lines are the export's lines already: copied as they are, not parsed and
+            # encoded again (that was most of the export's CPU).
+            records = (
+                line
+                for batch_index in batch_indexes
+                for line in self._part_lines(job_id, batch_index, on_progress)
+            )
+        else:
+            records = (
+                _trim(record, fields)
+                for batch_index in batch_indexes
+                for record in self._part(job_id, batch_index, on_progress)
+            )
         keys: list[str] = []
         count = puts = 0
         with tempfile.TemporaryDirectory(dir=self._temp_dir) as directory:
@@ -131,6 +142,10 @@ class Exporter:
         yield from self._outputs.iter_part(job_id, batch_index)
         on_progress()
 
+    def _part_lines(self, job_id: str, batch_index: int, on_progress: Callable[[], None]) -> Iterator[bytes]:
+        yield from self._outputs.iter_part_lines(job_id, batch_index)
+        on_progress()
+
 
 def _trim(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     if fields == STEP_FIELDS:
@@ -139,13 +154,16 @@ def _trim(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     return {**record, "steps": steps}
 
 
-def _chunks(records: Iterator[dict[str, Any]], size: int | None) -> Iterator[Iterator[dict[str, Any]]]:
+_Row = TypeVar("_Row")
+
+
+def _chunks(records: Iterator[_Row], size: int | None) -> Iterator[Iterator[_Row]]:
     """The record stream as consecutive runs of ``size`` (one run when None); none when empty."""
     first = next(records, None)
     while first is not None:
         head = first
 
-        def run(head: dict[str, Any] = head) -> Iterator[dict[str, Any]]:
+        def run(head: _Row = head) -> Iterator[_Row]:
             yield head
             taken = 1
             while size is None or taken < size:
@@ -167,15 +185,18 @@ def _open_text(path: str, compression: Compression, newline: str | None = None) 
 
 def _jsonl(
     path: str,
-    records: Iterator[dict[str, Any]],
+    records: Iterator[dict[str, Any] | bytes],
     step_ids: list[str],
     fields: tuple[str, ...],
     compression: Compression,
 ) -> int:
+    """One compact JSON object a line: a part's line as it is, or a trimmed record encoded."""
     count = 0
-    with _open_text(path, compression) as out:
+    with gzip.open(path, "wb") if compression is Compression.GZIP else open(path, "wb") as out:
         for record in records:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            if not isinstance(record, bytes):
+                record = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+            out.write(record + b"\n")
             count += 1
     return count
 
@@ -251,4 +272,8 @@ def _parquet(
     return count
 
 
-_WRITERS = {OutputFormat.JSONL: _jsonl, OutputFormat.CSV: _csv, OutputFormat.PARQUET: _parquet}
+_WRITERS: dict[OutputFormat, Callable[..., int]] = {
+    OutputFormat.JSONL: _jsonl,
+    OutputFormat.CSV: _csv,
+    OutputFormat.PARQUET: _parquet,
+}

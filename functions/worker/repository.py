@@ -24,6 +24,7 @@ from functions.worker.models import Checkpoint, GeneratedRecord, JobControl, Rec
 # Deltas are stored rounded to 1e-10 dollars, so the sum of deltas is exact and reproducible.
 MONEY_QUANTUM = Decimal("0.0000000001")
 EXPORT_RECORD_ID = "export"
+PART_READ_BYTES = 1024 * 1024
 
 
 def quantize(amount: Decimal) -> Decimal:
@@ -214,11 +215,18 @@ class OutputStore:
 
     def iter_part(self, job_id: str, batch_index: int) -> Iterator[dict[str, Any]]:
         """The records of one part, streamed line by line."""
+        for line in self.iter_part_lines(job_id, batch_index):
+            yield json.loads(line)
+
+    def iter_part_lines(self, job_id: str, batch_index: int) -> Iterator[bytes]:
+        """The lines of one part (one record's JSON each, without the newline), streamed."""
         body = self._s3.get_object(Bucket=self._bucket, Key=part_key(job_id, batch_index))["Body"]
         try:
-            for line in body.iter_lines():
+            # In reads of up to PART_READ_BYTES (botocore's default of 1 KiB costs a checksum update
+            # and a copy of the pending line per KiB); memory stays within one part and one read.
+            for line in body.iter_lines(chunk_size=PART_READ_BYTES):
                 if line.strip():
-                    yield json.loads(line)
+                    yield line
         finally:
             body.close()
 

@@ -55,6 +55,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from jinja2 import Template
+
 from functions.common.catalogue import ModelPrice, UnknownModelError, resolve_model
 from functions.common.clock import now, to_iso
 from functions.common.observability import logger
@@ -122,6 +124,7 @@ class Step:
     id: str
     prompt: str
     model: ModelPrice
+    template: Template  # the prompt, compiled once for the job (rendered for every record)
 
 
 @dataclass
@@ -338,6 +341,7 @@ class GenerationService:
             start=max(checkpoint.next_batch, item.batches.start),
             committed_at=self._monotonic(),
             overhead_since=time.monotonic(),
+            fargate=self._fargate_for(item),
         )
         run.cursor.skip(min(item.batch_range(run.start).start, item.num_records))
         try:
@@ -430,7 +434,7 @@ class GenerationService:
                     return _COMMIT
                 spent = (
                     max(run.rolled_up, run.checkpoint.usage.total)
-                    + run.fargate_since_commit(self._fargate_for(run.item))
+                    + run.fargate_since_commit()
                     + flight.landed_cost
                 )
                 if run.limit is not None and spent >= run.limit:
@@ -520,10 +524,10 @@ class GenerationService:
         for step in template.template_definition.steps:
             try:
                 model = resolve_model(step.model, step.model_tier)
-                self._renderer.compile(step.prompt)
+                compiled = self._renderer.compile(step.prompt)
             except (UnknownModelError, RenderError) as error:
                 raise _JobError(INVALID_TEMPLATE, f"step {step.id!r}: {error}") from error
-            steps.append(Step(id=step.id, prompt=step.prompt, model=model))
+            steps.append(Step(id=step.id, prompt=step.prompt, model=model, template=compiled))
         if not steps:
             raise _JobError(INVALID_TEMPLATE, "the template has no steps")
         return steps
@@ -578,7 +582,7 @@ class GenerationService:
         results: dict[str, StepResult] = {}
         for step in steps:
             try:
-                prompt = self._renderer.render(step.prompt, context)
+                prompt = self._renderer.render(step.template, context)
                 completion = self._calls.complete(step.model, prompt, seed_record)
             except (RenderError, ModelCallError) as error:
                 outcome.failure = RecordFailure(
@@ -722,16 +726,17 @@ class _Run:
     start: int  # the first batch of this run (the checkpoint's next, within the item's batches)
     committed_at: float  # the service clock at the last commit (Fargate time is billed from it)
     overhead_since: float  # the real clock then (for the admission estimate only)
+    fargate: FargatePrice  # the price of the item's task size (read for every record admitted)
     limit: Decimal | None = None
     result: JobResult | None = None
     started: bool = False  # a record was admitted in this run
     rolled_up: Decimal = Decimal(0)  # the job's rolled-up cost (every partition) at the last read
     open: deque[_OpenBatch] = field(default_factory=deque)
 
-    def fargate_since_commit(self, fargate: FargatePrice) -> Decimal:
+    def fargate_since_commit(self) -> Decimal:
         """The worker's time since the last commit (already spent; the next delta bills it with
         the service's own clock, this real-clock reading is for admission only)."""
-        return fargate.cost(_seconds(time.monotonic() - self.overhead_since))
+        return self.fargate.cost(_seconds(time.monotonic() - self.overhead_since))
 
     def commit_writes(self) -> Decimal:
         """What committing the open batches will cost in S3 writes (part and checkpoint each)."""

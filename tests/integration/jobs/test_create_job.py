@@ -38,6 +38,16 @@ def _scan(aws: Any, table: str) -> list[dict[str, Any]]:
     return items
 
 
+def _queue_entries(aws: Any) -> list[dict[str, Any]]:
+    """The Queue table's waiting-job items (not the users' QUEUED sets)."""
+    return [i for i in _scan(aws, QUEUE_TABLE) if i["status"] == "QUEUED"]
+
+
+def _idempotency_records(aws: Any) -> list[dict[str, Any]]:
+    """Powertools' records (the table also holds the create rate limit's counters)."""
+    return [i for i in _scan(aws, IDEMPOTENCY_TABLE) if not i["id"].startswith("rate-limit#")]
+
+
 def _assert_nothing_written(aws: Any) -> None:
     assert _scan(aws, JOBS_TABLE) == []
     assert _scan(aws, QUEUE_TABLE) == []
@@ -88,7 +98,7 @@ def test_create_writes_job_queue_item_and_event(aws: Any) -> None:
     # Priority 8 sorts before the default 5: "02" < "05".
     assert item["queue_key"] == f"02#{created_at}#{job_id}"
 
-    queue = _scan(aws, QUEUE_TABLE)
+    queue = sorted(_scan(aws, QUEUE_TABLE), key=lambda i: (i["status"], i["queue_key"]))
     assert queue == [
         {
             "status": "QUEUED",
@@ -97,7 +107,9 @@ def test_create_writes_job_queue_item_and_event(aws: Any) -> None:
             "user_id": "user-1",
             "priority": 8,
             "created_at": created_at,
-        }
+        },
+        # The user's QUEUED set (the queued quota), in the same transaction.
+        {"status": "USER_QUEUED", "queue_key": "user-1", "job_ids": {job_id}},
     ]
 
     events = aws.capture.drain()
@@ -417,10 +429,10 @@ def test_same_idempotency_key_twice_creates_one_job(aws: Any) -> None:
     assert first.status == second.status == 201
     assert first.body == second.body
     assert [i["job_id"] for i in _scan(aws, JOBS_TABLE)] == [first.body["job_id"]]
-    assert [i["job_id"] for i in _scan(aws, QUEUE_TABLE)] == [first.body["job_id"]]
+    assert [i["job_id"] for i in _queue_entries(aws)] == [first.body["job_id"]]
     assert [e["detail-type"] for e in aws.capture.drain()] == ["Job Queued"]
     # The record lives in the idempotency table (Powertools' layout), not only in memory.
-    records = _scan(aws, IDEMPOTENCY_TABLE)
+    records = _idempotency_records(aws)
     assert len(records) == 1
     assert records[0]["status"] == "COMPLETED"
 
@@ -484,7 +496,7 @@ def test_without_a_key_each_create_is_a_new_job(aws: Any) -> None:
     second = jobs_api.post("/jobs", body=body)
     assert first.body["job_id"] != second.body["job_id"]
     assert len(_scan(aws, JOBS_TABLE)) == 2
-    assert _scan(aws, IDEMPOTENCY_TABLE) == []
+    assert _idempotency_records(aws) == []
 
 
 @pytest.mark.parametrize("key", ["x" * 129, "has space", "tab\there", "ünïcode"])
@@ -547,7 +559,7 @@ def test_a_lost_job_queued_event_does_not_fail_a_committed_create(aws: Any) -> N
 
     assert answer.status == "QUEUED"
     assert [i["job_id"] for i in _scan(aws, JOBS_TABLE)] == [answer.job_id]
-    assert len(_scan(aws, QUEUE_TABLE)) == 1
+    assert len(_queue_entries(aws)) == 1
 
 
 def test_a_key_whose_job_was_deleted_is_409_not_a_dead_id(aws: Any) -> None:

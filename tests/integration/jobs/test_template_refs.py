@@ -88,11 +88,11 @@ def test_a_create_whose_job_id_is_taken_adds_nothing(aws: Any) -> None:
         "created_at": created_at,
         "queue_key": queue_key(5, created_at, "job-1"),
     }
-    repository.create(job)
+    repository.create(job, max_queued=100)
     assert job_refs(aws, template_id) == 1
 
     with pytest.raises(JobIdTakenError):
-        repository.create({**job, "queue_key": queue_key(5, now_iso(), "job-1")})
+        repository.create({**job, "queue_key": queue_key(5, now_iso(), "job-1")}, max_queued=100)
     assert job_refs(aws, template_id) == 1
 
 
@@ -133,15 +133,16 @@ def test_the_repository_reports_a_gone_head_as_a_gone_template(aws: Any) -> None
                 "priority": 5,
                 "created_at": created_at,
                 "queue_key": queue_key(5, created_at, "job-2"),
-            }
+            },
+            max_queued=100,
         )
     assert job_refs(aws, template_id) is None
 
 
 class ConflictsFirst:
     """The real (moto) client, except that the first ``conflicts`` transactions are cancelled with a
-    TransactionConflict on the template head, as DynamoDB cancels one of two concurrent transactions
-    on the same item (moto never does)."""
+    TransactionConflict on the template head (item 3 of the create), as DynamoDB cancels one of two
+    concurrent transactions on the same item (moto never does)."""
 
     def __init__(self, real: Any, conflicts: int) -> None:
         self._real = real
@@ -155,10 +156,8 @@ class ConflictsFirst:
                 {
                     "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
                     "CancellationReasons": [
-                        {"Code": "None"},
-                        {"Code": "None"},
-                        {"Code": "None"},
-                        {"Code": "TransactionConflict"},
+                        {"Code": "TransactionConflict" if i == 3 else "None"}
+                        for i in range(len(kwargs["TransactItems"]))
                     ],
                 },
                 "TransactWriteItems",
@@ -184,7 +183,9 @@ def test_a_transaction_conflict_on_the_template_head_is_retried_and_counts_once(
     template_id = make_template(aws, "user-1")
     flaky = ConflictsFirst(aws.client("dynamodb"), conflicts=2)
 
-    JobsRepository(flaky, JOBS_TABLE, QUEUE_TABLE, TEMPLATES_TABLE).create(_job(template_id, "job-3"))
+    JobsRepository(flaky, JOBS_TABLE, QUEUE_TABLE, TEMPLATES_TABLE).create(
+        _job(template_id, "job-3"), max_queued=100
+    )
 
     assert flaky.calls == 3
     assert job_refs(aws, template_id) == 1
@@ -197,7 +198,9 @@ def test_conflicts_that_do_not_stop_give_up_and_write_nothing(aws: Any) -> None:
     flaky = ConflictsFirst(aws.client("dynamodb"), conflicts=100)
 
     with pytest.raises(ClientError):
-        JobsRepository(flaky, JOBS_TABLE, QUEUE_TABLE, TEMPLATES_TABLE).create(_job(template_id, "job-4"))
+        JobsRepository(flaky, JOBS_TABLE, QUEUE_TABLE, TEMPLATES_TABLE).create(
+            _job(template_id, "job-4"), max_queued=100
+        )
 
     assert flaky.calls == 5
     assert job_refs(aws, template_id) == 0

@@ -26,6 +26,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from moto.core.botocore_stubber import BotocoreStubber
 
+from functions.common import queued_jobs
 from functions.common import settings as s
 from functions.common.clock import now_iso, to_iso
 from tests.conftest import load_event
@@ -152,7 +153,8 @@ def queue_job(
     budget_limit: Decimal = Decimal("10"),
     job_id: str | None = None,
 ) -> str:
-    """Put a QUEUED job and its Queue item in one transaction (docs/data-model.md, step 1).
+    """Put a QUEUED job and its Queue item, and add it to its user's QUEUED set, in one transaction
+    (docs/data-model.md, step 1; the template's items are left out).
 
     ``seconds`` offsets ``created_at`` from a fixed base, so tests control the order.
     """
@@ -197,9 +199,18 @@ def queue_job(
                 }
             },
             {"Put": {"TableName": QUEUE_TABLE, "Item": {k: av(v) for k, v in entry.items()}}},
+            queued_jobs.admit_item(QUEUE_TABLE, user_id, job_id, max_queued=1000),
         ]
     )
     return job_id
+
+
+def user_queued_ids(dynamodb: Any, user_id: str = "user-1") -> set[str]:
+    """The user's QUEUED set (the jobs API's queued quota)."""
+    item = dynamodb.get_item(
+        TableName=QUEUE_TABLE, Key=queued_jobs.user_queued_key(user_id), ConsistentRead=True
+    ).get("Item")
+    return set(plain(item).get(queued_jobs.JOB_IDS, set())) if item else set()
 
 
 def get_job(dynamodb: Any, job_id: str) -> dict[str, Any] | None:

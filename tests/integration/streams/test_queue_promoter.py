@@ -26,6 +26,7 @@ from tests.integration.streams.support import (
     queue_job,
     queued_job_ids,
     slot_holders,
+    user_queued_ids,
 )
 
 pytestmark = pytest.mark.integration
@@ -112,6 +113,7 @@ def test_replaying_every_batch_twice_changes_nothing(
     assert executions_by_name(sfn, lifecycle) == {j: 1 for j in job_ids}
     assert slot_holders(db) == set()
     assert queued_job_ids(db) == []
+    assert user_queued_ids(db) == set()  # each job left the queued quota once, replays or not
 
 
 def test_a_poison_record_fails_alone(aws: Any, lifecycle: str, jobs_stream: StreamTap) -> None:

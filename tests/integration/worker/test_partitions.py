@@ -275,6 +275,44 @@ def test_include_prompts_false_drops_every_prompt(world: World, make_service: An
     assert all("prompt" in step for r in world.part_records(item.job_id) for step in r["steps"].values())
 
 
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_a_jsonl_export_with_every_field_is_the_parts_lines_in_batch_order(
+    world: World, make_service: Any, compression: str
+):
+    """The lines are copied from the parts as they are (not parsed and encoded again), in order."""
+    item = world.make_job(num_records=5, batch_size=2)
+    set_options(world, item.job_id, "none", {"compression": compression})
+    service = make_service()
+    run_partitions(world, service, item, [(2, 3), (0, 2)])  # the last partition done first
+
+    service.run(export(item), world_control(world, item))
+
+    suffix = ".gz" if compression == "gzip" else ""
+    body = world.s3.get_object(Bucket=BUCKET, Key=f"jobs/{item.job_id}/exports/dataset.jsonl{suffix}")
+    exported = body["Body"].read()
+    parts = b"".join(
+        world.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in world.parts(item.job_id)
+    )
+    assert (gzip.decompress(exported) if suffix else exported) == parts
+    assert [json.loads(line)["id"] for line in parts.splitlines()] == record_id_list(item.job_id, 5)
+
+
+def test_a_trimmed_jsonl_export_is_compact_json_too(world: World, make_service: Any):
+    item = world.make_job(num_records=2, batch_size=2, steps=TWO_STEPS)
+    set_options(world, item.job_id, "none", {"include_prompts": False})
+    service = make_service()
+    run_partitions(world, service, item, [(0, 1)])
+
+    service.run(export(item), world_control(world, item))
+
+    body = world.s3.get_object(Bucket=BUCKET, Key=f"jobs/{item.job_id}/exports/dataset.jsonl")["Body"].read()
+    lines = body.decode().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == record_id_list(item.job_id, 2)
+    assert all(
+        line == json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":")) for line in lines
+    )
+
+
 def test_a_partition_stops_on_the_rolled_up_cost_of_the_other_partitions(world: World, make_service: Any):
     """The budget is spent by other partitions (their deltas rolled up onto the job): this partition
     starts no record once the rolled-up total reaches the limit. Batches overlap (the next batch's

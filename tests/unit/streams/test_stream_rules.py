@@ -13,6 +13,7 @@ from functions.common.retry import RetryPolicy
 from functions.promoter.models import ClaimOutcome, JobStreamRecord, QueueEntry, SlotState, StartOutcome
 from functions.promoter.repository import TransientClaimError, UnexpectedCancellation, claim_outcome
 from functions.promoter.service import PromoterService
+from functions.reconciler.models import QueuedJobState
 from functions.rollup.models import CostBreakdown, CostDelta, RollupOutcome
 from functions.rollup.repository import TransientRollupError, rollup_outcome
 from tests.conftest import load_event
@@ -62,6 +63,65 @@ def test_what_triggers_a_promotion_pass(
             record["dynamodb"][image] = to_item(values)
 
     assert JobStreamRecord.model_validate(record).triggers_promotion is expected
+
+
+def _record(event_name: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> JobStreamRecord:
+    record = load_event("dynamodb_stream")["Records"][0]
+    record["eventName"] = event_name
+    record["dynamodb"].pop("NewImage")
+    for image, values in (("NewImage", new), ("OldImage", old)):
+        if values is not None:
+            record["dynamodb"][image] = to_item(values)
+    return JobStreamRecord.model_validate(record)
+
+
+QUEUED_JOB = {"job_id": "j", "user_id": "u", "status": "QUEUED"}
+
+
+@pytest.mark.parametrize(
+    ("event_name", "new", "old", "left"),
+    [
+        ("MODIFY", QUEUED_JOB | {"status": "RUNNING"}, QUEUED_JOB, True),  # promoted and started
+        ("MODIFY", QUEUED_JOB | {"status": "CANCELLED"}, QUEUED_JOB, True),  # cancelled while queued
+        ("MODIFY", QUEUED_JOB | {"status": "FAILED"}, QUEUED_JOB, True),  # the lifecycle's last resort
+        ("REMOVE", None, QUEUED_JOB, True),  # deleted while queued
+        ("INSERT", QUEUED_JOB, None, False),  # queued
+        ("MODIFY", QUEUED_JOB | {"cancel_requested_at": "t"}, QUEUED_JOB, False),  # still QUEUED
+        ("MODIFY", QUEUED_JOB | {"status": "COMPLETED"}, QUEUED_JOB | {"status": "RUNNING"}, False),
+        ("REMOVE", None, QUEUED_JOB | {"status": "COMPLETED"}, False),  # left long before
+    ],
+)
+def test_which_records_take_a_job_out_of_its_users_queued_set(
+    event_name: str, new: dict[str, Any] | None, old: dict[str, Any] | None, left: bool
+) -> None:
+    image = _record(event_name, new, old).left_queue
+    assert (image is not None and (image.user_id, image.job_id) == ("u", "j")) is left
+
+
+@pytest.mark.parametrize(
+    ("job", "left_by_cutoff"),
+    [
+        ({"status": "QUEUED", "updated_at": "2026-01-01T00:00:00.000Z"}, False),
+        ({"status": "RUNNING", "started_at": "2026-11-30T11:58:59.000Z"}, True),
+        ({"status": "RUNNING", "started_at": "2026-11-30T11:59:01.000Z"}, False),  # the stream's to do
+        (
+            {
+                "status": "COMPLETED",
+                "started_at": "2026-11-30T11:00:00.000Z",
+                "completed_at": "2026-11-30T12:00:00.000Z",
+            },
+            True,
+        ),
+        ({"status": "CANCELLED", "completed_at": "2026-11-30T11:58:00.000Z"}, True),  # never started
+        ({"status": "CANCELLED", "completed_at": "2026-11-30T11:59:30.000Z"}, False),
+        ({}, True),  # a bare item recreated after the job's deletion
+    ],
+)
+def test_when_the_reconciler_takes_an_id_out_of_a_queued_set(
+    job: dict[str, Any], left_by_cutoff: bool
+) -> None:
+    state = QueuedJobState.model_validate({"job_id": "j", **job})
+    assert state.left_queue_by("2026-11-30T11:59:00.000Z") is left_by_cutoff
 
 
 @pytest.mark.parametrize(

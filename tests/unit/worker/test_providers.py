@@ -146,6 +146,31 @@ def test_offline_text_is_deterministic_per_prompt_seed_and_model():
     )
 
 
+def test_offline_text_is_the_same_as_before_its_word_draw_was_made_cheaper():
+    """The words are drawn with ``getrandbits`` instead of ``random.choice``: the same text, so
+    outputs (and token counts, so costs) of jobs run before and after are the same."""
+    llama = OfflineProvider.text(MODELS[LLAMA_3_1_8B], "Write about Ada", {"name": "Ada"})
+    mistral = OfflineProvider.text(MODELS[MISTRAL_7B], "Write about Ada", {"name": "Ada"})
+
+    assert llama.text == (
+        "[offline Llama 3.1 8B Instruct 89f988e9] canyon marble canyon meadow beacon ribbon harbor"
+        " sparrow quiet orchard beacon tide drift thistle compass compass cedar drift harvest signal"
+        " orchard canyon drift river quiet marble tide signal quiet."
+    )
+    assert (llama.tokens_out, mistral.tokens_out) == (60, 74)
+    assert mistral.text.startswith("[offline Mistral 7B Instruct 4097caad] compass willow signal harbor")
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_the_offline_word_draw_matches_random_choice(seed):
+    import random
+
+    from functions.worker.providers import _WORDS, _words
+
+    expected = random.Random(seed)
+    assert _words(random.Random(seed), 60) == [expected.choice(_WORDS) for _ in range(60)]
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 100.0
