@@ -16,12 +16,16 @@ from the content type (``application/json``, ``application/x-ndjson``/``applicat
 ``line`` of a record is the line its first character is on; ``index`` is its 0-based position.
 
 Speed (``benchmarks/seed_reader.py``): the parsing is the stdlib's C code and the Python left is a
-few calls per buffer, or per record where the layout needs it; records reach the caller a batch at
-a time through ``itertools.chain`` (no Python frame per record). A JSON array written on one line
-is parsed one buffer at a time by one C call (``_JsonScanner._batch``), one written an element per
-line too (``_JsonScanner._line_batch``), any other layout element by element; JSONL is parsed a
-line at a time by the C scanner; a CSV chunk without quotes becomes its records in one call of a
-function compiled from the header (``_builder``), other chunks row by row.
+few calls per batch, or per record where the layout needs it; records reach the caller a batch at
+a time through ``itertools.chain`` (no Python frame per record). A batch is about 32 KB of text
+(``_BATCH_CHARS``; S3's 256 KB reads are cut in pieces) and is freed before the next is parsed, so
+that its text and objects stay in the CPU's cache and few of them live long enough for the garbage
+collector to walk them again and again, as it does the whole file's when ``json.loads`` reads it.
+A JSON array written on one line is parsed a batch at a time by one C call
+(``_JsonScanner._batch``), one written an element per line too (``_JsonScanner._line_batch``),
+any other layout element by element; JSONL is parsed a line at a time by the C scanner; a CSV
+chunk without quotes becomes its records in one call of a function compiled from the header
+(``_builder``), other chunks row by row.
 
 Every record, whichever parser produced it, is held to the limits of ``check_record``: at most
 ``MAX_RECORD_DEPTH`` levels of objects and arrays and no integer longer than ``MAX_NUMBER_DIGITS``
@@ -142,14 +146,35 @@ def iter_seed_records(
     """Records of a seed file, streamed. Raises ``SeedDataError`` (with a line) on malformed input."""
     fmt = detect_format(filename_or_content_type)
     if fmt is SeedFormat.JSONL:
-        batches = _jsonl_batches(chunks, max_record_bytes)
+        batches = _jsonl_batches(_pieces(chunks, _PIECE_BYTES), max_record_bytes)
     elif fmt is SeedFormat.CSV:
-        batches = _csv_batches(chunks, max_record_bytes)
+        batches = _csv_batches(_pieces(chunks, _PIECE_BYTES), max_record_bytes)
     else:
         batches = _JsonScanner(max_record_bytes).batches(chunks)
     # Each parser yields its records a batch at a time (a list per buffer, already checked); the
     # records then reach the caller through C iteration, without a Python frame per record.
     return itertools.chain.from_iterable(batches)
+
+
+# A batch's text at most (JSONL and CSV: bytes decoded at a time; JSON: characters parsed by one C
+# call): its text and records then stay in the CPU's cache while they are parsed, checked and
+# handed on (benchmarks/seed_reader.py: every format reads faster in batches of 32-64 KB than of
+# the validator's 256 KB reads, and slower still of 1 MB).
+_PIECE_BYTES = _BATCH_CHARS = 32 * 1024
+# ... or for JSON, when that is more, this many records (of the last batch's mean size): for
+# large records what counts is the few Python calls per batch, not the cache.
+_BATCH_RECORDS = 64
+
+
+def _pieces(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """The chunks, each cut in pieces of at most ``size`` bytes (UTF-8 decoding is incremental,
+    so a cut inside a character is fine)."""
+    for chunk in chunks:
+        if len(chunk) <= size:
+            yield chunk
+        else:
+            for start in range(0, len(chunk), size):
+                yield chunk[start : start + size]
 
 
 def _number_too_long(value: int | Decimal) -> bool:
@@ -261,10 +286,20 @@ def _line_batches(
     Decoded per chunk (a leading BOM dropped) and split in C; a line longer than
     ``max_line_chars`` is refused before more of it is buffered."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    pending = ""
+    held: list[str] = []  # the unfinished line as it came, joined once it ends (linear, however long)
+    held_chars = 0
     line = 1
     for chunk in chunks:
-        text = pending + _decode(decoder, chunk, False, line)
+        new = _decode(decoder, chunk, False, line)
+        held.append(new)
+        # No line end yet (held[0], the last text's unfinished line, may end with a "\r" that
+        # ends a line for the csv splitter unless a "\n" follows).
+        if "\n" not in new and "\r" not in new and not held[0].endswith("\r"):
+            held_chars += len(new)
+            if held_chars > max_line_chars:
+                raise SeedDataError(f"Line longer than {max_line_chars} bytes", line)
+            continue
+        text = "".join(held)
         lines = split(text)
         pending = lines.pop()
         if len(pending) > max_line_chars:
@@ -273,8 +308,9 @@ def _line_batches(
             longest = next(i for i, text in enumerate(lines) if len(text) > max_line_chars)
             raise SeedDataError(f"Line longer than {max_line_chars} bytes", line + longest)
         line += len(lines)
+        held, held_chars = [pending], len(pending)
         yield lines, text
-    pending += _decode(decoder, b"", True, line)
+    pending = "".join(held) + _decode(decoder, b"", True, line)
     if pending:
         yield [pending], pending
 
@@ -349,6 +385,8 @@ _NEXT = re.compile(r"[ \t\r\n]*,[ \t\r\n]*(?=\{)")
 _MARKER = "\x7f"
 _MARKED_LINE_END = '\n"\x7f",'
 _LAST_MARKER = '"\x7f"]'
+_MARKED_LINE_END_B = _MARKED_LINE_END.encode()
+_LAST_MARKER_B = _LAST_MARKER.encode()
 # How many characters a refill adds at least (or as many as the record so far: linear overall).
 _REFILL_CHARS = 64 * 1024
 
@@ -381,6 +419,7 @@ class _JsonScanner:
         self._line = 1  # the line of ``_text[_pos]``
         self._eof = False
         self._batching = self._line_batching = True
+        self._batch_chars = _BATCH_CHARS
         state = self._START
         index = 0
         while True:
@@ -405,7 +444,11 @@ class _JsonScanner:
                     continue
                 burst, checked = self._burst(index)
                 index += len(burst)
+                del burst
                 yield checked
+                # The caller is done with the batch: free it before the next one is parsed (the
+                # memory is reused while in the CPU's cache, and the collector never sees it).
+                del checked
                 state = self._AFTER_ELEMENT
             else:
                 raise SeedDataError(self._unexpected(state, char), self._line)
@@ -461,11 +504,12 @@ class _JsonScanner:
         cut either ends an element or makes the array invalid (it leaves an object open), so a
         successful parse that consumes the slice exactly is those elements; they are all on
         the cursor's line. Anything else is left to the other paths; after a failed guess
-        (a ``},`` inside the last element) the file is read per element from then on. After a
-        batch the next chunk is read in, so the element cut by this one parses at once."""
+        (a ``},`` inside the last element) the file is read per element from then on. The cut
+        is the last ``},`` of about a batch's worth of text (``_batch_chars``), else of the buffer."""
         text, pos = self._text, self._pos
         found = _NEXT.match(text, pos) if self._batching else None
-        start, cut = (found.end() if found else len(text)), text.rfind("},", pos) + 1
+        start = found.end() if found else len(text)
+        cut = (text.rfind("},", pos, start + self._batch_chars) + 1) or text.rfind("},", pos) + 1
         if not start < cut <= start + self._max or text.find("\n", pos, cut) >= 0:
             return None
         array = f"[{text[start:cut]}]"
@@ -490,19 +534,30 @@ class _JsonScanner:
         array, not inside an element, so every line end is between two elements, each line holds
         exactly one element followed by its comma, and element ``k`` is on the ``k``-th line.
         That is exactly what the element path would read, line numbers included (the property
-        tests compare the two). Anything else is left to the element path."""
+        tests compare the two). Anything else is left to the element path. The lines are those
+        of about a batch's worth of text (``_batch_chars``), else of the buffer; ASCII text gets
+        its markers as bytes (``bytes.replace`` finds the line ends with ``memchr``, where
+        ``str.replace`` first counts them character by character: twice as fast with the encoding
+        and decoding around it), other text as str (where the encoding costs more)."""
         text, pos = self._text, self._pos
         found = _NEXT.match(text, pos) if self._line_batching else None
         if found is None:
             return None
         start = found.end()
-        comma, end = self._last_line_end(start)
+        comma, end = self._last_line_end(start, start + self._batch_chars)
+        if comma < 0:  # a line longer than that: as many as the buffer holds
+            comma, end = self._last_line_end(start, len(text))
         if not start < comma <= start + self._max:
             return None
         lines = text[start:end]
         if _MARKER in lines or ("\\" in lines and "\\u007" in lines):
             return None
-        array = "".join(("[", lines.replace("\n", _MARKED_LINE_END), _LAST_MARKER))
+        if lines.isascii():
+            array = b"".join(
+                (b"[", lines.encode().replace(b"\n", _MARKED_LINE_END_B), _LAST_MARKER_B)
+            ).decode()
+        else:
+            array = "".join(("[", lines.replace("\n", _MARKED_LINE_END), _LAST_MARKER))
         try:
             parsed, parsed_end = self._scan(array, 0)
         except (StopIteration, ValueError, RecursionError):
@@ -521,25 +576,29 @@ class _JsonScanner:
         self._line = first_line + breaks  # the line of ``comma``, where the cursor goes
         return self._batched(elements, itertools.count(first_line), index, comma, lines)
 
-    def _last_line_end(self, start: int) -> tuple[int, int]:
-        """``(comma, end)``: the last comma after ``start`` that ends a line (``,\n``, or ``,\r\n``
-        when the buffer's lines end so) and that line's end; ``(-1, -1)`` when there is none."""
+    def _last_line_end(self, start: int, limit: int) -> tuple[int, int]:
+        """``(comma, end)``: the last comma between ``start`` and ``limit`` that ends a line
+        (``,\n``, or ``,\r\n`` when the lines there end so) and that line's end; ``(-1, -1)``
+        when there is none."""
         text = self._text
-        last = text.rfind("\n", start)
+        last = text.rfind("\n", start, limit)
         ending = ",\r\n" if text.startswith("\r", last - 1) else ",\n"
-        comma = text.rfind(ending, start)
+        comma = text.rfind(ending, start, limit)
         return (comma, comma + len(ending) - 1) if comma >= 0 and last >= 0 else (-1, -1)
 
     def _batched(
         self, elements: list[Any], lines: Iterator[int], index: int, end: int, text: str
     ) -> tuple[list[SeedRecord], Iterable[SeedRecord]]:
-        """The batch's records (and them checked); the cursor moves to ``end`` and the next chunk
-        is read in, so that the element cut by this one parses at once."""
+        """The batch's records (and them checked); the cursor moves to ``end`` and, when less
+        than a batch is left, the next chunk is read in, so that the element cut by this one
+        parses at once."""
         records = list(
             map(_new_tuple, itertools.repeat(SeedRecord), zip(lines, itertools.count(index), elements))
         )
         self._pos = end
-        if not self._eof:
+        # The next batch: _BATCH_CHARS, or 64 records of this batch's mean size when more.
+        self._batch_chars = max(_BATCH_CHARS, len(text) // len(elements) * _BATCH_RECORDS)
+        if not self._eof and len(self._text) - end < self._batch_chars:
             self._refill(_REFILL_CHARS)
         return records, _checked(records, elements, text)
 

@@ -186,6 +186,28 @@ def test_an_overlong_jsonl_line_is_refused_without_buffering_it_all() -> None:
     assert caught.value.line == 2
 
 
+@pytest.mark.parametrize("size", [1, 3, 1_000_000])
+@pytest.mark.parametrize(
+    ("fmt", "header", "row", "ending"),
+    [("x.csv", "a", "123456", "\r"), ("x.csv", "a", "123456", "\r\n"), ("x.jsonl", "", '{"n": 1}', "\n")],
+)
+def test_each_line_is_held_to_the_limit_on_its_own_however_the_file_is_cut(
+    fmt: str, header: str, row: str, ending: str, size: int
+) -> None:
+    """A line cut over many chunks is held until it ends and counted against the limit alone: a
+    line end at a chunk's end (a csv ``\r`` may wait for a ``\n``) still ends it."""
+    limit = len(row) + len(ending)
+    first = 2 if header else 1
+    rows = [row] * 5
+    document = "".join(line + ending for line in ([header] if header else []) + rows)
+    assert len(read(document, fmt, size, max_record_bytes=limit)) == 5
+    rows[1] = row[:-1] + "99" + row[-1]  # longer than the limit
+    document = "".join(line + ending for line in ([header] if header else []) + rows)
+    with pytest.raises(SeedDataError, match="longer than") as caught:
+        read(document, fmt, size, max_record_bytes=limit)
+    assert caught.value.line == first + 1
+
+
 # --------------------------------------------------------------------- CSV
 
 

@@ -80,15 +80,21 @@ def damaged(draw: st.DrawFn, document: str) -> str:
 
 
 def outcome(
-    data: bytes, fmt: str, size: int
+    data: bytes, fmt: str, size: int, batch: int | None = None
 ) -> tuple[list[tuple[int, int, Any]], tuple[str, int | None] | None]:
-    """(records read, the error: message and line) with chunks of ``size`` bytes."""
+    """(records read, the error: message and line) with chunks of ``size`` bytes (and, when
+    given, batches of at most ``batch`` characters instead of the reader's own size)."""
     got: list[tuple[int, int, Any]] = []
-    try:
-        for record in iter_seed_records((data[i : i + size] for i in range(0, len(data), size)), fmt):
-            got.append((record.line, record.index, record.data))
-    except SeedDataError as error:
-        return got, (error.message, error.line)
+    with pytest.MonkeyPatch.context() as patch:
+        if batch is not None:
+            patch.setattr(reader, "_BATCH_CHARS", batch)
+            patch.setattr(reader, "_PIECE_BYTES", batch)
+            patch.setattr(reader, "_BATCH_RECORDS", 1)
+        try:
+            for record in iter_seed_records((data[i : i + size] for i in range(0, len(data), size)), fmt):
+                got.append((record.line, record.index, record.data))
+        except SeedDataError as error:
+            return got, (error.message, error.line)
     return got, None
 
 
@@ -108,56 +114,84 @@ def same(left: Any, right: Any) -> bool:
 
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Batch sizes (characters of JSON per C call, bytes of JSONL/CSV decoded at a time) small enough
+# for the generated documents to be read in many batches, cut anywhere.
+BATCH_SIZES = [None, 1, 5, 40, 300]
 
 
 @SETTINGS
-@given(document=json_arrays(), size=st.sampled_from(CHUNK_SIZES))
-def test_json_arrays_read_the_same_by_every_path(document: str, size: int) -> None:
+@given(document=json_arrays(), size=st.sampled_from(CHUNK_SIZES), batch=st.sampled_from(BATCH_SIZES))
+def test_json_arrays_read_the_same_by_every_path(document: str, size: int, batch: int | None) -> None:
     data = document.encode()
-    fast = outcome(data, "a.json", size)
+    fast = outcome(data, "a.json", size, batch)
     assert same(fast, reference(data, "a.json", size))
-    if fast[1] is None:  # what was read is what the stdlib parser reads, in order
+    if fast[1] is None and document.strip(" \t\r\n\ufeff"):  # what was read is what the stdlib
+        # parser reads, in order (a blank document is read as no records, where json.loads fails)
         parsed = json.loads(document.lstrip("\ufeff"))
         assert same([record for _, _, record in fast[0]], parsed if isinstance(parsed, list) else [parsed])
 
 
+@st.composite
+def jsonl_documents(draw: st.DrawFn) -> str:
+    items = draw(st.lists(records(), max_size=10))
+    ensure_ascii = draw(st.booleans())
+    blank = draw(st.sampled_from(["", "\n", "  \r\n"]))
+    return draw(damaged((blank + "\n").join(json.dumps(i, ensure_ascii=ensure_ascii) for i in items)))
+
+
 @SETTINGS
-@given(
-    items=st.lists(records(), max_size=10),
-    ensure_ascii=st.booleans(),
-    blank=st.sampled_from(["", "\n", "  \r\n"]),
-    size=st.sampled_from(CHUNK_SIZES),
-    damage=st.data(),
-)
+@given(document=jsonl_documents(), size=st.sampled_from(CHUNK_SIZES), batch=st.sampled_from(BATCH_SIZES))
 def test_jsonl_reads_the_same_with_and_without_the_batch_checks(
-    items: list[dict], ensure_ascii: bool, blank: str, size: int, damage: Any
+    document: str, size: int, batch: int | None
 ) -> None:
-    document = damage.draw(
-        damaged((blank + "\n").join(json.dumps(i, ensure_ascii=ensure_ascii) for i in items))
-    )
     data = document.encode()
-    assert same(outcome(data, "a.jsonl", size), reference(data, "a.jsonl", size))
+    assert same(outcome(data, "a.jsonl", size, batch), reference(data, "a.jsonl", size))
 
 
 CELLS = st.text(alphabet='ab,"\n\r x.é', max_size=6)
 
 
-@SETTINGS
-@given(
-    header=st.lists(st.sampled_from(["a", "b", "c.d", "c.e", "f.g.h"]), min_size=1, max_size=4, unique=True),
-    rows=st.lists(st.lists(CELLS, min_size=0, max_size=5), max_size=15),
-    ending=st.sampled_from(["\n", "\r\n", "\r"]),
-    size=st.sampled_from(CHUNK_SIZES),
-)
-def test_csv_reads_the_same_by_whole_lines_and_row_by_row(
-    header: list[str], rows: list[list[str]], ending: str, size: int
-) -> None:
+@st.composite
+def csv_documents(draw: st.DrawFn) -> str:
+    header = draw(
+        st.lists(st.sampled_from(["a", "b", "c.d", "c.e", "f.g.h"]), min_size=1, max_size=4, unique=True)
+    )
+    rows = draw(st.lists(st.lists(CELLS, min_size=0, max_size=5), max_size=15))
+    ending = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+
     def cell(value: str) -> str:
         return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n\r') else value
 
-    document = ending.join([",".join(header)] + [",".join(map(cell, row)) for row in rows]) + ending
+    return ending.join([",".join(header)] + [",".join(map(cell, row)) for row in rows]) + ending
+
+
+@SETTINGS
+@given(document=csv_documents(), size=st.sampled_from(CHUNK_SIZES), batch=st.sampled_from(BATCH_SIZES))
+def test_csv_reads_the_same_by_whole_lines_and_row_by_row(
+    document: str, size: int, batch: int | None
+) -> None:
     data = document.encode()
-    assert same(outcome(data, "a.csv", size), reference(data, "a.csv", size))
+    assert same(outcome(data, "a.csv", size, batch), reference(data, "a.csv", size))
+
+
+@SETTINGS
+@given(
+    fmt_document=st.one_of(
+        st.tuples(st.just("a.json"), json_arrays()),
+        st.tuples(st.just("a.jsonl"), jsonl_documents()),
+        st.tuples(st.just("a.csv"), csv_documents()),
+    ),
+    size=st.sampled_from(CHUNK_SIZES),
+    batch=st.sampled_from(BATCH_SIZES),
+)
+def test_how_the_file_is_cut_changes_nothing(
+    fmt_document: tuple[str, str], size: int, batch: int | None
+) -> None:
+    """Chunks of any size and batches of any size (a line longer than many chunks is held in
+    pieces until it ends) read the same as the whole file at once."""
+    fmt, document = fmt_document
+    data = document.encode()
+    assert same(outcome(data, fmt, size, batch), outcome(data, fmt, max(1, len(data)), 10**9))
 
 
 def test_the_line_batch_is_taken_for_one_element_per_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,10 +205,16 @@ def test_the_line_batch_is_taken_for_one_element_per_line(monkeypatch: pytest.Mo
         return found
 
     monkeypatch.setattr(reader._JsonScanner, "_line_batch", spy)
-    document = "[\n  " + ",\n  ".join(json.dumps({"n": i, "s": "x" * 50}) for i in range(2000)) + "\n]\n"
-    records = list(iter_seed_records(iter([document.encode()]), "a.json"))
-    assert [r.line for r in records] == list(range(2, 2002))
-    assert sum(taken) > 1900
+    for text in ("x" * 50, "é🎉" * 25):  # ASCII lines are marked as bytes, the others as str
+        taken.clear()
+        items = [{"n": i, "s": text} for i in range(2000)]
+        document = "[\n  " + ",\n  ".join(json.dumps(i, ensure_ascii=False) for i in items) + "\n]\n"
+        chunks = [document.encode()[i : i + 256 * 1024] for i in range(0, len(document.encode()), 256 * 1024)]
+        records = list(iter_seed_records(iter(chunks), "a.json"))
+        assert [r.line for r in records] == list(range(2, 2002))
+        assert [r.data for r in records] == items
+        assert sum(taken) > 1900
+        assert max(taken) < 1000  # in batches of about reader._BATCH_CHARS, not a buffer at a time
 
 
 @pytest.mark.parametrize("layout", [",", ",\n", ",\n  "])
