@@ -15,6 +15,10 @@ from pydantic import ConfigDict, Field
 
 from functions.common.models import DeferredModel
 
+# Re-exported: the publisher lives apart so that a Lambda's cold start need not load every model here.
+from functions.common.publisher import EventPublisher as EventPublisher
+from functions.common.publisher import EventPublishError as EventPublishError
+
 SOURCE_JOBS = "plot-palette.jobs"
 SOURCE_TEMPLATES = "plot-palette.templates"
 SOURCE_SEED_DATA = "plot-palette.seed-data"
@@ -166,28 +170,6 @@ ALL_EVENTS: tuple[type[EventDetail], ...] = (
 )
 
 EVENTS_BY_DETAIL_TYPE: dict[str, type[EventDetail]] = {e.detail_type: e for e in ALL_EVENTS}
-
-
-class EventPublishError(Exception):
-    """EventBridge refused an entry (it answers 200 with FailedEntryCount > 0)."""
-
-
-class EventPublisher:
-    def __init__(self, events_client: Any, bus_name: str) -> None:
-        self._events = events_client
-        self._bus_name = bus_name
-
-    def publish(self, detail: EventDetail) -> None:
-        entry = {
-            "EventBusName": self._bus_name,
-            "Source": detail.source,
-            "DetailType": detail.detail_type,
-            "Detail": detail.model_dump_json(),
-        }
-        answer = self._events.put_events(Entries=[entry])
-        if answer.get("FailedEntryCount", 0):
-            failure = answer["Entries"][0]
-            raise EventPublishError(f"{failure.get('ErrorCode')}: {failure.get('ErrorMessage')}")
 
 
 def detail_json_schema(model: type[EventDetail]) -> dict[str, Any]:

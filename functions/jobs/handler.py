@@ -6,21 +6,20 @@ Routing and decorators only; the rules are in ``functions.jobs.service``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common import metric_names
 from functions.common.api import api_responses, build_resolver, current_caller
 from functions.common.aws import client, s3_presign_client
-from functions.common.events import EventPublisher
 from functions.common.observability import logger, metrics, publish_metrics
+from functions.common.publisher import EventPublisher
 from functions.common.settings import (
     BucketSettings,
     EventBusSettings,
@@ -43,7 +42,12 @@ from functions.jobs.models import (
 )
 from functions.jobs.repository import JobFiles, JobsRepository
 from functions.jobs.service import JobQuota, JobsService, create_rate_limiter
-from functions.templates.repository import TemplateRepository
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
+
+    from functions.common.rate_limit import RateLimiter
+    from functions.jobs.service import TemplateReader
 
 
 class JobsApiSettings(
@@ -63,24 +67,38 @@ SETTINGS = JobsApiSettings
 router = APIGatewayHttpRouter()
 
 
-def _service() -> JobsService:
+def _service(*, creating: bool = False) -> JobsService:
+    """The service of every route; ``creating``: with what only POST /jobs uses."""
     settings = load_settings(SETTINGS)
     dynamodb = client("dynamodb")
+    templates: TemplateReader | None = None
+    idempotency_store: BasePersistenceLayer | None = None
+    create_limiter: RateLimiter | None = None
+    if creating:
+        # The template lookup, the Idempotency-Key records and the rate limit are imported by the
+        # create only: the other routes' cold start skips them (benchmarks/cold_start.py).
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+        from functions.templates.repository import TemplateRepository
+
+        templates = TemplateRepository(dynamodb, settings.templates_table)
+        idempotency_store = DynamoDBPersistenceLayer(
+            table_name=settings.idempotency_table, boto3_client=dynamodb
+        )
+        create_limiter = create_rate_limiter(
+            dynamodb, settings.idempotency_table, settings.max_jobs_created_per_minute
+        )
     return JobsService(
         jobs=JobsRepository(dynamodb, settings.jobs_table, settings.queue_table, settings.templates_table),
         files=JobFiles(client("s3"), settings.bucket_name, presign_client=s3_presign_client()),
-        templates=TemplateRepository(dynamodb, settings.templates_table),
         publisher=EventPublisher(client("events"), settings.event_bus_name),
-        idempotency_store=DynamoDBPersistenceLayer(
-            table_name=settings.idempotency_table, boto3_client=dynamodb
-        ),
+        templates=templates,
+        idempotency_store=idempotency_store,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         seed_max_bytes=settings.upload_max_bytes,
         lambda_context=router.lambda_context,
         quota=JobQuota(max_queued=settings.max_queued_jobs_per_user),
-        create_limiter=create_rate_limiter(
-            dynamodb, settings.idempotency_table, settings.max_jobs_created_per_minute
-        ),
+        create_limiter=create_limiter,
     )
 
 
@@ -128,7 +146,7 @@ def create_job(
     ] = None,
 ) -> Response[CreateJobResponse]:
     caller = current_caller(router)
-    answer = _service().create(caller.user_id, request, idempotency_key)
+    answer = _service(creating=True).create(caller.user_id, request, idempotency_key)
     metrics.add_metric(name=metric_names.JOBS_CREATED, unit=MetricUnit.Count, value=1)
     return _json(201, answer)
 

@@ -6,11 +6,12 @@ see ``functions.common.money``) and requests take ``budget_limit`` as a number o
 Counts (records, tokens, priority, versions) are JSON integers.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: pydantic then reads each field's type as an object
+# instead of compiling and evaluating its string, a cheaper cold import (benchmarks/cold_start.py).
 
 import re
 from decimal import ROUND_UP, Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
@@ -197,7 +198,7 @@ class JobSummary(DeferredModel):
     budget_limit: DecimalNumber
 
     @classmethod
-    def of(cls, job: JobRecord) -> JobSummary:
+    def of(cls, job: JobRecord) -> Self:
         return cls(
             job_id=job.job_id,
             status=job.status,
@@ -256,7 +257,7 @@ class JobDetail(_JobFields):
     budget_exceeded: bool
 
     @classmethod
-    def of(cls, job: JobRecord) -> JobDetail:
+    def of(cls, job: JobRecord) -> Self:
         data = job.model_dump()
         data["export_config"] = _plain_json(job.export_config)
         data["config"] = {name: data[name] for name in JobConfig.model_fields}

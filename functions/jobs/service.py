@@ -51,18 +51,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-from aws_lambda_powertools.utilities.idempotency import (
-    BasePersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
-from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
+from typing import TYPE_CHECKING, Any, Protocol
 
 from functions.common.clock import now_iso
 from functions.common.cursor import decode_cursor, encode_cursor
@@ -74,15 +63,9 @@ from functions.common.errors import (
     NotFoundError,
     TooManyRequestsError,
 )
-from functions.common.events import (
-    EventPublisher,
-    JobCancellationRequested,
-    JobDeletionRequested,
-    JobQueued,
-)
 from functions.common.exports import compression_error, exports_prefix
 from functions.common.observability import logger
-from functions.common.rate_limit import RateLimiter, Window
+from functions.common.publisher import EventPublisher
 from functions.common.storage import (
     SeedFolderTooLargeError,
     SeedPathError,
@@ -113,6 +96,13 @@ from functions.jobs.repository import (
     user_status_key,
 )
 
+if TYPE_CHECKING:
+    # Only a create uses them, imported by it: the other routes' cold start skips the Powertools
+    # idempotency utility and the rate limiter (benchmarks/cold_start.py).
+    from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
+
+    from functions.common.rate_limit import RateLimiter
+
 DOWNLOAD_EXPIRES_SECONDS = 3600
 # Jobs that stopped before completing: their export (if a batch committed) is partial.
 STOPPED = frozenset({JobStatus.BUDGET_EXCEEDED, JobStatus.CANCELLED, JobStatus.FAILED})
@@ -133,6 +123,8 @@ def create_rate_limiter(
     dynamodb_client: Any, table_name: str, max_per_minute: int, clock: Callable[[], float] = time.time
 ) -> RateLimiter:
     """The per-user limit on job creates: ``max_per_minute`` in each fixed minute window."""
+    from functions.common.rate_limit import RateLimiter, Window  # creates only (see TYPE_CHECKING)
+
     return RateLimiter(
         dynamodb_client,
         table_name,
@@ -164,8 +156,8 @@ class JobsService:
         *,
         jobs: JobsRepository,
         files: JobFiles,
-        templates: TemplateReader,
         publisher: EventPublisher,
+        templates: TemplateReader | None = None,
         idempotency_store: BasePersistenceLayer | None = None,
         idempotency_ttl_seconds: int = 3600,
         seed_max_bytes: int | None = None,
@@ -175,7 +167,10 @@ class JobsService:
         quota: JobQuota | None = None,
         create_limiter: RateLimiter | None = None,
     ) -> None:
-        """``create_limiter`` (``create_rate_limiter``) limits creates per user; None: no rate limit."""
+        """``templates``, ``idempotency_store``, ``quota`` and ``create_limiter`` serve creates only:
+        without ``templates`` a create is refused (a RuntimeError), without ``idempotency_store`` a
+        create with an Idempotency-Key; ``create_limiter`` (``create_rate_limiter``) limits creates
+        per user, None: no rate limit."""
         self._quota = quota or JobQuota()
         self._create_limiter = create_limiter
         self._jobs = jobs
@@ -188,6 +183,9 @@ class JobsService:
         self._seed_max_bytes = seed_max_bytes
         self._idempotent_create: Callable[..., CreateJobResponse] | None = None
         if idempotency_store is not None:
+            from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+            from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
+
             # The record is found by (caller, key); the stored hash of the body makes a reused key
             # with a different body an IdempotencyValidationError.
             config = IdempotencyConfig(
@@ -217,6 +215,11 @@ class JobsService:
             raise BadRequestError("Idempotency-Key must be 1..128 printable ASCII characters without spaces")
         if self._idempotent_create is None:
             raise RuntimeError("idempotency is not configured")
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyValidationError,
+        )
+
         payload = {
             "user_id": user_id,
             "idempotency_key": idempotency_key,
@@ -241,13 +244,19 @@ class JobsService:
     ) -> CreateJobResponse:
         return self._create(user_id, request)
 
-    def _create(self, user_id: str, request: CreateJobRequest) -> CreateJobResponse:
-        if (problem := compression_error(request.output_format, request.export_config)) is not None:
-            raise BadRequestError(problem)
+    def _readable_template(self, user_id: str, request: CreateJobRequest) -> ReadableTemplate:
+        if self._templates is None:
+            raise RuntimeError("this service reads no templates: it cannot create jobs")
         template = self._templates.get_version(request.template_id, request.template_version)
         if template is None or not template.is_readable_by(user_id):
             # Another user's private template answers like a missing one: no existence leak.
             raise NotFoundError("Template version not found")
+        return template
+
+    def _create(self, user_id: str, request: CreateJobRequest) -> CreateJobResponse:
+        if (problem := compression_error(request.output_format, request.export_config)) is not None:
+            raise BadRequestError(problem)
+        template = self._readable_template(user_id, request)
         seed_key = self._seed_key(user_id, request.seed_data_path)
 
         created_at = self._clock()
@@ -294,6 +303,8 @@ class JobsService:
             raise refusal from None
         except TransactionConflictError:
             raise TooManyRequestsError("Too many concurrent job creates; retry in a second", 1) from None
+        from functions.common.events import JobQueued  # the event models load on a publishing route only
+
         try:
             self._publisher.publish(
                 JobQueued(
@@ -401,6 +412,8 @@ class JobsService:
             # Already asked: answer the same and re-emit with the first request time.
             requested_at = current.cancel_requested_at or requested_at
         status = current.status if current is not None else job.status
+        from functions.common.events import JobCancellationRequested  # see _create
+
         self._publisher.publish(
             JobCancellationRequested(
                 job_id=job.job_id, user_id=job.user_id, requested_at=requested_at, status=status.value
@@ -410,6 +423,8 @@ class JobsService:
         return JobActionResponse(message="Cancellation requested", job_id=job.job_id)
 
     def _request_deletion(self, job: JobRecord) -> JobActionResponse:
+        from functions.common.events import JobDeletionRequested  # see _create
+
         self._publisher.publish(
             JobDeletionRequested(
                 job_id=job.job_id, user_id=job.user_id, requested_at=self._clock(), status=job.status.value

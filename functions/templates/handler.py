@@ -17,8 +17,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.api import build_resolver, current_caller, error_doc
 from functions.common.aws import client
-from functions.common.events import EventPublisher
 from functions.common.observability import logger
+from functions.common.publisher import EventPublisher
 from functions.common.settings import (
     EventBusSettings,
     TemplatesTableSettings,

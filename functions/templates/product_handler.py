@@ -25,8 +25,7 @@ from functions.common.api import api_responses, current_caller
 from functions.common.aws import client
 from functions.common.body_guard import accept_media_types
 from functions.common.errors import BadRequestError, DomainError
-from functions.common.events import EventPublisher
-from functions.common.rate_limit import RateLimiter, Window
+from functions.common.publisher import EventPublisher
 from functions.common.render_limits import DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_MAX_SECONDS
 from functions.common.retry import RetryPolicy
 from functions.common.settings import (
@@ -49,15 +48,16 @@ from functions.templates.product_models import (
     MarketplaceSort,
     TemplateVersionsResponse,
 )
-from functions.templates.product_repository import ProductRepository
-from functions.templates.product_service import ProductService
 from functions.templates.repository import TemplateRepository
 from functions.templates.service import TemplateService
 
 if TYPE_CHECKING:
-    # The dry run (Jinja2, the worker's renderer and model providers, the seed reader) is imported
-    # by its route only: the other routes' cold start does not pay for it (benchmarks/cold_start.py).
+    # The dry run (Jinja2, the worker's renderer and model providers, the seed reader, the rate
+    # limiter) and the product routes' service are imported by the routes that use them: the other
+    # routes' cold start does not pay for them (benchmarks/cold_start.py).
+    from functions.common.rate_limit import RateLimiter
     from functions.templates.dry_run import DryRunService
+    from functions.templates.product_service import ProductService
     from functions.worker.providers import ModelProvider
 
 DRY_RUN_SCOPE = "templates-test"
@@ -105,6 +105,11 @@ def _templates(settings: ProductApiSettings) -> TemplateService:
 
 
 def _service() -> ProductService:
+    # The versions, marketplace, fork, export and import routes' service and reads are imported by
+    # those routes only: the template CRUD routes' cold start skips them.
+    from functions.templates.product_repository import ProductRepository
+    from functions.templates.product_service import ProductService
+
     settings = load_settings(ProductApiSettings)
     return ProductService(
         templates=_templates(settings),
@@ -141,6 +146,8 @@ def _providers(settings: DryRunSettings) -> Callable[[float], ModelProvider]:
 
 
 def dry_run_limiter(settings: DryRunSettings) -> RateLimiter:
+    from functions.common.rate_limit import RateLimiter, Window  # the dry run's only (see TYPE_CHECKING)
+
     return RateLimiter(
         client("dynamodb"),
         settings.idempotency_table,

@@ -1,11 +1,12 @@
 """Request and response models of the template product routes: versions, marketplace, fork,
 YAML export/import and the dry run (functions/templates/product_handler.py)."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: pydantic then reads each field's type as an object
+# instead of compiling and evaluating its string, a cheaper cold import (benchmarks/cold_start.py).
 
 import json
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
@@ -261,7 +262,7 @@ class DryRunRequest(DeferredModel):
         return value
 
     @model_validator(mode="after")
-    def _one_seed(self) -> DryRunRequest:
+    def _one_seed(self) -> Self:
         if (self.seed_record is None) == (self.seed_data_path is None):
             raise ValueError("give exactly one of seed_record or seed_data_path")
         if self.record_index is not None and self.seed_data_path is None:

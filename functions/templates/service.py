@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from functions.common.catalogue import UnknownModelError, resolve_model
 from functions.common.clock import now_iso
 from functions.common.cursor import decode_cursor, encode_cursor
 from functions.common.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
-from functions.common.events import (
-    EventDetail,
-    EventPublisher,
-    TemplateCreated,
-    TemplateDeleted,
-    TemplateVersionCreated,
-)
 from functions.common.observability import logger
+from functions.common.publisher import EventPublisher
 from functions.common.retry import RetryPolicy
 from functions.templates.models import (
     CreateTemplateRequest,
@@ -39,6 +33,10 @@ from functions.templates.repository import (
     TemplateRepository,
 )
 
+if TYPE_CHECKING:
+    # The event models are imported by the writes that publish them: the reads' cold start skips them.
+    from functions.common.events import EventDetail
+
 # Concurrent updates of one template: another version landed first, number after it.
 UPDATE_RETRY = RetryPolicy(attempts=20, base_delay=0.01, max_delay=0.5)
 _PHASE_OWN = "own"
@@ -47,6 +45,8 @@ _CURSOR_KEYS = ("phase", "template_id", "updated_at")
 
 
 def _created(template: TemplateVersion) -> EventDetail:
+    from functions.common.events import TemplateCreated  # see TYPE_CHECKING
+
     return TemplateCreated(
         template_id=template.template_id, user_id=template.user_id, version=1, name=template.name
     )
@@ -163,6 +163,8 @@ class TemplateService:
                     "Template version created",
                     extra={"template_id": template_id, "version": template.version, "attempt": attempt + 1},
                 )
+                from functions.common.events import TemplateVersionCreated  # see TYPE_CHECKING
+
                 self._publisher.publish(
                     TemplateVersionCreated(template_id=template_id, user_id=caller, version=template.version)
                 )
@@ -186,6 +188,8 @@ class TemplateService:
             raise NotFoundError("Template not found")
         deleted = self._repo.delete_all_versions(template_id)
         logger.info("Template deleted", extra={"template_id": template_id, "versions": deleted})
+        from functions.common.events import TemplateDeleted  # see TYPE_CHECKING
+
         self._publisher.publish(
             TemplateDeleted(template_id=template_id, user_id=caller, versions_deleted=deleted)
         )

@@ -32,17 +32,23 @@ EVERY_HANDLER = (
     "functions.templates.dry_run",
     "functions.templates.portable",
     "functions.templates.analysis",
+    "functions.common.events",  # the event models: a route that publishes imports its own
+    "functions.common.rate_limit",  # job creates and dry runs only
+    "aws_lambda_powertools.utilities.idempotency",  # job creates with an Idempotency-Key only
 )
 PER_HANDLER = {
     # Swagger UI (GET /docs) builds Powertools' OpenAPI models on import.
     "health": ("aws_lambda_powertools.event_handler.openapi.swagger_ui",),
-    # The dashboard reads one job: not the jobs service, its events or its idempotency.
-    "dashboard": (
-        "functions.jobs.service",
-        "functions.common.events",
-        "aws_lambda_powertools.utilities.idempotency",
+    # The dashboard reads one job: not the jobs service.
+    "dashboard": ("functions.jobs.service",),
+    # Only POST /jobs looks a template up.
+    "jobs": ("functions.templates",),
+    # The product routes' service and reads (versions, marketplace, fork, export, import).
+    "templates": (
+        "functions.seed_data.reader",
+        "functions.templates.product_repository",
+        "functions.templates.product_service",
     ),
-    "templates": ("functions.seed_data.reader",),
 }
 
 
