@@ -41,6 +41,17 @@ def settings_environment(domain: str, resources: Mapping[str, str]) -> dict[str,
     return environment
 
 
+# Every function's environment besides its settings (benchmarks/cold_start.py measures with it).
+BASE_ENVIRONMENT = {
+    "POWERTOOLS_SERVICE_NAME": "plot-palette",
+    "POWERTOOLS_METRICS_NAMESPACE": "PlotPalette",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+    # No pydantic plugins are used: skip their discovery (an entry-point scan of every installed
+    # distribution) at the first model of every cold start.
+    "PYDANTIC_DISABLE_PLUGINS": "__all__",
+}
+
+
 class PythonFunction(Construct):
     """A function whose handler is ``functions.<domain>.handler.lambda_handler``."""
 
@@ -74,11 +85,7 @@ class PythonFunction(Construct):
             description=f"{name}: only the grants its code needs",
         )
         self.log_group.grant_write(self.role)
-        base_environment = {
-            "POWERTOOLS_SERVICE_NAME": "plot-palette",
-            "POWERTOOLS_METRICS_NAMESPACE": "PlotPalette",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-        }
+        base_environment = dict(BASE_ENVIRONMENT)
         if config.is_local:
             # No X-Ray daemon on the emulator.
             base_environment["POWERTOOLS_TRACE_DISABLED"] = "true"

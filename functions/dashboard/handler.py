@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# First: no collector passes while this module imports (functions/common/coldstart.py).
+from functions.common import coldstart
+
+# isort: split
+
 from typing import Any
 
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
@@ -42,6 +47,7 @@ def get_dashboard(job_id: str) -> DashboardResponse:
 
 
 app = build_resolver(router)
+coldstart.imported()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

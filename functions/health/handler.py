@@ -9,6 +9,11 @@ without internet access.
 
 from __future__ import annotations
 
+# First: no collector passes while this module imports (functions/common/coldstart.py).
+from functions.common import coldstart
+
+# isort: split
+
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -68,6 +73,7 @@ def swagger_ui():
 
 
 app = build_resolver(router)
+coldstart.imported()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -6,6 +6,11 @@ Routing and decorators only; the rules are in ``functions.jobs.service``.
 
 from __future__ import annotations
 
+# First: no collector passes while this module imports (functions/common/coldstart.py).
+from functions.common import coldstart
+
+# isort: split
+
 from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -235,6 +240,7 @@ def download_job(job_id: str) -> DownloadResponse:
 
 
 app = build_resolver(router)
+coldstart.imported()
 
 
 @publish_metrics

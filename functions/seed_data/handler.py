@@ -5,6 +5,11 @@ Routing and decorators only; the rules are in ``functions.seed_data.service``.
 
 from __future__ import annotations
 
+# First: no collector passes while this module imports (functions/common/coldstart.py).
+from functions.common import coldstart
+
+# isort: split
+
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -97,6 +102,7 @@ def validate_seed_data(request: ValidateRequest) -> Response[ValidationSuccess |
 
 
 app = build_resolver(router)
+coldstart.imported()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

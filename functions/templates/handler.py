@@ -7,6 +7,11 @@ Routing and decorators only; the rules are in ``functions.templates.service``.
 
 from __future__ import annotations
 
+# First: no collector passes while this module imports (functions/common/coldstart.py).
+from functions.common import coldstart
+
+# isort: split
+
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -175,6 +180,7 @@ def list_models() -> ModelListResponse:
 # Both routers are served (and documented, functions/openapi.py) by this one Lambda.
 ROUTERS = (router, product_router)
 app = build_resolver(*ROUTERS)
+coldstart.imported()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -9,18 +9,21 @@ from typing import Any
 
 import pytest
 
+from benchmarks.cold_start import ENVIRONMENT as COLD_START_ENVIRONMENT
 from functions.common import settings
 from functions.common.api import API_DOMAINS, PUBLIC_PATHS, served_routes
 from functions.promoter.models import FairShareSettings
 from functions.reconciler.models import ReconcilerSettings
 from functions.templates.product_handler import DryRunSettings
 from stacks.bundling import ROOT
-from stacks.lambdas import handler_module
+from stacks.lambdas import BASE_ENVIRONMENT, handler_module
 from tests.infra.conftest import Synthesized, ref
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
 # Every environment variable a settings mixin of functions/common/settings.py reads.
+# What every function gets besides its settings (the local stage adds POWERTOOLS_TRACE_DISABLED).
+RUNTIME_VARIABLES = {*BASE_ENVIRONMENT, "POWERTOOLS_TRACE_DISABLED"}
 KNOWN_SETTINGS = {
     field.validation_alias
     for model in (
@@ -160,7 +163,7 @@ def test_function_settings_are_known_and_point_at_the_right_resources(each: Synt
     bucket_id = next(lid for lid in each.of_type("AWS::S3::Bucket") if lid.startswith("StorageData"))
     for lid, function in each.of_type("AWS::Lambda::Function").items():
         variables = function["Properties"]["Environment"]["Variables"]
-        app_settings = {k: v for k, v in variables.items() if not k.startswith("POWERTOOLS_")}
+        app_settings = {k: v for k, v in variables.items() if k not in RUNTIME_VARIABLES}
         assert set(app_settings) <= KNOWN_SETTINGS, (lid, set(app_settings) - KNOWN_SETTINGS)
         for key, value in app_settings.items():
             if key in table_ids:
@@ -200,7 +203,7 @@ def test_each_function_gets_exactly_the_settings_its_handler_reads(each: Synthes
     """Every field without a default is set, nothing else than the settings fields, and it validates."""
     _, function = _function_by_handler(each, domain)
     variables = function["Properties"]["Environment"]["Variables"]
-    passed = {k for k in variables if not k.startswith("POWERTOOLS_")}
+    passed = {k for k in variables if k not in RUNTIME_VARIABLES}
     model = handler_module(domain).SETTINGS
     if model is None:
         assert passed == set()
@@ -213,3 +216,10 @@ def test_each_function_gets_exactly_the_settings_its_handler_reads(each: Synthes
         k: v if isinstance(v, str) else "resolved-at-deploy" for k, v in variables.items() if k in passed
     }
     model(**values)  # raises pydantic.ValidationError on an invalid value
+
+
+def test_every_function_runs_with_the_environment_the_cold_start_bench_measures(each: Synthesized) -> None:
+    assert BASE_ENVIRONMENT.items() <= COLD_START_ENVIRONMENT.items()
+    for lid, function in each.of_type("AWS::Lambda::Function").items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert BASE_ENVIRONMENT.items() <= variables.items(), lid

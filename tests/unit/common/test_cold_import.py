@@ -68,3 +68,27 @@ def test_a_cold_import_loads_only_what_every_route_needs(domain: str) -> None:
     forbidden = (*EVERY_HANDLER, *PER_HANDLER.get(domain, ()))
     offending = sorted(m for m in loaded if any(m == f or m.startswith(f"{f}.") for f in forbidden))
     assert offending == [], f"functions.{domain}.handler imports {offending} at cold start"
+
+
+@pytest.mark.parametrize("domain", API_DOMAINS)
+def test_a_handler_imports_without_collector_passes_and_leaves_the_collector_on(domain: str) -> None:
+    """functions/common/coldstart.py: paused for the import (no pass counted), then frozen and on."""
+    probe = (
+        # The (empty) packages first: finding them runs a gen-0 pass or two before the handler starts.
+        f"import gc, json, functions.{domain}\n"
+        "before = [s['collections'] for s in gc.get_stats()]\n"
+        f"import functions.{domain}.handler\n"
+        "after = [s['collections'] for s in gc.get_stats()]\n"
+        "print(json.dumps([before, after, gc.isenabled(), gc.get_freeze_count()]))"
+    )
+    environment = os.environ | {"AWS_LAMBDA_FUNCTION_NAME": f"plot-palette-{domain}"}
+    answer = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=environment, capture_output=True, text=True, check=True
+    )
+    before, after, enabled, frozen = json.loads(answer.stdout.strip().splitlines()[-1])
+    # Not one pass once the handler's first line ran: at most the one young-generation pass that
+    # locating and loading the module itself may run (without the pause: hundreds, and full ones).
+    assert after[0] - before[0] <= 1
+    assert after[1:] == before[1:]
+    assert enabled is True
+    assert frozen > 10_000  # the import's objects, out of every later pass
