@@ -14,7 +14,8 @@ with a configured latency. Ratios are measured side by side in one run:
   call): an offline quota below what the worker could do; achieved calls/s against the quota and
   the share of calls throttled after the first (scaled) minute, i.e. second.
 - **CPU per record** of the pipeline itself (render, write, checkpoint, export; moto included) with
-  an instant model: records per CPU-second of this process. The same run also measures, with
+  an instant model: records per CPU-second of this process, the best of three 2,000-record jobs,
+  each in a fresh moto world. The same run also measures, with
   per-thread CPU clocks, the CPU spent inside moto's request handler (the stand-in for DynamoDB and
   S3, which in AWS runs elsewhere) and inside the offline model (Bedrock's side, in AWS), and
   reports the worker's own share: records per CPU-second of what is left (boto3's client side,
@@ -264,11 +265,25 @@ def quota(world: World, template_id: str, seed: str) -> dict[str, Any]:
     }
 
 
-def cpu_per_record(world: World, template_id: str, seed: str) -> dict[str, Any]:
-    item = job(world, 2000, template_id, seed)
-    model = offline(0, timed=True)
-    with moto_cpu() as moto:
-        run = run_jobs(world, [(item, service(world, model, MAX_CONCURRENCY))])
+CPU_REPEATS = 3
+
+
+def cpu_per_record() -> dict[str, Any]:
+    """The best of ``CPU_REPEATS`` jobs, each in a fresh moto world: load only ever adds CPU time
+    (cache misses, frequency changes), and moto slows as the earlier cases' items pile up in it."""
+    runs = [_cpu_run() for _ in range(CPU_REPEATS)]
+    best = min(runs, key=lambda r: r["cpu_seconds"])
+    return best | {"repeats": CPU_REPEATS, "cpu_seconds_all": [r["cpu_seconds"] for r in runs]}
+
+
+def _cpu_run() -> dict[str, Any]:
+    with moto_world() as world:
+        template_id = world.put_template(THREE_STEPS)
+        seed = world.put_seed(seed_records())
+        item = job(world, 2000, template_id, seed)
+        model = offline(0, timed=True)
+        with moto_cpu() as moto:
+            run = run_jobs(world, [(item, service(world, model, MAX_CONCURRENCY))])
     worker = run.cpu - moto[0] - model.cpu
     return {
         "records": run.records,
@@ -320,9 +335,9 @@ def run() -> tuple[list[str], dict[str, Any]]:
         results = {
             "throughput": throughput(world, template_id, seed),
             "quota": quota(world, template_id, seed),
-            "cpu": cpu_per_record(world, template_id, seed),
             "budget": budget_overshoot(world, template_id, seed),
         }
+    results["cpu"] = cpu_per_record()
     return _table(results), results
 
 
@@ -345,7 +360,8 @@ def _table(results: dict[str, Any]) -> list[str]:
     )
     c = results["cpu"]
     lines.append(
-        f"worker: CPU per record, instant model (render+write+checkpoint+export, moto included):"
+        f"worker: CPU per record, instant model (render+write+checkpoint+export, moto included;"
+        f" best of {c['repeats']}, CPU s {c['cpu_seconds_all']}):"
         f" {c['ms_cpu_per_record']} ms = {c['records_per_cpu_second']:.0f} records per CPU-second"
         f" (moto {c['moto_share']:.0%}, offline model {c['model_share']:.0%}; the worker's own:"
         f" {c['worker_ms_cpu_per_record']} ms = {c['worker_records_per_cpu_second']:.0f}"
