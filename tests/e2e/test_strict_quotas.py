@@ -19,15 +19,14 @@ import pytest
 
 from functions.common import queued_jobs
 from functions.common import settings as s
-from functions.common.clock import now_iso
 from functions.common.errors import DomainError, TooManyRequestsError
 from functions.common.events import EventPublisher
 from functions.jobs.models import CreateJobRequest, CreateJobResponse
 from functions.jobs.repository import JobFiles, JobsRepository
 from functions.jobs.service import JobQuota, JobsService, create_rate_limiter
-from functions.templates.models import TemplateDefinition, TemplateStep, TemplateVersion
 from functions.templates.repository import TemplateRepository
 from local.emulator import Emulator, start_emulator
+from tests.integration.jobs.support import job_body, make_template, upload_seed
 from tests.support.resources import create_resources
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -52,28 +51,9 @@ def emulator() -> Iterator[Emulator]:
 
 
 def _request(emulator: Emulator, user: str) -> CreateJobRequest:
-    template_id = str(uuid.uuid4())
-    TemplateRepository(emulator.client("dynamodb"), TEMPLATES).create(
-        TemplateVersion(
-            template_id=template_id,
-            version=1,
-            user_id=user,
-            name="authors",
-            template_definition=TemplateDefinition(steps=[TemplateStep(id="bio", prompt="Hi {{ name }}")]),
-            created_at=now_iso(),
-        )
-    )
-    key = f"seed-data/{user}/authors.jsonl"
-    emulator.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b'{"name": "Ada"}\n')
-    return CreateJobRequest.model_validate(
-        {
-            "template_id": template_id,
-            "seed_data_path": key,
-            "budget_limit": "1",
-            "output_format": "JSONL",
-            "num_records": 10,
-        }
-    )
+    """A valid create for ``user``: a template of theirs and an upload under their prefix."""
+    template_id = make_template(emulator, user)
+    return CreateJobRequest.model_validate(job_body(template_id, upload_seed(emulator, user)))
 
 
 def _service(emulator: Emulator, *, max_queued: int, per_minute: int) -> JobsService:
