@@ -11,6 +11,7 @@ from functions.common import settings as s
 from functions.common.errors import TooManyRequestsError
 from functions.common.rate_limit import RateLimiter, Window
 from functions.common.retry import RetryPolicy
+from tests.support.conflicts import ConflictsFirst
 
 pytestmark = pytest.mark.integration
 
@@ -71,28 +72,6 @@ def test_a_full_day_window_refuses_until_the_day_ends_even_with_minutes_to_spare
         limits.acquire("ada")
 
     assert refused.value.retry_after_seconds == 86_400 - 5 * 61
-
-
-class ConflictsFirst:
-    """The real client, except that the first ``conflicts`` transactions are cancelled with a
-    TransactionConflict (a concurrent request of the same user), as DynamoDB does."""
-
-    def __init__(self, real: Any, conflicts: int) -> None:
-        self._real = real
-        self.conflicts = conflicts
-        self.calls = 0
-
-    def transact_write_items(self, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls <= self.conflicts:
-            raise ClientError(
-                {
-                    "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
-                    "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}],
-                },
-                "TransactWriteItems",
-            )
-        return self._real.transact_write_items(**kwargs)
 
 
 def test_a_conflict_with_a_concurrent_request_is_retried_and_counted_once(aws: Any) -> None:

@@ -37,8 +37,8 @@ from tests.integration.jobs.support import (
     set_status,
     upload_seed,
 )
-from tests.integration.jobs.test_template_refs import ConflictsFirst
 from tests.integration.streams.support import atomic_requests
+from tests.support.conflicts import ConflictsFirst
 
 pytestmark = pytest.mark.integration
 
@@ -244,7 +244,7 @@ def test_creates_that_keep_conflicting_answer_429_retry_after_1_and_write_nothin
     request = CreateJobRequest.model_validate(
         job_body(make_template(aws, "user-1"), upload_seed(aws, "user-1"))
     )
-    dynamodb = ConflictsFirst(aws.client("dynamodb"), conflicts=100)
+    dynamodb = ConflictsFirst(aws.client("dynamodb"), conflicts=100, at=3)
     service = JobsService(
         jobs=JobsRepository(dynamodb, JOBS_TABLE, QUEUE_TABLE, TEMPLATES_TABLE),
         files=JobFiles(aws.client("s3"), BUCKET),

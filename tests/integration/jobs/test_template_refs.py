@@ -20,6 +20,7 @@ from tests.integration.jobs.support import (
     make_template,
     upload_seed,
 )
+from tests.support.conflicts import ConflictsFirst
 
 pytestmark = pytest.mark.integration
 
@@ -139,32 +140,6 @@ def test_the_repository_reports_a_gone_head_as_a_gone_template(aws: Any) -> None
     assert job_refs(aws, template_id) is None
 
 
-class ConflictsFirst:
-    """The real (moto) client, except that the first ``conflicts`` transactions are cancelled with a
-    TransactionConflict on the template head (item 3 of the create), as DynamoDB cancels one of two
-    concurrent transactions on the same item (moto never does)."""
-
-    def __init__(self, real: Any, conflicts: int) -> None:
-        self._real = real
-        self.conflicts = conflicts
-        self.calls = 0
-
-    def transact_write_items(self, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls <= self.conflicts:
-            raise ClientError(
-                {
-                    "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
-                    "CancellationReasons": [
-                        {"Code": "TransactionConflict" if i == 3 else "None"}
-                        for i in range(len(kwargs["TransactItems"]))
-                    ],
-                },
-                "TransactWriteItems",
-            )
-        return self._real.transact_write_items(**kwargs)
-
-
 def _job(template_id: str, job_id: str) -> dict[str, Any]:
     created_at = now_iso()
     return {
@@ -181,7 +156,7 @@ def _job(template_id: str, job_id: str) -> dict[str, Any]:
 
 def test_a_transaction_conflict_on_the_template_head_is_retried_and_counts_once(aws: Any) -> None:
     template_id = make_template(aws, "user-1")
-    flaky = ConflictsFirst(aws.client("dynamodb"), conflicts=2)
+    flaky = ConflictsFirst(aws.client("dynamodb"), conflicts=2, at=3)
 
     JobsRepository(flaky, JOBS_TABLE, QUEUE_TABLE, TEMPLATES_TABLE).create(
         _job(template_id, "job-3"), max_queued=100
@@ -195,7 +170,7 @@ def test_a_transaction_conflict_on_the_template_head_is_retried_and_counts_once(
 
 def test_conflicts_that_do_not_stop_give_up_and_write_nothing(aws: Any) -> None:
     template_id = make_template(aws, "user-1")
-    flaky = ConflictsFirst(aws.client("dynamodb"), conflicts=100)
+    flaky = ConflictsFirst(aws.client("dynamodb"), conflicts=100, at=3)
 
     with pytest.raises(ClientError):
         JobsRepository(flaky, JOBS_TABLE, QUEUE_TABLE, TEMPLATES_TABLE).create(

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import yaml
 from boto3.dynamodb.conditions import Key
-from botocore.exceptions import ClientError
 
 from functions.common import settings as s
 from functions.common.cursor import encode_cursor
@@ -21,6 +20,7 @@ from functions.templates.portable import MAX_IMPORT_BYTES
 from functions.templates.repository import TemplateRepository
 from functions.templates.service import TemplateService
 from tests.integration.jobs.support import job_body, jobs_api, upload_seed
+from tests.support.conflicts import ConflictsFirst
 from tests.support.http import ApiClient, LambdaContext, build_event
 
 pytestmark = pytest.mark.integration
@@ -522,39 +522,9 @@ def test_import_takes_json_and_is_public_and_ignores_stated_requirements(aws: An
     assert {int(i["version"]): i["is_public"] for i in stored} == {0: True, 1: True}
 
 
-class SourceHeadConflictsFirst:
-    """The real client, except that the first ``conflicts`` transactions are cancelled with a
-    TransactionConflict on the fork's source head (jobs and forks of a popular template update it
-    all the time), as DynamoDB cancels one of two concurrent transactions on one item."""
-
-    def __init__(self, real: Any, conflicts: int) -> None:
-        self._real = real
-        self.conflicts = conflicts
-        self.calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def transact_write_items(self, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls <= self.conflicts:
-            raise ClientError(
-                {
-                    "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
-                    "CancellationReasons": [
-                        {"Code": "None"},
-                        {"Code": "None"},
-                        {"Code": "TransactionConflict"},
-                    ],
-                },
-                "TransactWriteItems",
-            )
-        return self._real.transact_write_items(**kwargs)
-
-
 def test_a_fork_conflicting_on_its_busy_source_is_retried_and_counts_once(aws: Any) -> None:
     source = create(public=True)
-    flaky = SourceHeadConflictsFirst(aws.client("dynamodb"), conflicts=2)
+    flaky = ConflictsFirst(aws.client("dynamodb"), conflicts=2, at=2)  # the source head
     service = TemplateService(
         repository=TemplateRepository(flaky, TEMPLATES_TABLE),
         publisher=EventPublisher(aws.client("events"), s.EventBusSettings().event_bus_name),
